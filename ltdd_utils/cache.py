@@ -1,0 +1,84 @@
+"""Atomic writes and a configuration-keyed cache for expensive products.
+
+Teachers, experts, distilled sets and decoded datasets are stored under ``cache_dir()`` in a file whose
+name is a hash of the configuration that produced them, so a changed configuration never reads a stale
+product and an unchanged one is never recomputed.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+CACHE_ENV = "LTDD_CACHE"
+
+
+def cache_dir(path: str | os.PathLike | None = None) -> Path:
+    """The cache root: ``path``, else ``$LTDD_CACHE``, else ``~/.cache/ltdd``."""
+    root = path or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "ltdd"
+    root = Path(root).expanduser()
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def config_key(config: dict) -> str:
+    """A short stable hash of a JSON-serialisable configuration."""
+    text = json.dumps(config, sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def cached(kind: str, config: dict, compute: Callable[[], Any], root: str | os.PathLike | None = None,
+           verbose: bool = True) -> Any:
+    """Return the product of ``compute()`` for ``config``, computing and storing it on first use.
+
+    The file is ``<cache>/<kind>/<hash(config)>.pt``; the configuration is stored beside the product so a
+    reader can see what a file holds.
+    """
+    path = cache_dir(root) / kind / f"{config_key(config)}.pt"
+    if path.exists():
+        if verbose:
+            print(f"[cache] reuse {kind} {path.name}")
+        return torch.load(path, weights_only=False)["product"]
+    product = compute()
+    atomic_torch_save({"config": config, "product": product}, path)
+    if verbose:
+        print(f"[cache] stored {kind} {path.name}")
+    return product

@@ -1,0 +1,281 @@
+"""Presets and parameter validation: the one place that knows every knob.
+
+A chapter has a *schema* (every parameter it accepts, with a check and a one-line description) and three
+*presets* (``smoke``, ``cpu``, ``paper``), each a complete set of values. ``make_config(chapter, preset,
+**overrides)`` starts from the preset, applies the overrides and validates everything before any compute:
+an unknown name, a value of the wrong kind or out of range raises ``ConfigError`` naming the parameter,
+the value and what is allowed.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+import random
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+
+class ConfigError(ValueError):
+    """A parameter is unknown or has a value that is not allowed."""
+
+
+# --------------------------------------------------------------------------------------------- checks
+def _fail(name, value, allowed):
+    raise ConfigError(f"parameter {name!r} = {value!r} is not allowed: expected {allowed}")
+
+
+def int_at_least(low: int, what: str = "") -> Callable:
+    def check(name, v):
+        if isinstance(v, bool) or not isinstance(v, int) or v < low:
+            _fail(name, v, f"an integer >= {low}{what}")
+    return check
+
+
+def number_at_least(low: float, what: str = "") -> Callable:
+    def check(name, v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= low:
+            _fail(name, v, f"a number >= {low}{what}")
+    return check
+
+
+def positive_number(name, v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+        _fail(name, v, "a number > 0")
+
+
+def rate(name, v):
+    """A rate in [0, 1): noise rates, bias-conflicting ratios."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+        _fail(name, v, "a rate in [0, 1)")
+
+
+def one_of(*choices) -> Callable:
+    def check(name, v):
+        if v not in choices:
+            hint = difflib.get_close_matches(str(v), [str(c) for c in choices], n=1)
+            _fail(name, v, f"one of {list(choices)}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+    return check
+
+
+def list_of(item_check: Callable, min_len: int = 1) -> Callable:
+    def check(name, v):
+        if not isinstance(v, (list, tuple)) or len(v) < min_len:
+            _fail(name, v, f"a list of at least {min_len} item(s)")
+        for i, x in enumerate(v):
+            item_check(f"{name}[{i}]", x)
+    return check
+
+
+def optional(check: Callable) -> Callable:
+    def wrapped(name, v):
+        if v is not None:
+            check(name, v)
+    return wrapped
+
+
+def a_string(name, v):
+    if not isinstance(v, str):
+        _fail(name, v, "a string")
+
+
+def a_bool(name, v):
+    if not isinstance(v, bool):
+        _fail(name, v, "True or False")
+
+
+def _registry_check(kind: str) -> Callable:
+    def check(name, v):
+        if kind == "dataset":
+            from .data import DATASETS
+            one_of("auto", *DATASETS)(name, v)
+        elif kind == "model":
+            from .models import MODELS
+            one_of(*MODELS)(name, v)
+    return check
+
+
+def device_check(name, v):
+    if v == "auto":
+        return
+    try:
+        torch.device(v)
+    except (RuntimeError, TypeError):
+        _fail(name, v, "'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+@dataclass(frozen=True)
+class Param:
+    check: Callable
+    doc: str
+
+
+# ---------------------------------------------------------------------------------- shared parameters
+COMMON: dict[str, Param] = {
+    "dataset": Param(_registry_check("dataset"), "dataset name; 'auto' = CIFAR-10 if in the data root, else FashionMNIST"),
+    "data_root": Param(optional(a_string), "data root; None = $LTDD_DATA, else ~/.cache/ltdd/data"),
+    "cache_dir": Param(optional(a_string), "cache for teachers, experts and distilled sets; None = $LTDD_CACHE"),
+    "device": Param(device_check, "'auto' (CUDA if present, else CPU), 'cpu' or 'cuda'"),
+    "seeds": Param(list_of(int_at_least(0)), "seeds; every result is repeated per seed"),
+    "ipc": Param(int_at_least(1), "images per class of the synthetic set"),
+    "model": Param(_registry_check("model"), "architecture, by name (models.MODELS)"),
+    "width": Param(int_at_least(1), "ConvNet width (channels per layer)"),
+    "depth": Param(int_at_least(1), "ConvNet depth (conv blocks)"),
+    "norm": Param(one_of("instancenorm", "batchnorm", "none"), "ConvNet normalisation"),
+    "group_scheme": Param(one_of("thirds", "shots"), "many/medium/few definition (data.longtail.class_groups)"),
+    # distribution matching
+    "dm_iterations": Param(int_at_least(0), "DM optimisation steps on the synthetic images"),
+    "dm_lr": Param(positive_number, "DM learning rate on pixels (SGD, momentum 0.5)"),
+    "dm_batch_real": Param(int_at_least(1), "real images per class per DM step"),
+    "dm_dsa": Param(a_bool, "apply siamese DSA to real and synthetic batches in DM"),
+    "dm_net_pool": Param(int_at_least(0), "0 = fresh random net per DM step (paper); K = fixed pool of K random nets"),
+    # evaluation protocol
+    "eval_students": Param(int_at_least(1), "student models trained per synthetic set"),
+    "eval_epochs": Param(int_at_least(1), "student training epochs (lr x0.1 at half)"),
+    "eval_lr": Param(positive_number, "student SGD learning rate"),
+    "eval_batch": Param(int_at_least(1), "student batch size"),
+    "eval_aug": Param(one_of("dsa", "cropflip", "none"), "student augmentation"),
+    "eval_width": Param(int_at_least(1), "student ConvNet width"),
+    # teacher / expert
+    "teacher_epochs": Param(int_at_least(1), "teacher (expert) training epochs on the real data"),
+    "teacher_lr": Param(positive_number, "teacher SGD learning rate"),
+    "teacher_width": Param(int_at_least(1), "teacher ConvNet width"),
+}
+
+
+def _schema(*names: str, **extra: Param) -> dict[str, Param]:
+    out = {n: COMMON[n] for n in names}
+    out.update(extra)
+    return out
+
+
+SCHEMAS: dict[str, dict[str, Param]] = {
+    "longtail_baselines": _schema(
+        "dataset", "data_root", "cache_dir", "device", "seeds", "ipc", "model", "width", "depth", "norm",
+        "group_scheme", "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
+        "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
+        "teacher_epochs", "teacher_lr", "teacher_width",
+        imbalance_factors=Param(list_of(number_at_least(1, " (1 = balanced)")), "imbalance factors compared"),
+        profile_factors=Param(list_of(number_at_least(1, " (1 = balanced)")), "imbalance factors whose profiles are plotted"),
+        methods=Param(list_of(one_of("random", "herding", "dm")), "distillers compared"),
+        herding_features=Param(one_of("random", "teacher"), "embedding for herding: a random ConvNet or the teacher"),
+        test_limit=Param(optional(int_at_least(10)), "use only this many test images (None = the full balanced test set)"),
+        results_dir=Param(optional(a_string), "where result files go; None = book/results of the checkout"),
+    ),
+}
+
+_BASE = dict(data_root=None, cache_dir=None, results_dir=None, device="auto", model="convnet", depth=3, norm="instancenorm",
+             group_scheme="thirds", dm_lr=1.0, dm_dsa=True, eval_lr=0.01, eval_aug="dsa", teacher_lr=0.01)
+
+PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "longtail_baselines": {
+        "smoke": {**_BASE, "dataset": "digits", "seeds": [0], "ipc": 2, "width": 8, "imbalance_factors": [1, 10],
+                  "profile_factors": [10, 50, 100], "methods": ["random", "herding", "dm"],
+                  "herding_features": "teacher", "dm_iterations": 5, "dm_batch_real": 16, "dm_net_pool": 2,
+                  "eval_students": 1, "eval_epochs": 5, "eval_batch": 64, "eval_width": 8,
+                  "teacher_epochs": 2, "teacher_width": 8, "test_limit": 200},
+        "cpu": {**_BASE, "dataset": "auto", "seeds": [0, 1, 2], "ipc": 10, "width": 16, "imbalance_factors": [1, 100],
+                "profile_factors": [10, 50, 100], "methods": ["random", "herding", "dm"],
+                "herding_features": "random", "dm_iterations": 200, "dm_batch_real": 64, "dm_net_pool": 0,
+                "eval_students": 1, "eval_epochs": 300, "eval_batch": 256, "eval_width": 16,
+                "teacher_epochs": 15, "teacher_width": 16, "test_limit": None},
+        "paper": {**_BASE, "dataset": "auto", "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 128,
+                  "imbalance_factors": [1, 100], "profile_factors": [10, 50, 100],
+                  "methods": ["random", "herding", "dm"], "herding_features": "teacher",
+                  "dm_iterations": 20000, "dm_batch_real": 256, "dm_net_pool": 0,
+                  "eval_students": 10, "eval_epochs": 1000, "eval_batch": 256, "eval_width": 128,
+                  "teacher_epochs": 50, "teacher_width": 128, "test_limit": None},
+    },
+}
+
+
+class Config(dict):
+    """A validated parameter set; keys are also attributes (``cfg.ipc``)."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name, value):
+        raise AttributeError("Config is read-only; pass overrides to make_config")
+
+
+def _unknown(name: str, known) -> ConfigError:
+    hint = difflib.get_close_matches(name.lower(), list(known), n=1)
+    return ConfigError(f"unknown parameter {name!r}" + (f" (did you mean {hint[0].upper()!r}?)" if hint else "")
+                       + f"; known parameters: {', '.join(sorted(k.upper() for k in known))}")
+
+
+def make_config(chapter: str, preset: str = "cpu", check_data: bool = True, **overrides) -> Config:
+    """Preset ``preset`` of ``chapter`` with ``overrides`` applied, validated before any compute.
+
+    Override names are case-insensitive (notebook parameters are upper case). With ``check_data`` the
+    dataset is resolved ('auto') and its files are checked, so a missing dataset fails here.
+    """
+    if chapter not in SCHEMAS:
+        one_of(*SCHEMAS)("chapter", chapter)
+    one_of(*PRESETS[chapter])("preset", preset)
+    schema = SCHEMAS[chapter]
+    values = dict(PRESETS[chapter][preset])
+    for name, value in overrides.items():
+        key = name.lower()
+        if key not in schema:
+            raise _unknown(name, schema)
+        values[key] = list(value) if isinstance(value, tuple) else value
+    for key, param in schema.items():
+        if key not in values:
+            raise ConfigError(f"preset {preset!r} of {chapter!r} does not set {key!r}")
+        param.check(key, values[key])
+    values["chapter"], values["preset"] = chapter, preset
+    if check_data and "dataset" in values:
+        from .data import resolve_dataset
+        values["dataset"] = resolve_dataset(values["dataset"], values.get("data_root"))
+    return Config(values)
+
+
+_NOTEBOOK_RESERVED = {"In", "Out", "get_ipython", "exit", "quit", "open", "PRESET"}
+
+
+def notebook_config(chapter: str, namespace: dict, **kwargs) -> Config:
+    """Build the chapter's config from a notebook's globals (its parameters cell plus papermill's injection).
+
+    Every plain-data global that is not private is taken as a parameter, so a misspelt name injected by
+    papermill (``-p IPCC 10``) fails here instead of being silently ignored. ``None`` means "the preset's
+    value".
+    """
+    plain = (bool, int, float, str, list, tuple, dict)
+    params = {k: v for k, v in namespace.items()
+              if not k.startswith("_") and k not in _NOTEBOOK_RESERVED and isinstance(v, plain)}
+    return make_config(chapter, namespace.get("PRESET", "cpu"), **params, **kwargs)
+
+
+def describe(chapter: str) -> str:
+    """One line per parameter of a chapter: name, description and each preset's value."""
+    lines = []
+    for key, p in SCHEMAS[chapter].items():
+        vals = ", ".join(f"{pr}={PRESETS[chapter][pr][key]!r}" for pr in PRESETS[chapter])
+        lines.append(f"{key.upper():20s} {p.doc}  [{vals}]")
+    return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------- device and seeds
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"parameter 'device' = {device!r}: CUDA is not available on this machine; use 'auto' or 'cpu'")
+    return dev
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch; return a torch generator seeded with ``seed`` for explicit use."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ.setdefault("PYTHONHASHSEED", str(seed))
+    return torch.Generator().manual_seed(seed)

@@ -1,0 +1,10 @@
+"""Base distillers: random real subset, feature-space herding and Distribution Matching (DM).
+
+Each returns a :class:`SyntheticSet` (normalised float images, hard labels, an optional soft-label source,
+metadata). The papers' methods in ``ltdd_utils.methods`` are built on these.
+"""
+from .synset import SyntheticSet
+from .baselines import random_subset, herding
+from .dm import distribution_matching, class_mean_embeddings, dm_loss
+
+__all__ = ["SyntheticSet", "random_subset", "herding", "distribution_matching", "class_mean_embeddings", "dm_loss"]

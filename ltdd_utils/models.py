@@ -1,0 +1,128 @@
+"""Models created by name: the dataset-distillation ConvNet and a CIFAR ResNet-18.
+
+``get_model(name, channels, num_classes, im_size, **kw)`` builds any registered model. Every model has
+``embed(x)`` (the penultimate features, what DM matches) and ``forward(x)`` (logits). BatchNorm variants
+expose their running statistics through :func:`bn_statistics`, and :class:`BNStatsHook` records the batch
+statistics of a forward pass (what recovery methods match).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "instancenorm":      # the DD convention: GroupNorm with one group per channel, affine
+        return nn.GroupNorm(channels, channels, affine=True)
+    if kind == "batchnorm":
+        return nn.BatchNorm2d(channels)
+    if kind == "none":
+        return nn.Identity()
+    raise ValueError(f"norm {kind!r} is not allowed: expected 'instancenorm', 'batchnorm' or 'none'")
+
+
+class ConvNet(nn.Module):
+    """``depth`` blocks of [3x3 conv (width) -> norm -> ReLU -> 2x2 avg-pool], then a linear classifier."""
+
+    def __init__(self, channels: int, num_classes: int, im_size=(32, 32), width: int = 128, depth: int = 3,
+                 norm: str = "instancenorm"):
+        super().__init__()
+        layers, c, (h, w) = [], channels, im_size
+        for _ in range(depth):
+            layers += [nn.Conv2d(c, width, 3, padding=1), _norm(norm, width), nn.ReLU(inplace=True)]
+            if h > 1 and w > 1:
+                layers.append(nn.AvgPool2d(2))
+                h, w = h // 2, w // 2
+            c = width
+        self.features = nn.Sequential(*layers)
+        self.feature_dim = width * h * w
+        self.classifier = nn.Linear(self.feature_dim, num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.embed(x))
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int, norm: str):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+        self.bn1 = _norm(norm, cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+        self.bn2 = _norm(norm, cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), _norm(norm, cout))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        return F.relu(self.bn2(self.conv2(out)) + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """ResNet-18 for small images (3x3 stem, no max-pool), as used on CIFAR in the DD literature."""
+
+    def __init__(self, channels: int, num_classes: int, im_size=(32, 32), width: int = 64, norm: str = "batchnorm",
+                 **_):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, width, 3, 1, 1, bias=False)
+        self.bn1 = _norm(norm, width)
+        blocks, cin = [], width
+        for i, mult in enumerate((1, 2, 4, 8)):
+            for j in range(2):
+                blocks.append(_BasicBlock(cin, width * mult, 2 if (i > 0 and j == 0) else 1, norm))
+                cin = width * mult
+        self.layers = nn.Sequential(*blocks)
+        self.feature_dim = cin
+        self.classifier = nn.Linear(cin, num_classes)
+
+    def embed(self, x):
+        out = self.layers(F.relu(self.bn1(self.conv1(x))))
+        return F.adaptive_avg_pool2d(out, 1).flatten(1)
+
+    def forward(self, x):
+        return self.classifier(self.embed(x))
+
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "convnet": ConvNet,
+    "convnet_bn": lambda *a, **k: ConvNet(*a, **{**k, "norm": "batchnorm"}),
+    "resnet18": ResNet18,   # ignores ``depth``; ``norm`` defaults to batchnorm
+}
+
+
+def get_model(name: str, channels: int, num_classes: int, im_size=(32, 32), **kwargs) -> nn.Module:
+    """Build a registered model by name (``MODELS``); ``kwargs`` go to its constructor (width, depth, norm)."""
+    if name not in MODELS:
+        raise ValueError(f"model {name!r} is not allowed: expected one of {sorted(MODELS)}")
+    return MODELS[name](channels, num_classes, tuple(im_size), **kwargs)
+
+
+def bn_statistics(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(running_mean, running_var) of every BatchNorm layer, in module order."""
+    return [(m.running_mean, m.running_var) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+
+class BNStatsHook:
+    """Records per-channel batch mean and variance at the input of every BatchNorm layer during a forward."""
+
+    def __init__(self, model: nn.Module):
+        self.stats: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._handles = [m.register_forward_hook(self._hook) for m in model.modules()
+                         if isinstance(m, nn.BatchNorm2d)]
+
+    def _hook(self, module, inputs, output):
+        x = inputs[0]
+        self.stats.append((x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)))
+
+    def clear(self):
+        self.stats = []
+
+    def remove(self):
+        for h in self._handles:
+            h.remove()

@@ -1,0 +1,69 @@
+"""Figures the chapters share: long-tail profiles, method comparisons with error bars, per-class curves,
+image grids."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import seaborn as sns
+import torch
+
+
+def longtail_profiles(counts_by_if: dict, class_names=None, ax=None):
+    """Images per class (log scale) for several imbalance factors."""
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    for f, counts in counts_by_if.items():
+        ax.plot(range(len(counts)), counts, marker="o", label=f"IF {f:g}")
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(next(iter(counts_by_if.values())))))
+    if class_names:
+        ax.set_xticklabels(class_names, rotation=45, ha="right")
+    ax.set_xlabel("class (head → tail)")
+    ax.set_ylabel("training images")
+    ax.legend()
+    return ax
+
+
+def compare_methods(df, x: str, y: str = "acc", hue: str = "method", ax=None, title: str | None = None):
+    """Bar chart of ``y`` (mean over records) with ±1 std error bars across seeds and students."""
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    sns.barplot(data=df, x=x, y=y, hue=hue, errorbar="sd", capsize=0.1, ax=ax)
+    ax.set_ylabel(f"{y} (%)")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def per_class_accuracy(df, num_classes: int, hue: str = "method", class_names=None, ax=None, title=None):
+    """Per-class test accuracy (mean ± std over records), one line per ``hue`` value."""
+    import pandas as pd
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    cols = [f"per_class.{c}" for c in range(num_classes)]
+    long = df.melt(id_vars=[hue], value_vars=cols, var_name="class", value_name="accuracy")
+    long["class"] = long["class"].str.split(".").str[1].astype(int)
+    sns.lineplot(data=long, x="class", y="accuracy", hue=hue, errorbar="sd", marker="o", ax=ax)
+    ax.set_xticks(range(num_classes))
+    if class_names:
+        ax.set_xticklabels(class_names, rotation=45, ha="right")
+    ax.set_xlabel("class (head → tail)")
+    ax.set_ylabel("test accuracy (%)")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def image_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int, per_class: int = 10, ax=None,
+               title=None):
+    """Images in [0, 1] (N, C, H, W) as a grid: one row per class, ``per_class`` columns."""
+    rows = []
+    for c in range(num_classes):
+        x = images[labels == c][:per_class]
+        pad = torch.ones(per_class - len(x), *images.shape[1:]) if len(x) < per_class else x[:0]
+        rows.append(torch.cat([x, pad]))
+    grid = torch.stack(rows)                         # C, k, ch, h, w
+    n, k, ch, h, w = grid.shape
+    img = grid.permute(0, 3, 1, 4, 2).reshape(n * h, k * w, ch).numpy()
+    ax = ax or plt.subplots(figsize=(k * 0.6, n * 0.6))[1]
+    ax.imshow(img.squeeze(-1) if ch == 1 else img, cmap="gray" if ch == 1 else None)
+    ax.axis("off")
+    if title:
+        ax.set_title(title)
+    return ax

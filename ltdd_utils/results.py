@@ -1,0 +1,120 @@
+"""Result records with provenance, written atomically to JSON and CSV, and read back for tables.
+
+A record is one measurement: one student evaluated on the test set after one distillation run. Tables
+aggregate records into mean ± std over seeds and students.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+import subprocess
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .cache import atomic_write_text
+
+
+def git_commit(path: str | Path = ".") -> str:
+    """The current commit (with '+dirty' when the work tree has changes), or 'unknown' outside git."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=path, capture_output=True,
+                                text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=path,
+                               capture_output=True, text=True).stdout.strip()
+        return commit + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def device_name(device) -> str:
+    import torch
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(dev)}"
+    return f"cpu:{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+
+
+def provenance(preset: str, device, seeds) -> dict:
+    """What every record of a run carries besides its numbers."""
+    import torch
+    return {"preset": preset, "device": device_name(device), "seeds": list(seeds), "commit": git_commit(),
+            "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M:%S")}
+
+
+@dataclass
+class ResultRecord:
+    chapter: str
+    method: str
+    dataset: str
+    setting: dict            # e.g. {"imbalance_factor": 100} / bias / noise
+    ipc: int
+    seed: int
+    metrics: dict            # acc, per_class, acc_many, ... (percentages)
+    preset: str
+    device: str
+    commit: str
+    wall_time_s: float
+    date: str
+    data_source: str = ""
+    extra: dict = field(default_factory=dict)
+
+
+def make_record(chapter, method, dataset, setting, ipc, seed, metrics, prov: dict, wall_time_s: float,
+                data_source: str = "", **extra) -> ResultRecord:
+    return ResultRecord(chapter, method, dataset, dict(setting), ipc, seed, dict(metrics), prov["preset"],
+                        prov["device"], prov["commit"], round(wall_time_s, 2), prov["date"], data_source, extra)
+
+
+def _flat(rec: dict) -> dict:
+    row = {k: v for k, v in rec.items() if k not in ("setting", "metrics", "extra")}
+    row.update({f"setting.{k}": v for k, v in rec["setting"].items()})
+    for k, v in rec["metrics"].items():
+        if isinstance(v, list):
+            row.update({f"{k}.{i}": x for i, x in enumerate(v)})
+        else:
+            row[k] = v
+    row.update({f"extra.{k}": v for k, v in rec.get("extra", {}).items() if not isinstance(v, (list, dict))})
+    return row
+
+
+def write_records(records, path: str | Path) -> tuple[Path, Path]:
+    """Write records to ``<path>.json`` (complete) and ``<path>.csv`` (flat), each atomically."""
+    path = Path(path)
+    rows = [asdict(r) if isinstance(r, ResultRecord) else r for r in records]
+    jpath, cpath = path.with_suffix(".json"), path.with_suffix(".csv")
+    atomic_write_text(jpath, json.dumps(rows, indent=1))
+    flat = [_flat(r) for r in rows]
+    cols = list(dict.fromkeys(k for r in flat for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, cols)
+    writer.writeheader()
+    writer.writerows(flat)
+    atomic_write_text(cpath, buf.getvalue())
+    return jpath, cpath
+
+
+def read_records(path: str | Path) -> list[dict]:
+    return json.loads(Path(path).with_suffix(".json").read_text())
+
+
+def to_frame(records):
+    """A pandas DataFrame with one row per record; setting and metric keys flattened (``setting.x``, ``acc``)."""
+    import pandas as pd
+    rows = [asdict(r) if isinstance(r, ResultRecord) else r for r in records]
+    return pd.DataFrame([_flat(r) for r in rows])
+
+
+def summarize(df, by: list[str], metrics=("acc", "acc_many", "acc_medium", "acc_few"), digits: int = 1):
+    """A table of 'mean ± std (n)' per group of ``by`` for each metric column present."""
+    import pandas as pd
+    cols = [m for m in metrics if m in df.columns]
+    g = df.groupby(by, sort=False)[cols]
+    mean, std, n = g.mean(), g.std(ddof=1).fillna(0.0), g.size()
+    out = pd.DataFrame(index=mean.index)
+    for c in cols:
+        out[c] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean[c], std[c])]
+    out["n"] = n
+    return out
