@@ -84,6 +84,8 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
     from . import config
     from .results import device_name, git_commit
 
+    import logging
+    logging.basicConfig(level=logging.INFO, format="    %(message)s")   # papermill logs cell output here
     todo = select(names)
     for stem in todo:   # validate everything before any compute
         config.make_config(chapter_key(stem), preset, **params)

@@ -1,0 +1,33 @@
+# Two entry points (see README):  make book  |  make test
+# Both create .venv and install ltdd_utils with its dependencies first.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PRESET ?= cpu
+# The data root: $LTDD_DATA if set, else ../shared/data when it exists beside the checkout.
+export LTDD_DATA ?= $(if $(wildcard ../shared/data),$(abspath ../shared/data),)
+
+.PHONY: setup book reproduce build-book test clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+reproduce: setup
+	$(PY) -m ltdd_utils reproduce --preset $(PRESET)
+
+build-book: setup
+	$(VENV)/bin/jupyter-book build . --toc book/_toc.yml --config _config.yml -W -n --keep-going
+
+book: reproduce build-book
+	@echo "book: open _build/html/index.html"
+
+test: setup
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf _build .failed

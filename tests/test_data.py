@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+import torch
+
+from conftest import SHARED_DATA, need
+from ltdd_utils.data import DatasetNotFoundError, load_dataset, resolve_dataset
+from ltdd_utils.data.longtail import class_groups, longtail_counts, longtail_indices, make_longtail
+
+
+@need("MNIST/raw")
+@pytest.mark.parametrize("name, n_train", [("mnist", 60000), ("fashionmnist", 60000)])
+def test_idx_datasets_load(name, n_train):
+    tr, te = load_dataset(name, train=True), load_dataset(name, train=False)
+    assert tr.images.shape == (n_train, 1, 28, 28) and tr.images.dtype == torch.uint8
+    assert te.images.shape == (10000, 1, 28, 28) and len(tr.classes) == 10
+    assert te.class_counts() == [1000] * 10 if name == "fashionmnist" else sum(te.class_counts()) == 10000
+
+
+@need("cifar10-jpeg")
+def test_cifar10_jpeg_folder_in_official_order():
+    tr = load_dataset("cifar10", train=True)
+    assert tr.images.shape == (50000, 3, 32, 32) and "JPEG" in tr.source
+    assert tr.class_counts() == [5000] * 10 and tr.classes[0] == "airplane"
+    clean = np.load(SHARED_DATA / "CIFAR-10N" / "CIFAR-10_human.npz")["clean_label"]
+    assert (tr.labels.numpy() == clean).all()       # official training order, as CIFAR-10N needs
+    assert load_dataset("cifar10", train=False).class_counts() == [1000] * 10
+
+
+def test_digits_needs_no_files(tmp_path):
+    tr, te = load_dataset("digits", tmp_path, True), load_dataset("digits", tmp_path, False)
+    assert len(tr) + len(te) == 1797 and tr.images.max() == 255
+
+
+def test_missing_dataset_names_files_and_root(tmp_path):
+    with pytest.raises(DatasetNotFoundError) as e:
+        load_dataset("mnist", tmp_path, download=False)
+    msg = str(e.value)
+    assert str(tmp_path) in msg and "train-images-idx3-ubyte.gz" in msg and "LTDD_DATA" in msg
+
+
+def test_auto_falls_back_to_fashionmnist(tmp_path):
+    (tmp_path / "FashionMNIST").symlink_to(SHARED_DATA / "FashionMNIST")
+    assert resolve_dataset("auto", tmp_path, download=False) == "fashionmnist"
+
+
+def test_longtail_counts_match_ltdd_table():
+    assert longtail_counts(5000, 10, 100) == [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+    assert sum(longtail_counts(5000, 10, 10)) == 20431
+    assert sum(longtail_counts(5000, 10, 200)) == 11203
+    assert longtail_counts(5000, 10, 1) == [5000] * 10
+
+
+def test_longtail_split_is_seeded_and_recorded():
+    labels = torch.arange(10).repeat_interleave(100)
+    a, b, c = (longtail_indices(labels, 10, seed=s) for s in (0, 0, 1))
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    assert torch.bincount(labels[a]).tolist() == longtail_counts(100, 10, 10)
+    assert len(set(a.tolist())) == len(a)            # without replacement
+
+
+def test_make_longtail_keeps_indices_into_the_full_split():
+    tr = load_dataset("digits", train=True)
+    lt = make_longtail(tr, 10, seed=0)
+    assert lt.class_counts() == longtail_counts(min(tr.class_counts()), 10, 10)
+    assert torch.equal(tr.labels[lt.indices], lt.labels)
+    sub = lt.subset([0, 5])
+    assert torch.equal(tr.labels[sub.indices], sub.labels)
+
+
+def test_class_groups():
+    counts = longtail_counts(5000, 10, 100)
+    assert class_groups(counts) == {"many": [0, 1, 2], "medium": [3, 4, 5, 6], "few": [7, 8, 9]}
+    g = class_groups([500, 150, 100, 50, 20, 19, 5], "shots")
+    assert g == {"many": [0, 1], "medium": [2, 3, 4], "few": [5, 6]}

@@ -1,0 +1,125 @@
+import time
+
+import pytest
+import torch
+
+from ltdd_utils.data import load_dataset
+from ltdd_utils.data.longtail import make_longtail
+from ltdd_utils.distill import SyntheticSet, class_mean_embeddings, distribution_matching, dm_loss, herding, random_subset
+from ltdd_utils.evaluate import (EvalSettings, accuracy_metrics, class_balanced_weights, evaluate_synset,
+                                 soft_label_loss, train_teacher)
+from ltdd_utils.models import get_model
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits", train=True), load_dataset("digits", train=False)
+
+
+def net_fn():
+    return get_model("convnet", 1, 10, (8, 8), width=8)
+
+
+def test_dm_loss_zero_for_identical_sets_and_positive_otherwise():
+    f, y = torch.randn(40, 16), torch.arange(4).repeat(10)
+    means = class_mean_embeddings(f, y, 4)
+    assert float(dm_loss(means, f, y)) == pytest.approx(0.0, abs=1e-10)
+    assert float(dm_loss(means, f + 0.1, y)) > 0
+
+
+def test_uniform_weights_give_the_plain_mean():
+    f, y = torch.randn(30, 5), torch.arange(3).repeat(10)
+    assert torch.allclose(class_mean_embeddings(f, y, 3), class_mean_embeddings(f, y, 3, torch.full((30,), 2.5)))
+    w = torch.zeros(30)
+    w[0] = 1.0
+    assert torch.allclose(class_mean_embeddings(f, y, 3, w)[0], f[0])
+
+
+def test_random_subset_and_short_classes(digits):
+    lt = make_longtail(digits[0], 100, seed=0)
+    syn = random_subset(lt, 5, seed=0)
+    counts = lt.class_counts()
+    assert syn.class_counts() == [min(5, c) for c in counts]
+    assert syn.meta["per_class"] == syn.class_counts()
+    assert torch.equal(digits[0].labels[torch.tensor(syn.meta["indices"])], syn.labels)
+
+
+def test_herding_picks_the_point_nearest_the_mean_first(digits):
+    tr = digits[0]
+    feats = torch.randn(len(tr), 4)
+    c0 = (tr.labels == 0).nonzero().flatten()
+    feats[c0] = torch.randn(len(c0), 4) * 5
+    feats[c0[17]] = feats[c0].mean(0)              # a point exactly at the class mean
+    syn = herding(tr, 3, None, features=feats)
+    assert syn.meta["indices"][0] == int(c0[17])
+    assert syn.class_counts() == [3] * 10
+
+
+def test_dm_lowers_its_loss_and_is_deterministic(digits):
+    tr = digits[0]
+    kw = dict(iterations=30, lr=1.0, batch_real=32, net_pool=1, seed=0)
+    a = distribution_matching(tr, 2, net_fn, **kw)
+    b = distribution_matching(tr, 2, net_fn, **kw)
+    assert torch.equal(a.images, b.images)                      # fixed seed: exact repeat on CPU
+    h = a.meta["loss_history"]
+    assert sum(h[-5:]) < sum(h[:5])
+    assert not torch.equal(a.images, random_subset(tr, 2, 0).images)  # the pixels moved
+
+
+def test_gradients_reach_synthetic_pixels():
+    syn = torch.randn(4, 1, 8, 8, requires_grad=True)
+    net = net_fn()
+    real = class_mean_embeddings(net.embed(torch.randn(20, 1, 8, 8)), torch.arange(2).repeat(10), 2)
+    dm_loss(real, net.embed(syn), torch.tensor([0, 0, 1, 1])).backward()
+    assert syn.grad.abs().sum() > 0
+
+
+def test_accuracy_metrics_hand_made():
+    labels = torch.tensor([0, 0, 1, 1, 2, 2])
+    pred = torch.tensor([0, 0, 1, 0, 0, 0])
+    m = accuracy_metrics(pred, labels, 3, {"many": [0], "medium": [1], "few": [2]})
+    assert m["acc"] == pytest.approx(50.0)
+    assert m["per_class"] == pytest.approx([100.0, 50.0, 0.0])
+    assert (m["acc_many"], m["acc_medium"], m["acc_few"]) == pytest.approx((100.0, 50.0, 0.0))
+
+
+def test_soft_label_losses():
+    t = torch.randn(5, 3)
+    teacher_logits = soft_label_loss("soft_kl", stored_logits=t, temperature=2.0)
+    assert float(teacher_logits(t.clone(), None, torch.arange(5))) == pytest.approx(0.0, abs=1e-6)
+    assert float(teacher_logits(torch.zeros(5, 3), None, torch.arange(5))) > 0
+    mse = soft_label_loss("soft_mse", stored_logits=t, logit_offset=torch.ones(3))
+    assert float(mse(t - 1, None, torch.arange(5))) == pytest.approx(0.0, abs=1e-10)
+
+
+def test_class_balanced_weights():
+    w = class_balanced_weights([100, 10, 1])
+    assert w[0] < w[1] < w[2] and float(w.mean()) == pytest.approx(1.0)
+
+
+def test_evaluate_synset_learns_digits(digits):
+    tr, te = digits
+    syn = random_subset(tr, 10, 0)
+    res = evaluate_synset(syn, te, EvalSettings(width=16, epochs=100, lr=0.05, batch=100, aug="none", students=2), seed=0)
+    assert len(res) == 2 and all(r["acc"] > 50 for r in res)   # chance is 10%
+
+
+def test_teacher_is_cached_by_configuration(digits, tmp_path):
+    tr = make_longtail(digits[0], 10, 0)
+    kw = dict(width=8, epochs=3, batch=128, cache_root=tmp_path)
+    t0 = time.time()
+    a = train_teacher(tr, **kw)
+    files = list((tmp_path / "teachers").glob("*.pt"))
+    assert len(files) == 1
+    b = train_teacher(tr, **kw)                     # loaded, not retrained
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    train_teacher(tr, loss="logit_adjust", **kw)
+    assert len(list((tmp_path / "teachers").glob("*.pt"))) == 2
+    assert time.time() - t0 < 120
+
+
+def test_synset_roundtrip(tmp_path):
+    s = SyntheticSet(torch.randn(4, 1, 8, 8), torch.tensor([0, 0, 1, 1]), 2, meta={"method": "x"})
+    s.save(tmp_path / "s.pt")
+    r = SyntheticSet.load(tmp_path / "s.pt")
+    assert torch.equal(r.images, s.images) and r.meta == s.meta

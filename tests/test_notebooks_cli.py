@@ -1,0 +1,84 @@
+"""End to end: every chapter runs in the smoke preset through the batch runner; notebook hygiene."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+from ltdd_utils import cli
+
+SOURCES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def run_cli(*args, cwd=ROOT):
+    return subprocess.run([sys.executable, "-m", "ltdd_utils", *args], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("nb", SOURCES, ids=lambda p: p.stem)
+def test_sources_have_no_outputs_and_a_parameters_cell_first(nb):
+    cells = json.loads(nb.read_text())["cells"]
+    code = [c for c in cells if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
+    assert "parameters" in code[0]["metadata"].get("tags", [])
+    assert "PRESET" in "".join(code[0]["source"])
+
+
+@pytest.mark.parametrize("nb", SOURCES, ids=lambda p: p.stem)
+def test_every_chapter_has_a_config_schema_and_is_in_the_toc(nb):
+    from ltdd_utils.config import SCHEMAS
+    assert cli.chapter_key(nb.stem) in SCHEMAS
+    assert f"book/chapters/{nb.stem}" in (ROOT / "book" / "_toc.yml").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("nb", SOURCES, ids=lambda p: p.stem)
+def test_chapter_runs_in_smoke_preset(nb, tmp_path):
+    out, res = tmp_path / "executed", tmp_path / "results"
+    r = run_cli("reproduce", "--preset", "smoke", "--chapters", nb.stem[:2], "--output-dir", str(out),
+                "-p", "RESULTS_DIR", str(res))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "done in" in r.stdout
+    executed = json.loads((out / nb.name).read_text())
+    meta = executed["metadata"]["ltdd"]
+    assert meta["preset"] == "smoke" and meta["runtime_s"] > 0 and meta["commit"] and meta["device"]
+    errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
+    records = json.loads(next(res.glob("*_smoke.json")).read_text())
+    assert records and all(r["preset"] == "smoke" and "acc" in r["metrics"] for r in records)
+    # a second run with nothing changed is skipped
+    again = run_cli("reproduce", "--preset", "smoke", "--chapters", nb.stem[:2], "--output-dir", str(out),
+                    "-p", "RESULTS_DIR", str(res))
+    assert again.returncode == 0 and "up to date, skipped" in again.stdout
+
+
+def test_bad_parameter_fails_before_compute(tmp_path):
+    r = run_cli("reproduce", "--preset", "smoke", "--output-dir", str(tmp_path), "-p", "IPCC", "3")
+    assert r.returncode == 2 and "did you mean 'IPC'" in r.stderr and "running" not in r.stdout
+    r = run_cli("reproduce", "--preset", "smoke", "--output-dir", str(tmp_path), "-p", "IMBALANCE_FACTORS", "[0.5]")
+    assert r.returncode == 2 and "imbalance_factors[0]" in r.stderr
+    assert not list(tmp_path.glob("*.ipynb"))
+
+
+def test_failing_chapter_is_named_and_keeps_the_old_copy(tmp_path, monkeypatch):
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('PRESET = "cpu"', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("raise RuntimeError('boom')")]
+    src = tmp_path / "src"
+    src.mkdir()
+    nbformat.write(nb, src / "00_longtail_baselines.ipynb")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "00_longtail_baselines.ipynb").write_text("{}")
+    monkeypatch.setattr(cli, "NOTEBOOKS", src)
+    monkeypatch.setattr(cli, "ROOT", tmp_path)
+    code = cli.reproduce("smoke", None, {}, output_dir=out)
+    assert code == 1
+    assert (out / "00_longtail_baselines.ipynb").read_text() == "{}"
+    assert (tmp_path / ".failed" / "00_longtail_baselines.ipynb").exists()
+
+
+def test_unknown_chapter_selection():
+    with pytest.raises(SystemExit, match="unknown chapter"):
+        cli.select(["99"])
