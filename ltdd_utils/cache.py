@@ -65,6 +65,11 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         raise
 
 
+def partial_path(kind: str, config: dict, root: str | os.PathLike | None = None) -> Path:
+    """Where a long computation of ``config`` keeps its resumable checkpoint (beside the final product)."""
+    return cache_dir(root) / kind / f"{config_key(config)}.partial.pt"
+
+
 def cached(kind: str, config: dict, compute: Callable[[], Any], root: str | os.PathLike | None = None,
            verbose: bool = True) -> Any:
     """Return the product of ``compute()`` for ``config``, computing and storing it on first use.

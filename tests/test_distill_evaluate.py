@@ -123,3 +123,57 @@ def test_synset_roundtrip(tmp_path):
     s.save(tmp_path / "s.pt")
     r = SyntheticSet.load(tmp_path / "s.pt")
     assert torch.equal(r.images, s.images) and r.meta == s.meta
+
+
+def test_dm_resumes_from_a_checkpoint_to_the_same_result(digits, tmp_path, monkeypatch):
+    tr = digits[0]
+    kw = dict(iterations=12, lr=1.0, batch_real=16, net_pool=2, seed=3)
+    full = distribution_matching(tr, 2, net_fn, **kw)
+    ck = tmp_path / "dm.partial.pt"
+    # interrupt after the checkpoint at step 6
+    import ltdd_utils.distill.dm as dm_mod
+    real_loss = dm_mod.dm_loss
+    calls = {"n": 0}
+
+    def failing(*a):
+        calls["n"] += 1
+        if calls["n"] == 8:
+            raise KeyboardInterrupt
+        return real_loss(*a)
+    monkeypatch.setattr(dm_mod, "dm_loss", failing)
+    with pytest.raises(KeyboardInterrupt):
+        distribution_matching(tr, 2, net_fn, checkpoint=ck, checkpoint_every=6, **kw)
+    assert ck.exists()
+    monkeypatch.setattr(dm_mod, "dm_loss", real_loss)
+    resumed = distribution_matching(tr, 2, net_fn, checkpoint=ck, checkpoint_every=6, **kw)
+    assert torch.allclose(resumed.images, full.images, atol=1e-6) and not ck.exists()
+    assert resumed.meta["loss_history"] == pytest.approx(full.meta["loss_history"], rel=1e-5)
+
+
+def test_evaluation_repeats_exactly_under_a_seed(digits):
+    tr, te = digits
+    syn = random_subset(tr, 3, 0)
+    s = EvalSettings(width=8, epochs=5, batch=32, students=1)
+    a, b = evaluate_synset(syn, te, s, seed=4), evaluate_synset(syn, te, s, seed=4)
+    assert a[0]["per_class"] == b[0]["per_class"]
+
+
+def test_soft_labels_stored_logits_train_students(digits):
+    tr, te = digits
+    syn = random_subset(tr, 10, 0)
+    syn.soft_labels = torch.nn.functional.one_hot(syn.labels, 10).float() * 8
+    s = EvalSettings(width=16, epochs=100, lr=0.05, batch=100, aug="none", students=1, label_mode="soft_kl",
+                     temperature=1.0)
+    assert evaluate_synset(syn, te, s, seed=0)[0]["acc"] > 40
+
+
+def test_online_teacher_relabels_the_augmented_batch():
+    teacher = get_model("convnet", 1, 3, (8, 8), width=4)
+    x, student = torch.randn(6, 1, 8, 8), torch.randn(6, 3)
+    offset = torch.tensor([0.5, 0.0, -0.5])
+    loss = soft_label_loss("soft_kl", teacher, temperature=2.0, logit_offset=offset)(student, x, torch.arange(6))
+    with torch.no_grad():
+        t = teacher(x) - offset
+    expected = torch.nn.functional.kl_div(torch.log_softmax(student / 2, 1), torch.softmax(t / 2, 1),
+                                          reduction="batchmean") * 4
+    assert float(loss) == pytest.approx(float(expected), rel=1e-6)

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 from typing import Callable
 
+import os
+from pathlib import Path
+
 import torch
 import torch.nn as nn
 
 from ..augment import DEFAULT_STRATEGY, dsa
+from ..cache import atomic_torch_save
 from ..data import ImageData
 from ..progress import Progress
 from .baselines import random_subset
@@ -56,13 +60,16 @@ def distribution_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Mod
                           lr: float = 1.0, batch_real: int = 256, use_dsa: bool = True,
                           dsa_strategy: str = DEFAULT_STRATEGY, net_pool: int = 0, seed: int = 0,
                           device="cpu", init: SyntheticSet | None = None,
-                          sample_weights: torch.Tensor | None = None) -> SyntheticSet:
+                          sample_weights: torch.Tensor | None = None, checkpoint: str | Path | None = None,
+                          checkpoint_every: int = 200) -> SyntheticSet:
     """Run DM on ``data`` and return the synthetic set.
 
     ``net_fn()`` builds a randomly initialised embedding network (called under the run's seed). With
     ``net_pool = 0`` a fresh net is drawn each step, as in DM; ``net_pool = K`` cycles K fixed random nets
     (cheaper, a documented reduction). ``init`` defaults to a random real subset (DM's real init).
     ``sample_weights`` (one per real image) turn the real class means into weighted means (KDE debiasing).
+    With ``checkpoint`` (a file path) the state is saved atomically every ``checkpoint_every`` steps and an
+    interrupted run resumes from it; the file is removed when the run completes.
     """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
@@ -72,9 +79,19 @@ def distribution_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Mod
     opt = torch.optim.SGD([syn], lr=lr, momentum=0.5)
     pools = [(data.labels == c).nonzero().flatten() for c in range(data.num_classes)]
     nets = [_frozen(net_fn(), device) for _ in range(net_pool)]
-    history = []
+    history, start = [], 0
+    if checkpoint is not None and os.path.exists(checkpoint):
+        state = torch.load(checkpoint, weights_only=False)
+        start, history = state["iteration"], state["history"]
+        with torch.no_grad():
+            syn.copy_(state["images"].to(device))
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        print(f"[dm] resuming at step {start} from {checkpoint}")
     with Progress(iterations, "dm") as bar:
-        for it in range(iterations):
+        bar.update(start)
+        for it in range(start, iterations):
             net = nets[it % net_pool] if net_pool else _frozen(net_fn(), device)
             idx = torch.cat([p[torch.randperm(len(p), generator=gen)[:batch_real]] for p in pools])
             xr, yr = data.subset(idx).tensors(device)
@@ -90,6 +107,12 @@ def distribution_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Mod
             opt.step()
             history.append(float(loss.detach()))
             bar.update(loss=history[-1])
+            if checkpoint is not None and (it + 1) % checkpoint_every == 0 and it + 1 < iterations:
+                atomic_torch_save({"iteration": it + 1, "history": history, "images": syn.detach().cpu(),
+                                   "optimizer": opt.state_dict(), "generator": gen.get_state(),
+                                   "torch_rng": torch.get_rng_state()}, checkpoint)
+    if checkpoint is not None and os.path.exists(checkpoint):
+        os.remove(checkpoint)
     meta = {"method": "dm", "iterations": iterations, "lr": lr, "batch_real": batch_real, "dsa": use_dsa,
             "dsa_strategy": dsa_strategy, "net_pool": net_pool, "seed": seed, "loss_history": history,
             "init": syn0.meta.get("method"), "weighted": sample_weights is not None}
