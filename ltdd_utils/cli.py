@@ -99,7 +99,7 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
             print(f"{head}: up to date, skipped", flush=True)
             continue
         print(f"{head}: running ...", flush=True)
-        t0 = time.time()
+        t0, commit = time.time(), git_commit(ROOT)
         fd, tmp = tempfile.mkstemp(dir=output_dir, prefix=f".{stem}.", suffix=".ipynb")
         os.close(fd)
         try:
@@ -116,7 +116,7 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
         nb = json.loads(Path(tmp).read_text())
         import torch
         nb["metadata"]["ltdd"] = {"source_hash": digest, "preset": preset, "parameters": params,
-                                  "commit": git_commit(ROOT), "runtime_s": round(time.time() - t0, 1),
+                                  "commit": commit, "runtime_s": round(time.time() - t0, 1),
                                   "device": device_name("cuda" if torch.cuda.is_available() else "cpu"),
                                   "date": time.strftime("%Y-%m-%d %H:%M:%S")}
         Path(tmp).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")

@@ -27,12 +27,15 @@ def compare_methods(df, x: str, y: str = "acc", hue: str = "method", ax=None, ti
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
     sns.barplot(data=df, x=x, y=y, hue=hue, errorbar="sd", capsize=0.1, ax=ax)
     ax.set_ylabel(f"{y} (%)")
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.2)           # room for the legend above the bars
+    ax.legend(loc="upper center", ncol=df[hue].nunique(), fontsize="small", frameon=False)
     if title:
         ax.set_title(title)
     return ax
 
 
-def per_class_accuracy(df, num_classes: int, hue: str = "method", class_names=None, ax=None, title=None):
+def per_class_accuracy(df, num_classes: int, hue: str = "method", class_names=None, ax=None, title=None,
+                       ylabel: str = "test accuracy (%)"):
     """Per-class test accuracy (mean ± std over records), one line per ``hue`` value."""
     import pandas as pd
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
@@ -44,7 +47,7 @@ def per_class_accuracy(df, num_classes: int, hue: str = "method", class_names=No
     if class_names:
         ax.set_xticklabels(class_names, rotation=45, ha="right")
     ax.set_xlabel("class (head → tail)")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
     return ax
