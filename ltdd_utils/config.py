@@ -9,12 +9,9 @@ the value and what is allowed.
 from __future__ import annotations
 
 import difflib
-import os
-import random
 from dataclasses import dataclass
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 
@@ -262,7 +259,7 @@ def describe(chapter: str) -> str:
     return "\n".join(lines)
 
 
-# ----------------------------------------------------------------------------------- device and seeds
+# ------------------------------------------------------------------------------------------- device
 def resolve_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -270,12 +267,3 @@ def resolve_device(device: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"parameter 'device' = {device!r}: CUDA is not available on this machine; use 'auto' or 'cpu'")
     return dev
-
-
-def seed_everything(seed: int) -> torch.Generator:
-    """Seed Python, NumPy and torch; return a torch generator seeded with ``seed`` for explicit use."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
-    return torch.Generator().manual_seed(seed)

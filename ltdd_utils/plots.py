@@ -37,7 +37,6 @@ def compare_methods(df, x: str, y: str = "acc", hue: str = "method", ax=None, ti
 def per_class_accuracy(df, num_classes: int, hue: str = "method", class_names=None, ax=None, title=None,
                        ylabel: str = "test accuracy (%)"):
     """Per-class test accuracy (mean ± std over records), one line per ``hue`` value."""
-    import pandas as pd
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
     cols = [f"per_class.{c}" for c in range(num_classes)]
     long = df.melt(id_vars=[hue], value_vars=cols, var_name="class", value_name="accuracy")

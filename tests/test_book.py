@@ -1,6 +1,5 @@
 """The book builds strictly (warnings are errors) and the site has every chapter, executed."""
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path

@@ -1,4 +1,3 @@
-import json
 
 from ltdd_utils.cache import cached, config_key
 from ltdd_utils.results import make_record, read_records, summarize, to_frame, write_records
