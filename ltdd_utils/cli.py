@@ -4,7 +4,7 @@
     python -m ltdd_utils params longtail_baselines
 
 Each chapter's parameters are validated before anything runs. A chapter whose executed copy was made
-from the same notebook source, preset, parameters and library code is skipped. The executed copy is
+from the same notebook source, preset, parameters and library modules it imports is skipped. The executed copy is
 written atomically, with provenance (preset, parameters, device, commit, runtime) in its metadata, so a
 failed run never replaces a good one; the command exits non-zero naming the failing chapter.
 """
@@ -48,17 +48,64 @@ def select(names: list[str] | None) -> list[str]:
     return out
 
 
-def _code_hash() -> str:
-    h = hashlib.sha1()
-    for p in sorted((ROOT / "ltdd_utils").rglob("*.py")):
-        h.update(p.read_bytes())
-    return h.hexdigest()
+def _module_file(name: str) -> Path | None:
+    path = ROOT.joinpath(*name.split("."))
+    for f in (path / "__init__.py", path.with_suffix(".py")):
+        if f.exists():
+            return f
+    return None
+
+
+def _imported(source: str, package: str | None) -> set[str]:
+    """ltdd_utils modules (and their parent packages) that ``source`` imports, relative imports resolved."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:      # a cell with IPython magics
+        return set()
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level and package:
+                parts = package.split(".")
+                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
+            found |= {base} | {f"{base}.{a.name}" for a in node.names}
+    out = set()
+    for name in found:
+        parts = name.split(".")
+        if parts[0] == "ltdd_utils":
+            out |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+    return out
+
+
+def dependencies(nb_path: Path) -> list[Path]:
+    """The library files a chapter runs: its ltdd_utils imports, followed transitively (a static import graph)."""
+    nb = json.loads(nb_path.read_text())
+    todo = set()
+    for c in nb["cells"]:
+        if c["cell_type"] == "code":
+            todo |= _imported(c["source"] if isinstance(c["source"], str) else "".join(c["source"]), None)
+    seen: dict[str, Path] = {}
+    while todo:
+        name = todo.pop()
+        f = _module_file(name)
+        if name in seen or f is None:
+            continue
+        seen[name] = f
+        package = name if f.name == "__init__.py" else name.rpartition(".")[0]
+        todo |= _imported(f.read_text(), package) - set(seen)
+    return sorted(set(seen.values()))
 
 
 def source_hash(nb_path: Path, preset: str, params: dict) -> str:
+    """Identifies an executed copy: notebook source, preset, parameters and the library files the chapter uses
+    (so work on other chapters' modules does not mark it stale)."""
     nb = json.loads(nb_path.read_text())
     cells = [c["source"] if isinstance(c["source"], str) else "".join(c["source"]) for c in nb["cells"]]
-    blob = json.dumps({"cells": cells, "preset": preset, "params": params, "code": _code_hash()}, sort_keys=True)
+    code = {str(f.relative_to(ROOT)): hashlib.sha1(f.read_bytes()).hexdigest() for f in dependencies(nb_path)}
+    blob = json.dumps({"cells": cells, "preset": preset, "params": params, "code": code}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()
 
 

@@ -82,3 +82,9 @@ def test_failing_chapter_is_named_and_keeps_the_old_copy(tmp_path, monkeypatch):
 def test_unknown_chapter_selection():
     with pytest.raises(SystemExit, match="unknown chapter"):
         cli.select(["99"])
+
+
+def test_up_to_date_check_follows_the_chapters_imports_only():
+    deps = {p.relative_to(ROOT).as_posix() for p in cli.dependencies(ROOT / "notebooks" / "00_longtail_baselines.ipynb")}
+    assert {"ltdd_utils/distill/dm.py", "ltdd_utils/data/longtail.py", "ltdd_utils/augment.py"} <= deps  # transitive
+    assert "ltdd_utils/cli.py" not in deps
