@@ -1,0 +1,86 @@
+import pytest
+import torch
+
+from conftest import need
+from ltdd_utils.config import ConfigError
+from ltdd_utils.data import ImageData, load_dataset
+from ltdd_utils.data.bias import CMNIST_COLORS, background_fmnist, bias_attributes, colored_mnist
+from ltdd_utils.distill import distribution_matching
+from ltdd_utils.methods.kde_debias import conflict_weight_share, kde_weights
+from ltdd_utils.models import get_model
+
+
+@pytest.mark.parametrize("rho", [0.005, 0.01, 0.02, 0.05])
+def test_bias_attributes_have_the_asked_conflict_ratio(rho):
+    labels = torch.arange(10).repeat_interleave(2000)
+    bias = bias_attributes(labels, 10, rho, seed=0)
+    for c in range(10):
+        b = bias[labels == c]
+        assert (b != c).sum() == round(rho * 2000)
+        counts = torch.bincount(b[b != c], minlength=10)
+        others = counts[torch.arange(10) != c]
+        assert others.max() - others.min() <= 1        # spread evenly over the other colours
+
+
+def test_unbiased_attributes_are_independent_of_the_label():
+    labels = torch.arange(10).repeat_interleave(1000)
+    bias = bias_attributes(labels, 10, None, seed=1)
+    assert abs(float((bias == labels).float().mean()) - 0.1) < 0.02
+    assert torch.bincount(bias[labels == 3], minlength=10).min() > 60
+
+
+def test_bad_conflict_ratio():
+    with pytest.raises(ConfigError, match=r"\[0, 1\)"):
+        bias_attributes(torch.zeros(5, dtype=torch.long), 10, 1.0, 0)
+
+
+def _fake_grey(n=200):
+    x = torch.zeros(n, 1, 28, 28, dtype=torch.uint8)
+    x[:, :, 8:20, 10:18] = 255
+    return ImageData(x, torch.arange(10).repeat(n // 10), [str(i) for i in range(10)], "fake", "test", (0.5,), (0.5,))
+
+
+def test_colored_mnist_colours_strokes_by_attribute():
+    cm = colored_mnist(_fake_grey(), 0.1, seed=0)
+    assert cm.images.shape[1] == 3 and cm.conflict_ratio() == pytest.approx(0.1)
+    stroke = cm.images[:, :, 12, 12].float() / 255
+    assert torch.allclose(stroke, CMNIST_COLORS[cm.bias], atol=0.03)
+    assert cm.images[:, :, 0, 0].sum() == 0                       # background stays black
+    sub = cm.subset([0, 3, 7])
+    assert torch.equal(sub.bias, cm.bias[[0, 3, 7]]) and torch.equal(sub.labels, cm.labels[[0, 3, 7]])
+
+
+def test_background_fmnist_paints_the_background():
+    bg = background_fmnist(_fake_grey(), None, seed=0)
+    assert torch.all(bg.images[:, :, 12, 12] == 255)                # object stays white
+    assert not torch.all(bg.images[:, :, 0, 0] == bg.images[0, :, 0, 0])   # backgrounds differ
+
+
+@need("MNIST/raw")
+def test_colored_mnist_from_real_mnist():
+    cm = colored_mnist(load_dataset("mnist", train=True), 0.05, seed=0)
+    assert len(cm) == 60000 and cm.conflict_ratio() == pytest.approx(0.05, abs=1e-3)
+
+
+def test_kde_weights_are_higher_for_rare_samples():
+    gen = torch.Generator().manual_seed(0)
+    z = torch.cat([torch.tensor([1.0, 0, 0]) + 0.02 * torch.randn(95, 3, generator=gen),   # aligned cluster
+                   torch.randn(5, 3, generator=gen)])                                     # scattered conflicting
+    labels = torch.zeros(100, dtype=torch.long)
+    aligned = torch.arange(100) < 95
+    w = kde_weights(z, labels, 1, bandwidth=0.2)
+    assert float(w.sum()) == pytest.approx(1.0)
+    assert w[~aligned].min() > w[aligned].max()
+    share = conflict_weight_share(w, labels, aligned, 1)
+    assert share[0] > 0.5 and float(conflict_weight_share(torch.ones(100), labels, aligned, 1)[0]) == pytest.approx(0.05)
+
+
+def test_weighted_dm_with_uniform_weights_equals_plain_dm():
+    tr = load_dataset("digits", train=True)
+    net = lambda: get_model("convnet", 1, 10, (8, 8), width=8)
+    kw = dict(iterations=5, batch_real=16, net_pool=1, seed=0)
+    plain = distribution_matching(tr, 2, net, **kw)
+    uniform = distribution_matching(tr, 2, net, sample_weights=torch.full((len(tr),), 0.3), **kw)
+    assert torch.allclose(plain.images, uniform.images, atol=1e-6)
+    skewed = distribution_matching(tr, 2, net, sample_weights=torch.rand(len(tr), generator=torch.Generator().manual_seed(0)), **kw)
+    assert not torch.allclose(plain.images, skewed.images, atol=1e-6)
