@@ -72,3 +72,28 @@ def test_class_groups():
     assert class_groups(counts) == {"many": [0, 1, 2], "medium": [3, 4, 5, 6], "few": [7, 8, 9]}
     g = class_groups([500, 150, 100, 50, 20, 19, 5], "shots")
     assert g == {"many": [0, 1], "medium": [2, 3, 4], "few": [5, 6]}
+
+
+def test_tinyimagenet_folder_layout(tmp_path, monkeypatch):
+    """A miniature tiny-imagenet-200 tree made here: train/<wnid>/images, val/images + val_annotations.txt."""
+    from PIL import Image
+    monkeypatch.setenv("LTDD_CACHE", str(tmp_path / "cache"))
+    base = tmp_path / "tiny-imagenet-200"
+    wnids = ["n01443537", "n01629819"]
+    (base).mkdir()
+    (base / "wnids.txt").write_text("\n".join(wnids))
+    (base / "words.txt").write_text("n01443537\tgoldfish, Carassius auratus\nn01629819\tEuropean fire salamander\n")
+    ann = []
+    for k, w in enumerate(wnids):
+        (base / "train" / w / "images").mkdir(parents=True)
+        for i in range(3):
+            Image.new("RGB", (64, 64), (100 * k, 50, 20 * i)).save(base / "train" / w / "images" / f"{w}_{i}.JPEG")
+        (base / "val" / "images").mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (64, 64), (100 * k, 0, 0)).save(base / "val" / "images" / f"val_{k}.JPEG")
+        ann.append(f"val_{k}.JPEG\t{w}\t0\t0\t63\t63")
+    (base / "val" / "val_annotations.txt").write_text("\n".join(ann))
+    tr = load_dataset("tinyimagenet", tmp_path, train=True)
+    te = load_dataset("tinyimagenet", tmp_path, train=False)
+    assert tr.images.shape == (6, 3, 64, 64) and tr.class_counts() == [3, 3]
+    assert te.labels.tolist() == [0, 1] and tr.classes == ["goldfish", "European fire salamander"]
+    assert int(tr.images[3, 0].float().mean()) in range(95, 106)     # second class is the red-100 one
