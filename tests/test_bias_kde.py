@@ -84,3 +84,29 @@ def test_weighted_dm_with_uniform_weights_equals_plain_dm():
     assert torch.allclose(plain.images, uniform.images, atol=1e-6)
     skewed = distribution_matching(tr, 2, net, sample_weights=torch.rand(len(tr), generator=torch.Generator().manual_seed(0)), **kw)
     assert not torch.allclose(plain.images, skewed.images, atol=1e-6)
+
+
+def test_supcon_loss_prefers_label_clusters_and_has_gradients():
+    from ltdd_utils.methods.kde_debias import supcon_loss
+    labels = torch.arange(4).repeat(8)
+    centres = torch.nn.functional.normalize(torch.randn(4, 16), dim=1)
+    clustered = torch.nn.functional.normalize(centres[labels] + 0.05 * torch.randn(32, 16), dim=1)
+    scattered = torch.nn.functional.normalize(torch.randn(32, 16), dim=1).requires_grad_(True)
+    assert supcon_loss(clustered, labels) < supcon_loss(scattered, labels)
+    supcon_loss(scattered, labels).backward()
+    assert scattered.grad.abs().sum() > 0
+
+
+@need("MNIST/raw")
+def test_kde_on_a_briefly_trained_supcon_embedding_upweights_conflicting_samples(tmp_path):
+    """The method's premise on real data: bias-conflicting CMNIST samples get more than their share of weight."""
+    from ltdd_utils.data.longtail import make_longtail
+    from ltdd_utils.methods.kde_debias import train_supcon
+    mnist = make_longtail(load_dataset("mnist", train=True), 1, seed=0, n_max=200)   # 200 per class
+    cm = colored_mnist(mnist, 0.05, seed=0)
+    net = train_supcon(cm, width=16, epochs=2, batch=128, cache_root=tmp_path)
+    x, y = cm.tensors()
+    with torch.no_grad():
+        z = net(x)
+    share = conflict_weight_share(kde_weights(z, y, 10, bandwidth=0.2), y, cm.aligned, 10)
+    assert float(share.mean()) > 0.05 * 1.5        # uniform weights would give 0.05
