@@ -110,3 +110,23 @@ def test_kde_on_a_briefly_trained_supcon_embedding_upweights_conflicting_samples
         z = net(x)
     share = conflict_weight_share(kde_weights(z, y, 10, bandwidth=0.2), y, cm.aligned, 10)
     assert float(share.mean()) > 0.05 * 1.5        # uniform weights would give 0.05
+
+
+def test_gce_down_weights_hard_samples():
+    from ltdd_utils.methods.debias_baselines import gce_loss
+    logits = torch.tensor([[4.0, 0.0], [0.0, 4.0]])
+    y = torch.tensor([0, 0])                                   # first easy, second hard
+    ce = torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    gce = gce_loss(logits, y)
+    assert gce[0] / ce[0] > gce[1] / ce[1]
+
+
+@need("MNIST/raw")
+def test_lff_weights_bias_conflicting_samples_more():
+    from ltdd_utils.data.longtail import make_longtail
+    from ltdd_utils.methods.debias_baselines import train_lff
+    cm = colored_mnist(make_longtail(load_dataset("mnist", train=True), 1, seed=0, n_max=60), 0.1, seed=0)
+    x, y = cm.tensors()
+    net = lambda: get_model("convnet", 3, 10, (28, 28), width=8)
+    _, w = train_lff(net(), net(), x, y, epochs=40, lr=0.05, batch=100, aug="none")
+    assert float(w[~cm.aligned].mean()) > float(w[cm.aligned].mean())
