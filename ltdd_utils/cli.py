@@ -87,6 +87,7 @@ def dependencies(nb_path: Path) -> list[Path]:
     for c in nb["cells"]:
         if c["cell_type"] == "code":
             todo |= _imported(c["source"] if isinstance(c["source"], str) else "".join(c["source"]), None)
+    todo.add(f"ltdd_utils.chapters.{chapter_key(nb_path.stem)}")   # loaded by name from config
     seen: dict[str, Path] = {}
     while todo:
         name = todo.pop()

@@ -1,7 +1,8 @@
 """Presets and parameter validation: the one place that knows every knob.
 
 A chapter has a *schema* (every parameter it accepts, with a check and a one-line description) and three
-*presets* (``smoke``, ``cpu``, ``paper``), each a complete set of values. ``make_config(chapter, preset,
+*presets* (``smoke``, ``cpu``, ``paper``), each a complete set of values; both live in the chapter's own
+module, ``ltdd_utils/chapters/<chapter>.py``, built from the shared parameters and checks here. ``make_config(chapter, preset,
 **overrides)`` starts from the preset, applies the overrides and validates everything before any compute:
 an unknown name, a value of the wrong kind or out of range raises ``ConfigError`` naming the parameter,
 the value and what is allowed.
@@ -9,7 +10,9 @@ the value and what is allowed.
 from __future__ import annotations
 
 import difflib
+import importlib
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import torch
@@ -142,50 +145,40 @@ COMMON: dict[str, Param] = {
 }
 
 
-def _schema(*names: str, **extra: Param) -> dict[str, Param]:
+def schema_from(*names: str, **extra: Param) -> dict[str, Param]:
+    """A chapter's schema: the named shared parameters plus its own."""
     out = {n: COMMON[n] for n in names}
     out.update(extra)
     return out
 
 
-SCHEMAS: dict[str, dict[str, Param]] = {
-    "longtail_baselines": _schema(
-        "dataset", "data_root", "cache_dir", "device", "seeds", "ipc", "model", "width", "depth", "norm",
-        "group_scheme", "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
-        "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
-        "teacher_epochs", "teacher_lr", "teacher_width",
-        imbalance_factors=Param(list_of(number_at_least(1, " (1 = balanced)")), "imbalance factors compared"),
-        profile_factors=Param(list_of(number_at_least(1, " (1 = balanced)")), "imbalance factors whose profiles are plotted"),
-        methods=Param(list_of(one_of("random", "herding", "dm")), "distillers compared"),
-        herding_features=Param(one_of("random", "teacher"), "embedding for herding: a random ConvNet or the teacher"),
-        test_limit=Param(optional(int_at_least(10)), "use only this many test images (None = the full balanced test set)"),
-        results_dir=Param(optional(a_string), "where result files go; None = book/results of the checkout"),
-    ),
-}
+# Defaults every chapter's presets start from.
+BASE_PRESET = dict(data_root=None, cache_dir=None, results_dir=None, device="auto", model="convnet", depth=3,
+                   norm="instancenorm", group_scheme="thirds", dm_lr=1.0, dm_dsa=True, eval_lr=0.01, eval_aug="dsa",
+                   teacher_lr=0.01)
 
-_BASE = dict(data_root=None, cache_dir=None, results_dir=None, device="auto", model="convnet", depth=3, norm="instancenorm",
-             group_scheme="thirds", dm_lr=1.0, dm_dsa=True, eval_lr=0.01, eval_aug="dsa", teacher_lr=0.01)
+_CHAPTERS_DIR = Path(__file__).resolve().parent / "chapters"
 
-PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    "longtail_baselines": {
-        "smoke": {**_BASE, "dataset": "digits", "seeds": [0], "ipc": 2, "width": 8, "imbalance_factors": [1, 10],
-                  "profile_factors": [10, 50, 100], "methods": ["random", "herding", "dm"],
-                  "herding_features": "teacher", "dm_iterations": 5, "dm_batch_real": 16, "dm_net_pool": 2,
-                  "eval_students": 1, "eval_epochs": 5, "eval_batch": 64, "eval_width": 8,
-                  "teacher_epochs": 2, "teacher_width": 8, "test_limit": 200},
-        "cpu": {**_BASE, "dataset": "auto", "seeds": [0, 1, 2], "ipc": 10, "width": 16, "imbalance_factors": [1, 100],
-                "profile_factors": [10, 50, 100], "methods": ["random", "herding", "dm"],
-                "herding_features": "random", "dm_iterations": 500, "dm_batch_real": 64, "dm_net_pool": 0,
-                "eval_students": 2, "eval_epochs": 300, "eval_batch": 256, "eval_width": 16,
-                "teacher_epochs": 15, "teacher_width": 16, "test_limit": None},
-        "paper": {**_BASE, "dataset": "auto", "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 128,
-                  "imbalance_factors": [1, 100], "profile_factors": [10, 50, 100],
-                  "methods": ["random", "herding", "dm"], "herding_features": "teacher",
-                  "dm_iterations": 20000, "dm_batch_real": 256, "dm_net_pool": 0,
-                  "eval_students": 10, "eval_epochs": 1000, "eval_batch": 256, "eval_width": 128,
-                  "teacher_epochs": 50, "teacher_width": 128, "test_limit": None},
-    },
-}
+
+def chapter_names() -> list[str]:
+    """Chapters with parameters: one module per chapter in ``ltdd_utils/chapters/`` (SCHEMA and PRESETS)."""
+    return sorted(p.stem for p in _CHAPTERS_DIR.glob("*.py") if p.stem != "__init__")
+
+
+def chapter_module(chapter: str):
+    """The module holding a chapter's SCHEMA and PRESETS (kept apart so that editing one chapter's presets
+    does not change the code every other chapter depends on)."""
+    if chapter not in chapter_names():
+        one_of(*chapter_names())("chapter", chapter)
+    return importlib.import_module(f"{__package__}.chapters.{chapter}")
+
+
+def schema(chapter: str) -> dict[str, Param]:
+    return chapter_module(chapter).SCHEMA
+
+
+def presets(chapter: str) -> dict[str, dict[str, Any]]:
+    return chapter_module(chapter).PRESETS
 
 
 class Config(dict):
@@ -213,17 +206,15 @@ def make_config(chapter: str, preset: str = "cpu", check_data: bool = True, **ov
     Override names are case-insensitive (notebook parameters are upper case). With ``check_data`` the
     dataset is resolved ('auto') and its files are checked, so a missing dataset fails here.
     """
-    if chapter not in SCHEMAS:
-        one_of(*SCHEMAS)("chapter", chapter)
-    one_of(*PRESETS[chapter])("preset", preset)
-    schema = SCHEMAS[chapter]
-    values = dict(PRESETS[chapter][preset])
+    schema_, presets_ = schema(chapter), presets(chapter)
+    one_of(*presets_)("preset", preset)
+    values = dict(presets_[preset])
     for name, value in overrides.items():
         key = name.lower()
-        if key not in schema:
-            raise _unknown(name, schema)
+        if key not in schema_:
+            raise _unknown(name, schema_)
         values[key] = list(value) if isinstance(value, tuple) else value
-    for key, param in schema.items():
+    for key, param in schema_.items():
         if key not in values:
             raise ConfigError(f"preset {preset!r} of {chapter!r} does not set {key!r}")
         param.check(key, values[key])
@@ -252,9 +243,9 @@ def notebook_config(chapter: str, namespace: dict, **kwargs) -> Config:
 
 def describe(chapter: str) -> str:
     """One line per parameter of a chapter: name, description and each preset's value."""
-    lines = []
-    for key, p in SCHEMAS[chapter].items():
-        vals = ", ".join(f"{pr}={PRESETS[chapter][pr][key]!r}" for pr in PRESETS[chapter])
+    lines, presets_ = [], presets(chapter)
+    for key, p in schema(chapter).items():
+        vals = ", ".join(f"{pr}={presets_[pr][key]!r}" for pr in presets_)
         lines.append(f"{key.upper():20s} {p.doc}  [{vals}]")
     return "\n".join(lines)
 

@@ -1,11 +1,12 @@
 import pytest
 import torch
 
-from ltdd_utils.config import ConfigError, PRESETS, describe, make_config, notebook_config, resolve_device, rate
+from ltdd_utils.config import ConfigError, chapter_names, describe, make_config, notebook_config, presets, rate, resolve_device
 
 
 def test_presets_validate():
-    for preset in PRESETS["longtail_baselines"]:
+    assert "longtail_baselines" in chapter_names()
+    for preset in presets("longtail_baselines"):
         cfg = make_config("longtail_baselines", preset, check_data=False)
         assert cfg.preset == preset and cfg.ipc >= 1
 

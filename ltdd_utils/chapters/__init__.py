@@ -1,0 +1,1 @@
+"""One module per chapter: its parameter SCHEMA and its PRESETS (smoke, cpu, paper)."""
