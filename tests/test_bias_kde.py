@@ -130,3 +130,28 @@ def test_lff_weights_bias_conflicting_samples_more():
     net = lambda: get_model("convnet", 3, 10, (28, 28), width=8)
     _, w = train_lff(net(), net(), x, y, epochs=40, lr=0.05, batch=100, aug="none")
     assert float(w[~cm.aligned].mean()) > float(w[cm.aligned].mean())
+
+
+@pytest.mark.parametrize("kind", __import__("ltdd_utils.data.bias", fromlist=["CORRUPTIONS"]).CORRUPTIONS)
+def test_corruptions_change_images_more_with_severity(kind):
+    from ltdd_utils.data.bias import corrupt
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 3, 32, 32, generator=gen) * 0.5 + 0.25
+    x = torch.nn.functional.avg_pool2d(x, 3, 1, 1)                 # some spatial structure for the blurs
+    errs = [float((corrupt(x, kind, s, torch.Generator().manual_seed(1)) - x).abs().mean()) for s in (1, 5)]
+    out = corrupt(x, kind, 3, torch.Generator().manual_seed(1))
+    assert out.shape == x.shape and out.min() >= 0 and out.max() <= 1
+    assert errs[1] > errs[0] > 0
+    assert torch.equal(out, corrupt(x, kind, 3, torch.Generator().manual_seed(1)))   # seeded
+
+
+def test_corrupted_cifar10_ties_corruption_to_class():
+    from ltdd_utils.data.bias import corrupted_cifar10
+    gen = torch.Generator().manual_seed(0)
+    x = (torch.rand(100, 3, 32, 32, generator=gen) * 255).to(torch.uint8)
+    base = ImageData(x, torch.arange(10).repeat(10), [str(i) for i in range(10)], "fake", "test", (0.5,) * 3, (0.5,) * 3)
+    cc = corrupted_cifar10(base, 0.1, seed=0)
+    assert cc.conflict_ratio() == pytest.approx(0.1) and cc.images.dtype == torch.uint8
+    assert not torch.equal(cc.images, x)
+    with pytest.raises(ConfigError, match="one per class"):
+        corrupted_cifar10(base, 0.1, corruptions=["jpeg"])

@@ -95,3 +95,94 @@ def _wrap(base: ImageData, images, bias, name, conflict_ratio, mean, std) -> Bia
     setting = "unbiased" if conflict_ratio is None else f"{conflict_ratio:.1%} bias-conflicting"
     return BiasedImageData(images, base.labels.clone(), base.classes, name, f"{base.source}; {setting}", mean, std,
                            base.indices, bias=bias)
+
+
+# ------------------------------------------------------------------------------------ Corrupted CIFAR-10
+# Ten corruptions implementable with torch and PIL alone (LfF's generator needs ImageMagick and frost images),
+# each with five severities. The severity constants are our choice [R], following ImageNet-C's style; they are
+# not the LfF/DFA release's, so numbers will not match that release.
+CORRUPTIONS = ["gaussian_noise", "shot_noise", "impulse_noise", "gaussian_blur", "defocus_blur",
+               "brightness", "contrast", "saturate", "pixelate", "jpeg"]
+_SEVERITY = {
+    "gaussian_noise": [0.04, 0.06, 0.08, 0.09, 0.10],     # noise std
+    "shot_noise": [500, 250, 100, 75, 50],                 # photons per unit intensity
+    "impulse_noise": [0.01, 0.02, 0.03, 0.05, 0.07],       # salt-and-pepper fraction
+    "gaussian_blur": [0.4, 0.6, 0.7, 0.8, 1.0],            # sigma (pixels)
+    "defocus_blur": [1.0, 1.5, 2.0, 2.5, 3.0],             # disk radius (pixels)
+    "brightness": [0.05, 0.1, 0.15, 0.2, 0.3],             # added to every channel
+    "contrast": [0.75, 0.5, 0.4, 0.3, 0.15],               # contrast factor
+    "saturate": [0.3, 0.1, 2.0, 5.0, 20.0],                # saturation factor
+    "pixelate": [0.95, 0.9, 0.85, 0.75, 0.65],             # down-sampling factor
+    "jpeg": [80, 65, 58, 50, 40],                          # JPEG quality
+}
+
+
+def _blur(x, kernel):
+    k = kernel / kernel.sum()
+    r = k.shape[-1] // 2
+    weight = k.expand(x.shape[1], 1, *k.shape)
+    return torch.nn.functional.conv2d(torch.nn.functional.pad(x, (r, r, r, r), mode="reflect"), weight,
+                                      groups=x.shape[1])
+
+
+def corrupt(x: torch.Tensor, kind: str, severity: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Apply corruption ``kind`` at ``severity`` (1..5) to float images in [0, 1], shape (N, 3, H, W)."""
+    if kind not in _SEVERITY:
+        raise ConfigError(f"corruption {kind!r} is not allowed: expected one of {CORRUPTIONS}")
+    if not 1 <= severity <= 5:
+        raise ConfigError(f"severity = {severity!r} is not allowed: expected an integer in 1..5")
+    c, g = _SEVERITY[kind][severity - 1], generator or torch.Generator().manual_seed(0)
+    if kind == "gaussian_noise":
+        x = x + c * torch.randn(x.shape, generator=g)
+    elif kind == "shot_noise":
+        x = torch.poisson(x * c, generator=g) / c
+    elif kind == "impulse_noise":
+        u = torch.rand(x.shape, generator=g)
+        x = torch.where(u < c / 2, torch.zeros_like(x), torch.where(u > 1 - c / 2, torch.ones_like(x), x))
+    elif kind == "gaussian_blur":
+        t = torch.arange(-3, 4, dtype=torch.float)
+        k1 = torch.exp(-t ** 2 / (2 * c ** 2))
+        x = _blur(x, k1.view(-1, 1) * k1.view(1, -1))
+    elif kind == "defocus_blur":
+        r = int(c + 0.5)
+        t = torch.arange(-r, r + 1, dtype=torch.float)
+        x = _blur(x, ((t.view(-1, 1) ** 2 + t.view(1, -1) ** 2) <= c ** 2).float())
+    elif kind == "brightness":
+        x = x + c
+    elif kind == "contrast":
+        m = x.mean(dim=(1, 2, 3), keepdim=True)
+        x = (x - m) * c + m
+    elif kind == "saturate":
+        grey = x.mean(dim=1, keepdim=True)
+        x = (x - grey) * c + grey
+    elif kind == "pixelate":
+        h, w = x.shape[-2:]
+        small = torch.nn.functional.interpolate(x, size=(int(h * c), int(w * c)), mode="area")
+        x = torch.nn.functional.interpolate(small, size=(h, w), mode="nearest")
+    elif kind == "jpeg":
+        import io
+        import numpy as np
+        from PIL import Image
+        out = []
+        for img in (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy():
+            buf = io.BytesIO()
+            Image.fromarray(img).save(buf, format="JPEG", quality=c)
+            out.append(np.asarray(Image.open(buf).convert("RGB")))
+        x = torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).float() / 255
+    return x.clamp(0, 1)
+
+
+def corrupted_cifar10(cifar: ImageData, conflict_ratio: float | None, seed: int = 0, severity: int = 4,
+                      corruptions: list[str] = CORRUPTIONS) -> BiasedImageData:
+    """Corrupt each image with the corruption type of its bias attribute (type = class for aligned samples)."""
+    if len(corruptions) != cifar.num_classes:
+        raise ConfigError(f"corruptions: need one per class ({cifar.num_classes}), got {len(corruptions)}")
+    bias = bias_attributes(cifar.labels, len(corruptions), conflict_ratio, seed)
+    gen = torch.Generator().manual_seed(seed + 1)
+    images = torch.empty_like(cifar.images)
+    for b, kind in enumerate(corruptions):
+        pos = (bias == b).nonzero().flatten()
+        if len(pos):
+            x = corrupt(cifar.images[pos].float() / 255, kind, severity, gen)
+            images[pos] = (x * 255).round().to(torch.uint8)
+    return _wrap(cifar, images, bias, "Corrupted CIFAR-10", conflict_ratio, cifar.mean, cifar.std)
