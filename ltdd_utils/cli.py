@@ -14,6 +14,7 @@ import argparse
 import ast
 import hashlib
 import json
+import logging
 import os
 import sys
 import tempfile
@@ -131,8 +132,6 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
     import papermill as pm
     from . import config
     from .results import device_name, git_commit
-
-    import logging
     logging.basicConfig(level=logging.INFO, format="    %(message)s")   # papermill logs cell output here
     todo = select(names)
     for stem in todo:   # validate everything before any compute
@@ -162,10 +161,9 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
                   f"the partial run is in {failed}", file=sys.stderr, flush=True)
             return 1
         nb = json.loads(Path(tmp).read_text())
-        import torch
         nb["metadata"]["ltdd"] = {"source_hash": digest, "preset": preset, "parameters": params,
                                   "commit": commit, "runtime_s": round(time.time() - t0, 1),
-                                  "device": device_name("cuda" if torch.cuda.is_available() else "cpu"),
+                                  "device": device_name(config.resolve_device("auto")),
                                   "date": time.strftime("%Y-%m-%d %H:%M:%S")}
         Path(tmp).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
         os.replace(tmp, out)
