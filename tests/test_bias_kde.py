@@ -4,7 +4,7 @@ import torch
 from conftest import need
 from ltdd_utils.config import ConfigError
 from ltdd_utils.data import ImageData, load_dataset
-from ltdd_utils.data.bias import CMNIST_COLORS, background_fmnist, bias_attributes, colored_mnist
+from ltdd_utils.data.bias import CMNIST_COLORS, CORRUPTIONS, background_fmnist, bias_attributes, colored_mnist
 from ltdd_utils.distill import distribution_matching
 from ltdd_utils.methods.kde_debias import conflict_weight_share, kde_weights
 from ltdd_utils.models import get_model
@@ -132,7 +132,7 @@ def test_lff_weights_bias_conflicting_samples_more():
     assert float(w[~cm.aligned].mean()) > float(w[cm.aligned].mean())
 
 
-@pytest.mark.parametrize("kind", __import__("ltdd_utils.data.bias", fromlist=["CORRUPTIONS"]).CORRUPTIONS)
+@pytest.mark.parametrize("kind", CORRUPTIONS)
 def test_corruptions_change_images_more_with_severity(kind):
     from ltdd_utils.data.bias import corrupt
     gen = torch.Generator().manual_seed(0)

@@ -58,10 +58,14 @@ def bias_attributes(labels: torch.Tensor, num_values: int, conflict_ratio: float
         pos = (labels == c).nonzero().flatten()
         pos = pos[torch.randperm(len(pos), generator=gen)]
         n_conf = round(conflict_ratio * len(pos))
-        others = [v for v in range(num_values) if v != c]
-        for k, i in enumerate(pos[:n_conf]):           # even split over the other values, in turn
-            bias[i] = others[k % len(others)]
+        others = torch.tensor([v for v in range(num_values) if v != c])
+        bias[pos[:n_conf]] = others[torch.arange(n_conf) % len(others)]   # even split over the other values
     return bias
+
+
+def _check_severity(severity: int) -> None:
+    if not 1 <= severity <= 5:
+        raise ConfigError(f"severity = {severity!r} is not allowed: expected an integer in 1..5")
 
 
 def colored_mnist(mnist: ImageData, conflict_ratio: float | None, seed: int = 0, severity: int = 4) -> BiasedImageData:
@@ -69,8 +73,7 @@ def colored_mnist(mnist: ImageData, conflict_ratio: float | None, seed: int = 0,
 
     ``conflict_ratio=None`` gives the unbiased version (test sets).
     """
-    if not 1 <= severity <= 5:
-        raise ConfigError(f"severity = {severity!r} is not allowed: expected an integer in 1..5")
+    _check_severity(severity)
     bias = bias_attributes(mnist.labels, len(CMNIST_COLORS), conflict_ratio, seed)
     gen = torch.Generator().manual_seed(seed + 1)
     colour = (CMNIST_COLORS[bias] + CMNIST_NOISE_STD[severity - 1] * torch.randn(len(bias), 3, generator=gen)).clamp(0, 1)
@@ -129,8 +132,7 @@ def corrupt(x: torch.Tensor, kind: str, severity: int = 4, generator: torch.Gene
     """Apply corruption ``kind`` at ``severity`` (1..5) to float images in [0, 1], shape (N, 3, H, W)."""
     if kind not in _SEVERITY:
         raise ConfigError(f"corruption {kind!r} is not allowed: expected one of {CORRUPTIONS}")
-    if not 1 <= severity <= 5:
-        raise ConfigError(f"severity = {severity!r} is not allowed: expected an integer in 1..5")
+    _check_severity(severity)
     c, g = _SEVERITY[kind][severity - 1], generator or torch.Generator().manual_seed(0)
     if kind == "gaussian_noise":
         x = x + c * torch.randn(x.shape, generator=g)

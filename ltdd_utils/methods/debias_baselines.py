@@ -43,14 +43,10 @@ def train_lff(biased: torch.nn.Module, debiased: torch.nn.Module, x: torch.Tenso
             ce_d = F.cross_entropy(logits_d, yb, reduction="none").detach().cpu()
             ema_loss[0, idx] = ema * ema_loss[0, idx] + (1 - ema) * ce_b
             ema_loss[1, idx] = ema * ema_loss[1, idx] + (1 - ema) * ce_d
-            lb, ld = ema_loss[0, idx].clone(), ema_loss[1, idx].clone()
-            for c in range(num_classes):              # class-wise max normalisation, as in LfF
-                m = y[idx] == c
-                if m.any():
-                    cls = y == c
-                    lb[m] /= ema_loss[0, cls].max().clamp_min(1e-8)
-                    ld[m] /= ema_loss[1, cls].max().clamp_min(1e-8)
-            w = lb / (lb + ld + 1e-8)
+            # class-wise max normalisation, as in LfF
+            class_max = torch.zeros(2, num_classes).scatter_reduce(1, y.expand(2, -1), ema_loss, "amax")
+            norm = ema_loss[:, idx] / class_max[:, y[idx]].clamp_min(1e-8)
+            w = norm[0] / (norm[0] + norm[1] + 1e-8)
             weights[idx] = w
             loss = gce_loss(logits_b, yb, q).mean() + (F.cross_entropy(logits_d, yb, reduction="none")
                                                         * w.to(device)).mean()
