@@ -134,6 +134,12 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
     from .results import device_name, git_commit
     logging.basicConfig(level=logging.INFO, format="    %(message)s")   # papermill logs cell output here
     todo = select(names)
+    # notebooks run with notebooks/ as their working directory: make relative paths absolute first
+    for var in ("LTDD_DATA", "LTDD_CACHE"):
+        if os.environ.get(var):
+            os.environ[var] = str(Path(os.environ[var]).expanduser().resolve())
+    params = {k: str(Path(v).expanduser().resolve()) if k.lower() in ("data_root", "cache_dir", "results_dir")
+              and isinstance(v, str) else v for k, v in params.items()}
     for stem in todo:   # validate everything before any compute
         config.make_config(chapter_key(stem), preset, **params)
     os.environ["LTDD_PROGRESS"] = "lines"

@@ -219,7 +219,10 @@ def make_config(chapter: str, preset: str = "cpu", check_data: bool = True, **ov
             raise ConfigError(f"preset {preset!r} of {chapter!r} does not set {key!r}")
         param.check(key, values[key])
     values["chapter"], values["preset"] = chapter, preset
-    if check_data and "dataset" in values:
+    module = chapter_module(chapter)
+    if hasattr(module, "resolve_data"):          # a chapter whose datasets are built from registry datasets
+        values = module.resolve_data(values, check_data)
+    elif check_data and "dataset" in values:
         from .data import resolve_dataset
         values["dataset"] = resolve_dataset(values["dataset"], values.get("data_root"))
     return Config(values)

@@ -51,9 +51,27 @@ def accuracy_metrics(pred: torch.Tensor, labels: torch.Tensor, num_classes: int,
     return out
 
 
+def bias_metrics(pred: torch.Tensor, labels: torch.Tensor, bias: torch.Tensor) -> dict:
+    """Accuracy on bias-aligned (attribute = label) and bias-conflicting test samples, and the worst accuracy
+    over the (class, attribute) groups present: the numbers a biased-data chapter reports (percentages)."""
+    correct = (pred == labels).float()
+    aligned = bias == labels
+    group = labels * (int(bias.max()) + 1) + bias
+    worst = min(float(correct[group == g].mean()) for g in group.unique()) * 100
+    nan = float("nan")
+    return {"acc_aligned": float(correct[aligned].mean() * 100) if aligned.any() else nan,
+            "acc_conflicting": float(correct[~aligned].mean() * 100) if (~aligned).any() else nan,
+            "acc_worst_group": worst}
+
+
 def test_model(model: nn.Module, test: ImageData, groups=None, device="cpu") -> dict:
+    """Metrics of ``model`` on ``test``; a test set with a bias attribute also gets :func:`bias_metrics`."""
     x, y = test.tensors()
-    return accuracy_metrics(predict(model, x, device=device).argmax(1), y, test.num_classes, groups)
+    pred = predict(model, x, device=device).argmax(1)
+    out = accuracy_metrics(pred, y, test.num_classes, groups)
+    if getattr(test, "bias", None) is not None:
+        out.update(bias_metrics(pred, y, test.bias))
+    return out
 
 
 # -------------------------------------------------------------------------------------------- training
@@ -147,8 +165,12 @@ class EvalSettings:
 
 def evaluate_synset(syn: SyntheticSet, test: ImageData, settings: EvalSettings, groups=None, seed: int = 0,
                     device="cpu", teacher: nn.Module | None = None, logit_offset: torch.Tensor | None = None,
-                    name: str = "eval") -> list[dict]:
-    """Train ``settings.students`` fresh students on ``syn`` and test each; one metrics dict per student."""
+                    name: str = "eval", train_fn: Callable | None = None) -> list[dict]:
+    """Train ``settings.students`` fresh students on ``syn`` and test each; one metrics dict per student.
+
+    ``train_fn(model, x, y, seed)`` replaces the standard training (hard labels only), e.g. a debiasing
+    algorithm applied to the synthetic set; it returns the trained model.
+    """
     from .models import get_model
     if settings.label_mode not in ("hard", "soft_kl", "soft_mse"):
         raise ValueError(f"label_mode {settings.label_mode!r}: expected 'hard', 'soft_kl' or 'soft_mse'")
@@ -163,12 +185,15 @@ def evaluate_synset(syn: SyntheticSet, test: ImageData, settings: EvalSettings, 
         target = None if settings.label_mode == "hard" else soft_label_loss(
             settings.label_mode, teacher, syn.soft_labels, settings.temperature, logit_offset)
         t0 = time.time()
-        train_model(model, syn.images, syn.labels, settings.epochs, settings.lr, settings.batch, settings.aug,
-                    student_seed, device, soft_target=target)
+        if train_fn is not None:
+            model = train_fn(model, syn.images, syn.labels, student_seed)
+        else:
+            train_model(model, syn.images, syn.labels, settings.epochs, settings.lr, settings.batch, settings.aug,
+                        student_seed, device, soft_target=target)
         m = test_model(model, test, groups, device)
         m.update(student=s, train_seconds=time.time() - t0)
         print(f"[{name}] student {s + 1}/{settings.students}: acc {m['acc']:.2f}"
-              + "".join(f" {g} {m[f'acc_{g}']:.1f}" for g in GROUPS if f"acc_{g}" in m)
+              + "".join(f" {g} {m[f'acc_{g}']:.1f}" for g in (*GROUPS, "aligned", "conflicting") if f"acc_{g}" in m)
               + f" ({m['train_seconds']:.0f}s)", flush=True)
         results.append(m)
     return results
@@ -186,7 +211,8 @@ def class_balanced_weights(class_counts, beta: float | None = None) -> torch.Ten
 def data_fingerprint(data: ImageData) -> str:
     """Identifies a training set: dataset, pixel source and the exact indices used."""
     idx = data.indices if data.indices is not None else torch.arange(len(data))
-    h = hashlib.sha1(idx.numpy().tobytes() + data.labels.numpy().tobytes()).hexdigest()[:16]
+    extra = b"" if getattr(data, "bias", None) is None else data.bias.numpy().tobytes()   # biased data: its attributes
+    h = hashlib.sha1(idx.numpy().tobytes() + data.labels.numpy().tobytes() + extra).hexdigest()[:16]
     return f"{data.name}|{data.source}|{h}"
 
 

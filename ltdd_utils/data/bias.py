@@ -10,6 +10,7 @@ no distiller may read it.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -46,9 +47,16 @@ class BiasedImageData(ImageData):
         return BiasedImageData(**base.__dict__, bias=self.bias[torch.as_tensor(indices, dtype=torch.long)])
 
 
+def stream_seed(seed: int, purpose: str) -> int:
+    """A seed for one purpose derived from a run seed. Without it, two seeded per-class shuffles of the same
+    class sizes (the attribute split and a random subset, say) draw the same permutation, and a "random"
+    subset would be exactly the bias-conflicting samples."""
+    return int.from_bytes(hashlib.sha1(f"{purpose}:{seed}".encode()).digest()[:6], "little")
+
+
 def bias_attributes(labels: torch.Tensor, num_values: int, conflict_ratio: float | None, seed: int) -> torch.Tensor:
     """Bias attribute per sample: LfF's aligned/conflicting split, or uniform (``conflict_ratio=None``)."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(stream_seed(seed, "bias-attributes"))
     if conflict_ratio is None:
         return torch.randint(num_values, (len(labels),), generator=gen)
     if not 0 <= conflict_ratio < 1:
@@ -79,7 +87,8 @@ def colored_mnist(mnist: ImageData, conflict_ratio: float | None, seed: int = 0,
     colour = (CMNIST_COLORS[bias] + CMNIST_NOISE_STD[severity - 1] * torch.randn(len(bias), 3, generator=gen)).clamp(0, 1)
     grey = mnist.images.float() / 255                                   # (N, 1, H, W)
     images = (grey * colour.view(-1, 3, 1, 1) * 255).round().to(torch.uint8)
-    return _wrap(mnist, images, bias, "Colored MNIST", conflict_ratio, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    return _wrap(mnist, images, bias, "Colored MNIST", conflict_ratio, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+                 f"seed {seed}, severity {severity}")
 
 
 def background_fmnist(fmnist: ImageData, conflict_ratio: float | None, seed: int = 0) -> BiasedImageData:
@@ -91,13 +100,15 @@ def background_fmnist(fmnist: ImageData, conflict_ratio: float | None, seed: int
     bias = bias_attributes(fmnist.labels, len(BACKGROUND_COLORS), conflict_ratio, seed)
     grey = fmnist.images.float() / 255
     images = ((grey + (1 - grey) * BACKGROUND_COLORS[bias].view(-1, 3, 1, 1)) * 255).round().to(torch.uint8)
-    return _wrap(fmnist, images, bias, "BG-FashionMNIST", conflict_ratio, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+    return _wrap(fmnist, images, bias, "BG-FashionMNIST", conflict_ratio, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
+                 f"seed {seed}")
 
 
-def _wrap(base: ImageData, images, bias, name, conflict_ratio, mean, std) -> BiasedImageData:
+def _wrap(base: ImageData, images, bias, name, conflict_ratio, mean, std, draw: str) -> BiasedImageData:
+    # the source names the ratio and the draw, so cache keys (data_fingerprint) tell draws apart
     setting = "unbiased" if conflict_ratio is None else f"{conflict_ratio:.1%} bias-conflicting"
-    return BiasedImageData(images, base.labels.clone(), base.classes, name, f"{base.source}; {setting}", mean, std,
-                           base.indices, bias=bias)
+    return BiasedImageData(images, base.labels.clone(), base.classes, name, f"{base.source}; {setting}; {draw}",
+                           mean, std, base.indices, bias=bias)
 
 
 # ------------------------------------------------------------------------------------ Corrupted CIFAR-10
@@ -187,4 +198,59 @@ def corrupted_cifar10(cifar: ImageData, conflict_ratio: float | None, seed: int 
         if len(pos):
             x = corrupt(cifar.images[pos].float() / 255, kind, severity, gen)
             images[pos] = (x * 255).round().to(torch.uint8)
-    return _wrap(cifar, images, bias, "Corrupted CIFAR-10", conflict_ratio, cifar.mean, cifar.std)
+    return _wrap(cifar, images, bias, "Corrupted CIFAR-10", conflict_ratio, cifar.mean, cifar.std,
+                 f"seed {seed}, severity {severity}, {'/'.join(corruptions)}")
+
+
+# ------------------------------------------------------------------------------ train / val / test splits
+BIASED_DATASETS = {"cmnist": "mnist", "bg_fmnist": "fashionmnist", "corrupted_cifar10": "cifar10"}
+
+
+def make_biased(kind: str, base: ImageData, conflict_ratio: float | None, seed: int = 0,
+                severity: int = 4) -> BiasedImageData:
+    """The biased (or, with ``conflict_ratio=None``, unbiased) version of ``base`` for a dataset kind."""
+    if kind == "cmnist":
+        return colored_mnist(base, conflict_ratio, seed, severity)
+    if kind == "bg_fmnist":
+        return background_fmnist(base, conflict_ratio, seed)
+    if kind == "corrupted_cifar10":
+        return corrupted_cifar10(base, conflict_ratio, seed, severity)
+    raise ConfigError(f"biased dataset {kind!r} is not allowed: expected one of {list(BIASED_DATASETS)}")
+
+
+def _per_class_draw(labels: torch.Tensor, counts: list[int], seed: int) -> list[torch.Tensor]:
+    """Disjoint seeded draws of ``counts[k]`` indices per class, one index tensor per entry of ``counts``."""
+    gen = torch.Generator().manual_seed(stream_seed(seed, "biased-splits"))
+    parts = [[] for _ in counts]
+    for c in range(int(labels.max()) + 1):
+        pos = (labels == c).nonzero().flatten()
+        pos = pos[torch.randperm(len(pos), generator=gen)]
+        if sum(counts) > len(pos):
+            raise ConfigError(f"class {c} has {len(pos)} images; {sum(counts)} were asked for ({counts})")
+        start = 0
+        for k, n in enumerate(counts):
+            parts[k].append(pos[start:start + n])
+            start += n
+    return [torch.cat(p).sort().values for p in parts]
+
+
+def biased_splits(kind: str, train_base: ImageData, test_base: ImageData, conflict_ratio: float,
+                  per_class: int, val_per_class: int, test_per_class: int | None = None, seed: int = 0,
+                  severity: int = 4) -> dict[str, BiasedImageData]:
+    """The four splits of a biased-data experiment, drawn reproducibly from a real dataset:
+
+    * ``train``: ``per_class`` images per class with the LfF aligned/conflicting split at ``conflict_ratio``;
+    * ``unbiased``: the same images with attributes drawn uniformly (the unbiased source of Claim 1);
+    * ``val``: ``val_per_class`` other training images, uniform attributes (selection only, never distilled);
+    * ``test``: ``test_per_class`` test images per class (None = all), uniform attributes.
+    """
+    tr_idx, val_idx = _per_class_draw(train_base.labels, [per_class, val_per_class], seed)
+    test = test_base
+    if test_per_class is not None:
+        (te_idx,) = _per_class_draw(test_base.labels, [test_per_class], seed)
+        test = test_base.subset(te_idx)
+    train = train_base.subset(tr_idx)
+    return {"train": make_biased(kind, train, conflict_ratio, seed, severity),
+            "unbiased": make_biased(kind, train, None, seed + 100, severity),
+            "val": make_biased(kind, train_base.subset(val_idx), None, seed + 200, severity),
+            "test": make_biased(kind, test, None, seed + 300, severity)}

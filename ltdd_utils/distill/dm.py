@@ -56,12 +56,39 @@ def _frozen(net: nn.Module, device) -> nn.Module:
     return net
 
 
+def make_net_pool(net_fn: Callable[[], nn.Module], size: int, seed: int, device="cpu") -> list[nn.Module]:
+    """``size`` frozen random nets built under ``seed`` (the same pool for every arm that shares the seed)."""
+    torch.manual_seed(seed)
+    return [_frozen(net_fn(), device) for _ in range(size)]
+
+
+@torch.no_grad()
+def pool_embeddings(data: ImageData, nets: list[nn.Module], device="cpu", batch: int = 500) -> list[torch.Tensor]:
+    """Embeddings of all of ``data`` under each pool net (CPU tensors): one pass over the real images per net,
+    reused for every weighting of the real samples (see :func:`pooled_class_means`)."""
+    x = data.tensors()[0]
+    out = []
+    with Progress(len(nets), "real embeddings") as bar:
+        for net in nets:
+            out.append(torch.cat([net.embed(x[i:i + batch].to(device)).cpu() for i in range(0, len(x), batch)]))
+            bar.update()
+    return out
+
+
+def pooled_class_means(features: list[torch.Tensor], labels: torch.Tensor, num_classes: int,
+                       weights: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """Exact (weighted) class means under each pool net. Without augmentation they replace DM's per-step real
+    batch by the whole class: the cpu recipe of the KDE chapter."""
+    return [class_mean_embeddings(f, labels, num_classes, weights) for f in features]
+
+
 def distribution_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module], iterations: int = 1000,
                           lr: float = 1.0, batch_real: int = 256, use_dsa: bool = True,
                           dsa_strategy: str = DEFAULT_STRATEGY, net_pool: int = 0, seed: int = 0,
                           device="cpu", init: SyntheticSet | None = None,
                           sample_weights: torch.Tensor | None = None, checkpoint: str | Path | None = None,
-                          checkpoint_every: int = 200) -> SyntheticSet:
+                          checkpoint_every: int = 200, nets: list[nn.Module] | None = None,
+                          real_means: list[torch.Tensor] | None = None) -> SyntheticSet:
     """Run DM on ``data`` and return the synthetic set.
 
     ``net_fn()`` builds a randomly initialised embedding network (called under the run's seed). With
@@ -70,7 +97,11 @@ def distribution_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Mod
     ``sample_weights`` (one per real image) turn the real class means into weighted means (KDE debiasing).
     With ``checkpoint`` (a file path) the state is saved atomically every ``checkpoint_every`` steps and an
     interrupted run resumes from it; the file is removed when the run completes.
+    ``nets`` (a pool from :func:`make_net_pool`) with ``real_means`` (one (C, d) tensor per net, from
+    :func:`pooled_class_means`) switch to exact precomputed real means: no real batches, no augmentation.
     """
+    if real_means is not None and (nets is None or len(nets) != len(real_means) or use_dsa):
+        raise ValueError("real_means needs the matching nets (one mean tensor per net) and use_dsa=False")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     syn0 = init or random_subset(data, ipc, seed)
@@ -78,7 +109,10 @@ def distribution_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Mod
     syn_y = syn0.labels.to(device)
     opt = torch.optim.SGD([syn], lr=lr, momentum=0.5)
     pools = [(data.labels == c).nonzero().flatten() for c in range(data.num_classes)]
-    nets = [_frozen(net_fn(), device) for _ in range(net_pool)]
+    if nets is None:
+        nets = [_frozen(net_fn(), device) for _ in range(net_pool)]
+    else:
+        nets, net_pool = [_frozen(n, device) for n in nets], len(nets)
     history, start = [], 0
     if checkpoint is not None and os.path.exists(checkpoint):
         state = torch.load(checkpoint, weights_only=False)
@@ -93,15 +127,18 @@ def distribution_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Mod
         bar.update(start)
         for it in range(start, iterations):
             net = nets[it % net_pool] if net_pool else _frozen(net_fn(), device)
-            idx = torch.cat([p[torch.randperm(len(p), generator=gen)[:batch_real]] for p in pools])
-            xr, yr = data.subset(idx).tensors(device)
             step_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
-            with torch.no_grad():
-                fr = net.embed(dsa(xr, step_seed, dsa_strategy) if use_dsa else xr)
-                w = None if sample_weights is None else sample_weights[idx].to(device)
-                real_means = class_mean_embeddings(fr, yr, data.num_classes, w)
+            if real_means is not None:
+                target = real_means[it % net_pool].to(device)
+            else:
+                idx = torch.cat([p[torch.randperm(len(p), generator=gen)[:batch_real]] for p in pools])
+                xr, yr = data.subset(idx).tensors(device)
+                with torch.no_grad():
+                    fr = net.embed(dsa(xr, step_seed, dsa_strategy) if use_dsa else xr)
+                    w = None if sample_weights is None else sample_weights[idx].to(device)
+                    target = class_mean_embeddings(fr, yr, data.num_classes, w)
             fs = net.embed(dsa(syn, step_seed, dsa_strategy) if use_dsa else syn)
-            loss = dm_loss(real_means, fs, syn_y)
+            loss = dm_loss(target, fs, syn_y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -115,5 +152,6 @@ def distribution_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Mod
         os.remove(checkpoint)
     meta = {"method": "dm", "iterations": iterations, "lr": lr, "batch_real": batch_real, "dsa": use_dsa,
             "dsa_strategy": dsa_strategy, "net_pool": net_pool, "seed": seed, "loss_history": history,
-            "init": syn0.meta.get("method"), "weighted": sample_weights is not None}
+            "init": syn0.meta.get("method"), "weighted": sample_weights is not None,
+            "exact_real_means": real_means is not None}
     return SyntheticSet(syn.detach().cpu(), syn_y.cpu(), data.num_classes, meta=meta)

@@ -120,3 +120,98 @@ def train_supcon(data, model: str = "convnet", width: int = 32, depth: int = 3, 
     net.load_state_dict(cached("experts/supcon", cfg, fit, cache_root))
     net.expert_key = config_key(cfg)
     return net.to(device).eval()
+
+
+# ----------------------------------------------------------------------------- embeddings and weights
+@torch.no_grad()
+def embeddings(net: ProjectionNet, data, layer: str = "projection", device="cpu", batch: int = 1000) -> torch.Tensor:
+    """Unit-norm embedding of every image: the projection head's output or the L2-normalised backbone."""
+    if layer not in ("projection", "backbone"):
+        raise ValueError(f"layer {layer!r}: expected 'projection' or 'backbone'")
+    net = net.to(device).eval()
+    fn = net if layer == "projection" else (lambda x: F.normalize(net.embed(x), dim=1))
+    x = data.tensors()[0]
+    return torch.cat([fn(x[i:i + batch].to(device)).float().cpu() for i in range(0, len(x), batch)])
+
+
+def random_init_embedding(data, model: str = "convnet", width: int = 32, depth: int = 3, norm: str = "instancenorm",
+                          seed: int = 0):
+    """The control embedding: the SupCon architecture left at its random initialisation."""
+    from ..models import get_model
+    torch.manual_seed(seed)
+    return ProjectionNet(get_model(model, data.shape[0], data.num_classes, data.shape[1:], width=width, depth=depth,
+                                   norm=norm)).eval()
+
+
+def label_free_bandwidth(z: torch.Tensor, labels: torch.Tensor, num_classes: int) -> float:
+    """The label-free rule of the spec: median distance of each sample to its nearest neighbour in its class."""
+    z = F.normalize(z.float(), dim=1)
+    nn_dist = []
+    for c in range(num_classes):
+        zc = z[labels == c]
+        if len(zc) > 1:
+            d = torch.cdist(zc, zc).fill_diagonal_(float("inf"))
+            nn_dist.append(d.min(1).values)
+    return float(torch.cat(nn_dist).median())
+
+
+def oracle_group_weights(labels: torch.Tensor, aligned: torch.Tensor, num_classes: int,
+                         conflict_mass: float = 0.5) -> torch.Tensor:
+    """Weights from the bias labels (an upper-bound reference, never a method): ``conflict_mass`` of each
+    class's weight spread evenly over its bias-conflicting samples, the rest over its aligned ones."""
+    w = torch.zeros(len(labels))
+    for c in range(num_classes):
+        m = labels == c
+        conf, alg = m & ~aligned, m & aligned
+        if conf.any() and alg.any():
+            w[conf], w[alg] = conflict_mass / conf.sum(), (1 - conflict_mass) / alg.sum()
+        else:
+            w[m] = 1 / m.sum()
+    return w
+
+
+def weight_diagnostics(z_by_name: dict[str, torch.Tensor], labels, aligned, num_classes: int, bandwidths, alphas):
+    """Mean per-class conflict weight share for every embedding x bandwidth x alpha (a bias-label diagnostic)."""
+    rows = []
+    for name, z in z_by_name.items():
+        for h in bandwidths:
+            for a in alphas:
+                w = kde_weights(z, labels, num_classes, h, a)
+                rows.append({"embedding": name, "bandwidth": h, "alpha": a,
+                             "conflict_share": float(conflict_weight_share(w, labels, aligned, num_classes).mean())})
+    return rows
+
+
+# ----------------------------------------------------------------------------------- evaluation helpers
+def lff_trainer(settings, epochs: int | None = None, q: float = 0.7, device="cpu"):
+    """A ``train_fn`` for ``evaluate_synset``: LfF (biased GCE net + reweighted debiased net) trained on the
+    synthetic set with the evaluation recipe's optimiser, learning rate, batch and augmentation."""
+    from ..models import get_model
+    from .debias_baselines import train_lff
+
+    def train(model, x, y, seed):
+        torch.manual_seed(seed + 7)
+        biased = get_model(settings.model, x.shape[1], int(y.max()) + 1, tuple(x.shape[2:]), width=settings.width,
+                           depth=settings.depth, norm=settings.norm)
+        debiased, _ = train_lff(biased, model, x, y, epochs or settings.epochs, settings.lr, settings.batch, q,
+                                aug=settings.aug, seed=seed, device=device)
+        return debiased
+    return train
+
+
+def colour_purity(images01: torch.Tensor, labels: torch.Tensor, colours: torch.Tensor, threshold: float = 0.5) -> float:
+    """Share of images whose stroke colour is nearest (in angle, so stroke brightness does not matter) to
+    their class's own colour: 1.0 means every image carries its class's shortcut colour (Colored MNIST).
+    The stroke is the pixels whose brightest channel reaches ``threshold`` of the image's maximum."""
+    x = images01.clamp(0, 1)
+    bright = x.max(1, keepdim=True).values
+    mask = (bright >= threshold * bright.amax((2, 3), keepdim=True)).float()
+    mean = (x * mask).sum((2, 3)) / mask.sum((2, 3)).clamp_min(1)
+    nearest = (F.normalize(mean, dim=1) @ F.normalize(colours.to(mean), dim=1).T).argmax(1)
+    return float((nearest == labels).float().mean())
+
+
+def amplification_index(acc_unbiased_source: float, acc_biased_source: float) -> float:
+    """A(M) = (acc on the unbiased test set when M is given the unbiased source - the same with the biased
+    source) / the former: the share of accuracy the bias costs method M."""
+    return (acc_unbiased_source - acc_biased_source) / acc_unbiased_source
