@@ -155,3 +155,105 @@ def test_corrupted_cifar10_ties_corruption_to_class():
     assert not torch.equal(cc.images, x)
     with pytest.raises(ConfigError, match="one per class"):
         corrupted_cifar10(base, 0.1, corruptions=["jpeg"])
+
+
+# ------------------------------------------------------------------ chapter pieces: splits, metrics, DM paths
+def test_bias_metrics_on_a_hand_made_case():
+    from ltdd_utils.evaluate import bias_metrics
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    bias = torch.tensor([0, 1, 1, 1, 0, 0])          # aligned: samples 0 and 3
+    pred = torch.tensor([0, 0, 1, 1, 1, 0])          # right: 0, 1, 3, 4
+    m = bias_metrics(pred, labels, bias)
+    assert m["acc_aligned"] == pytest.approx(100.0)
+    assert m["acc_conflicting"] == pytest.approx(50.0)            # 2 of 4
+    assert m["acc_worst_group"] == pytest.approx(50.0)            # groups (0,1): 1/2, (1,0): 1/2
+
+
+def test_random_subset_of_a_biased_set_is_not_the_conflicting_samples():
+    """Seeded per-class shuffles of equal class sizes must not line up (they did once: the 'random' subset
+    was exactly the bias-conflicting samples)."""
+    from ltdd_utils.distill import random_subset
+    data = _fake_grey(4000)
+    cm = colored_mnist(data, 0.05, seed=0)
+    for seed in (0, 1, 2):
+        idx = torch.tensor(random_subset(cm, 10, seed).meta["indices"])
+        assert int((~cm.aligned[idx]).sum()) < 20                  # expected 5 of 100
+
+
+def test_biased_splits_are_disjoint_and_have_the_asked_ratios():
+    from ltdd_utils.data.bias import biased_splits
+    gen = torch.Generator().manual_seed(0)
+    base = ImageData((torch.rand(1000, 1, 28, 28, generator=gen) * 255).to(torch.uint8), torch.arange(10).repeat(100),
+                     [str(i) for i in range(10)], "fake", "test", (0.5,), (0.5,))
+    sp = biased_splits("cmnist", base, base, 0.1, per_class=40, val_per_class=20, test_per_class=50, seed=0)
+    assert sp["train"].conflict_ratio() == pytest.approx(0.1)
+    assert set(sp["train"].indices.tolist()).isdisjoint(sp["val"].indices.tolist())
+    assert torch.equal(sp["unbiased"].indices, sp["train"].indices)
+    assert sp["unbiased"].conflict_ratio() > 0.6 and sp["test"].class_counts() == [50] * 10
+    assert sp["train"].source != sp["unbiased"].source              # cache keys tell the draws apart
+    with pytest.raises(ConfigError, match="asked for"):
+        biased_splits("cmnist", base, base, 0.1, per_class=90, val_per_class=20)
+
+
+def test_exact_pooled_means_equal_the_full_class_batch():
+    """The cpu path (precomputed weighted class means) equals DM with a real batch that is the whole class."""
+    from ltdd_utils.distill import make_net_pool, pool_embeddings, pooled_class_means
+    tr = load_dataset("digits", train=True)
+    fn = lambda: get_model("convnet", 1, 10, (8, 8), width=8)
+    w = torch.rand(len(tr), generator=torch.Generator().manual_seed(0))
+    nets = make_net_pool(fn, 2, seed=0)
+    means = pooled_class_means(pool_embeddings(tr, nets), tr.labels, 10, w)
+    kw = dict(iterations=6, use_dsa=False, seed=0)
+    exact = distribution_matching(tr, 2, fn, nets=nets, real_means=means, **kw)
+    batch = distribution_matching(tr, 2, fn, nets=nets, batch_real=10_000, sample_weights=w, **kw)
+    assert torch.allclose(exact.images, batch.images, atol=1e-5)
+    with pytest.raises(ValueError, match="real_means"):
+        distribution_matching(tr, 2, fn, real_means=means, iterations=1)
+
+
+def test_oracle_weights_and_label_free_bandwidth():
+    from ltdd_utils.methods.kde_debias import label_free_bandwidth, oracle_group_weights
+    labels = torch.zeros(100, dtype=torch.long)
+    aligned = torch.arange(100) >= 5
+    w = oracle_group_weights(labels, aligned, 1)
+    assert float(conflict_weight_share(w, labels, aligned, 1)[0]) == pytest.approx(0.5)
+    z = torch.cat([torch.eye(3)[0].repeat(50, 1), torch.eye(3)[1].repeat(50, 1)]) + 0.01 * torch.randn(100, 3)
+    assert label_free_bandwidth(z, labels, 1) < 0.1                 # nearest neighbours sit inside the tight clusters
+
+
+def test_colour_purity_reads_the_shortcut():
+    from ltdd_utils.methods.kde_debias import colour_purity
+    grey = _fake_grey(200)
+    biased, unbiased = colored_mnist(grey, 0.0, seed=0), colored_mnist(grey, None, seed=0)
+    assert colour_purity(biased.images.float() / 255, biased.labels, CMNIST_COLORS) == pytest.approx(1.0)
+    assert colour_purity(unbiased.images.float() / 255, unbiased.labels, CMNIST_COLORS) < 0.3
+
+
+def test_lff_trainer_plugs_into_the_evaluation_protocol():
+    from ltdd_utils.distill import random_subset
+    from ltdd_utils.evaluate import EvalSettings, evaluate_synset
+    from ltdd_utils.methods.kde_debias import lff_trainer
+    tr, te = load_dataset("digits", train=True), load_dataset("digits", train=False)
+    s = EvalSettings(width=8, epochs=2, students=1, batch=32)
+    called = []
+
+    def spy(model, x, y, seed):
+        called.append(seed)
+        return lff_trainer(s)(model, x, y, seed)
+    out = evaluate_synset(random_subset(tr, 3, 0), te, s, seed=1, train_fn=spy)
+    assert called == [1000] and 0 <= out[0]["acc"] <= 100
+
+
+def test_kde_chapter_parameters_fail_before_compute(tmp_path):
+    from ltdd_utils.config import make_config
+    from ltdd_utils.data import DatasetNotFoundError
+    for bad, fragment in [({"settings": [[1.0, 10]]}, r"\[0, 1\)"), ({"settings": [[0.05, 0]]}, ">= 1"),
+                          ({"settings": [[0.0, 10]]}, "ratio > 0"), ({"amplification_ratio": 1.5}, r"\[0, 1\)"),
+                          ({"dataset": "cmnst"}, "did you mean 'cmnist'"), ({"kde_bandwidht": 0.2}, "unknown parameter"),
+                          ({"severity": 0}, "one of")]:
+        with pytest.raises(ConfigError, match=fragment):
+            make_config("kde_debias", "smoke", check_data=False, **bad)
+    with pytest.raises(DatasetNotFoundError, match="MNIST"):
+        make_config("kde_debias", "smoke", data_root=str(tmp_path))
+    cfg = make_config("kde_debias", "smoke", check_data=False, amplification_datasets="auto", data_root=str(tmp_path))
+    assert "corrupted_cifar10" not in cfg.amplification_datasets    # no CIFAR-10 in an empty root
