@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import platform
 import subprocess
 import time
@@ -18,17 +19,18 @@ from .cache import atomic_write_text
 
 
 def git_commit(path: str | Path = ".") -> str:
-    """The current commit (with '+dirty' when the work tree has changes), or 'unknown' outside git."""
+    """The current commit (with '+dirty' when the work tree has changes); outside git, $LTDD_COMMIT (set it when
+    a copy of the checkout runs elsewhere, e.g. on a rented GPU) or 'unknown'."""
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=path, capture_output=True,
                                 text=True, check=True).stdout.strip()
         # the run's own outputs (executed chapters, result files) do not make the code dirty
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":!book/results", ":!book/chapters"], cwd=path,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
+                                ":(top,exclude)book/results", ":(top,exclude)book/chapters"], cwd=path,
                                capture_output=True, text=True).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return "unknown"
+        return os.environ.get("LTDD_COMMIT", "unknown")
 
 
 def device_name(device) -> str:
