@@ -19,8 +19,10 @@ from .cache import atomic_write_text
 
 
 def git_commit(path: str | Path = ".") -> str:
-    """The current commit (with '+dirty' when the work tree has changes); outside git, $LTDD_COMMIT (set it when
-    a copy of the checkout runs elsewhere, e.g. on a rented GPU) or 'unknown'."""
+    """The current commit (with '+dirty' when the work tree has changes), or 'unknown' outside git.
+    $LTDD_COMMIT, when set, is taken instead: for a copy of the checkout run elsewhere (e.g. on a rented GPU)."""
+    if os.environ.get("LTDD_COMMIT"):
+        return os.environ["LTDD_COMMIT"]
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=path, capture_output=True,
                                 text=True, check=True).stdout.strip()
@@ -30,7 +32,7 @@ def git_commit(path: str | Path = ".") -> str:
                                capture_output=True, text=True).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
-        return os.environ.get("LTDD_COMMIT", "unknown")
+        return "unknown"
 
 
 def device_name(device) -> str:
