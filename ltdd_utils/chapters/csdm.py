@@ -1,0 +1,73 @@
+"""Parameters and presets of the CSDM chapter (notebooks/03_csdm.ipynb): class-aware spectral distribution
+matching on long-tailed data."""
+from ..config import (BASE_PRESET, ConfigError, Param, a_string, int_at_least, list_of, number_at_least, one_of,
+                      optional, positive_number, schema_from)
+from ..methods.csdm import ALPHA_RULES, CF_FORMS, KERNELS
+
+METHODS = ("random", "dm", "mmd", "sdd", "csdm")
+ABLATIONS = ("amplitude_only", "phase_only", "reversed", "constant_low", "constant_high", "reliability",
+             "two_level", "sqrt_form")
+
+
+def _unit(name, v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+        raise ConfigError(f"{name} = {v!r} is not allowed: expected a number in [0, 1]")
+
+
+def resolve_data(values: dict, check_data: bool) -> dict:
+    if values["alpha_head"] < values["alpha_tail"]:
+        raise ConfigError(f"parameters alpha_head = {values['alpha_head']} < alpha_tail = {values['alpha_tail']}: the "
+                          "class-aware direction gives head classes more amplitude; the ablation 'reversed' tests "
+                          "the opposite")
+    return values
+
+
+SCHEMA = schema_from(
+    "dataset", "data_root", "cache_dir", "device", "seeds", "ipc", "model", "width", "depth", "norm",
+    "group_scheme", "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
+    "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
+    imbalance_factors=Param(list_of(number_at_least(1, " (1 = balanced)")), "imbalance factors of the main comparison"),
+    sweep_factors=Param(list_of(number_at_least(1, " (1 = balanced)")),
+                        "imbalance factors of the shrinking-tail sweep (tail = n_max / IF images)"),
+    methods=Param(list_of(one_of(*METHODS)), "arms of the main comparison"),
+    sweep_methods=Param(list_of(one_of(*METHODS)), "arms of the shrinking-tail sweep"),
+    kernel=Param(one_of(*KERNELS), "shift-invariant kernel of SDD, CSDM and the MMD baseline"),
+    sigma=Param(positive_number, "kernel bandwidth on L2-normalised features"),
+    num_freqs=Param(int_at_least(1), "frequencies M per net (fixed per pool net in the exact regime, fresh per step otherwise)"),
+    cf_form=Param(one_of(*CF_FORMS), "per-frequency term: 'mmd' (alpha A + (1-alpha) P) or NCFM's 'sqrt'"),
+    spectral_lr=Param(positive_number, "Adam learning rate on the pixels for MMD, SDD and CSDM"),
+    alpha_rule=Param(one_of(*ALPHA_RULES), "how alpha_c follows the class counts (the paper's formula is not public)"),
+    alpha_head=Param(_unit, "alpha of the largest class (loglinear, two_level) or the constant"),
+    alpha_tail=Param(_unit, "alpha of the smallest class (loglinear, two_level)"),
+    alpha0=Param(_unit, "reliability rule: alpha0 * n_c / (n_c + n0)"),
+    n0=Param(positive_number, "reliability rule: n0"),
+    ablation_if=Param(number_at_least(1), "imbalance factor of the ablations"),
+    ablations=Param(list_of(one_of(*ABLATIONS), min_len=0), "CSDM variants of the ablation study"),
+    ablation_freqs=Param(list_of(int_at_least(1), min_len=0), "other numbers of frequencies tried for CSDM"),
+    ablation_seeds=Param(list_of(int_at_least(0)), "seeds of the ablations"),
+    check_freqs=Param(list_of(int_at_least(1)), "frequency counts of the SDD-vs-MMD numerical check"),
+    results_dir=Param(optional(a_string), "where result files go; None = book/results of the checkout"),
+)
+
+_COMMON = {**BASE_PRESET, "dataset": "auto", "methods": list(METHODS), "sweep_methods": ["random", "dm", "csdm"],
+           "kernel": "gaussian", "sigma": 1.0, "num_freqs": 1024, "cf_form": "mmd", "spectral_lr": 0.01,
+           "alpha_rule": "loglinear", "alpha_head": 0.7, "alpha_tail": 0.3, "alpha0": 0.8, "n0": 100.0,
+           "check_freqs": [16, 64, 256, 1024, 4096, 16384]}
+
+PRESETS = {
+    "smoke": {**_COMMON, "dataset": "digits", "seeds": [0], "ipc": 2, "width": 8, "imbalance_factors": [10],
+              "sweep_factors": [10, 20], "dm_iterations": 5, "dm_batch_real": 16, "dm_dsa": False, "dm_net_pool": 2,
+              "num_freqs": 32, "eval_students": 1, "eval_epochs": 3, "eval_batch": 64, "eval_width": 8,
+              "ablation_if": 10, "ablations": ["reversed", "amplitude_only"], "ablation_freqs": [8],
+              "ablation_seeds": [0], "check_freqs": [16, 256]},
+    "cpu": {**_COMMON, "seeds": [0, 1, 2], "ipc": 10, "width": 16, "imbalance_factors": [10, 50, 100],
+            "sweep_factors": [10, 50, 100, 200], "dm_iterations": 300, "dm_batch_real": 256, "dm_dsa": False,
+            "dm_net_pool": 4, "num_freqs": 1024, "eval_students": 1, "eval_epochs": 200, "eval_batch": 256,
+            "eval_width": 16, "ablation_if": 100, "ablations": ["amplitude_only", "phase_only", "reversed"],
+            "ablation_freqs": [64], "ablation_seeds": [0, 1, 2]},
+    "paper": {**_COMMON, "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 128, "imbalance_factors": [10, 50, 100],
+              "sweep_factors": [10, 50, 100, 200], "dm_iterations": 20000, "dm_batch_real": 256, "dm_dsa": True,
+              "dm_net_pool": 0, "num_freqs": 1024, "eval_students": 5, "eval_epochs": 1000, "eval_batch": 256,
+              "eval_width": 128, "ablation_if": 100, "ablations": list(ABLATIONS), "ablation_freqs": [16, 64, 256, 4096],
+              "ablation_seeds": [0, 1, 2]},
+}

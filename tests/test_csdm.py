@@ -1,0 +1,145 @@
+"""CSDM pieces: SDD against the exact MMD, the amplitude/phase identity, what each term sees, the alpha(c)
+schedules, the exact-statistics path, gradients to the pixels, and the chapter's parameter checks."""
+import pytest
+import torch
+
+from ltdd_utils.config import ConfigError, make_config
+from ltdd_utils.data import ImageData
+from ltdd_utils.methods import csdm
+from ltdd_utils.models import get_model
+
+D64 = torch.float64
+
+
+def _freqs(kernel, m, d, seed=0):
+    return csdm.sample_frequencies(kernel, m, d, 1.0, torch.Generator().manual_seed(seed), D64)
+
+
+def _sample(n, d, seed, shift=0.0, scale=1.0):
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed), dtype=D64) * scale + shift
+
+
+def test_sdd_is_zero_for_identical_sets_and_grows_with_a_mean_shift():
+    x = _sample(200, 4, 0)
+    om = _freqs("gaussian", 2048, 4)
+    assert float(csdm.sdd(x, x.clone(), om)) == pytest.approx(0.0, abs=1e-12)
+    values = [float(csdm.sdd(x, x + s, om)) for s in (0.0, 0.2, 0.5, 1.0)]
+    assert values[0] < 1e-12 and all(a < b for a, b in zip(values, values[1:]))
+
+
+@pytest.mark.parametrize("kernel", csdm.KERNELS)
+def test_monte_carlo_sdd_matches_the_exact_mmd(kernel):
+    x, y = _sample(150, 5, 1, scale=0.5), _sample(100, 5, 2, shift=0.3, scale=0.5)
+    exact = float(csdm.mmd2(x, y, kernel, 1.0))
+    est = sum(float(csdm.sdd(x, y, _freqs(kernel, 16384, 5, seed=s))) for s in range(4)) / 4
+    assert exact > 0.01
+    assert est == pytest.approx(exact, rel=0.03)
+    # too few frequencies is visibly worse on average than many: the estimate converges
+    few = [abs(float(csdm.sdd(x, y, _freqs(kernel, 8, 5, seed=s))) - exact) for s in range(20)]
+    assert sum(few) / 20 > abs(est - exact)
+
+
+def test_amplitude_and_phase_recombine_to_the_full_term():
+    x, y = _sample(120, 6, 3), _sample(40, 6, 4, shift=0.4, scale=1.5)
+    om = _freqs("gaussian", 500, 6)
+    (ar, ai), (br, bi) = csdm.ecf(x, om), csdm.ecf(y, om)
+    amp, phase = csdm.amplitude_phase(ar, ai, br, bi)
+    full = (ar - br) ** 2 + (ai - bi) ** 2
+    assert torch.allclose(amp + phase, full, atol=1e-10)
+    assert (amp >= 0).all() and (phase >= 0).all()
+
+
+def test_spread_shows_in_the_amplitude_and_location_in_the_phase():
+    base = _sample(4000, 2, 5)
+    om = _freqs("gaussian", 4096, 2, seed=6)
+
+    def terms(other):
+        (ar, ai), (br, bi) = csdm.ecf(base, om), csdm.ecf(other, om)
+        a, p = csdm.amplitude_phase(ar, ai, br, bi)
+        return float(a.mean()), float(p.mean())
+
+    a, p = terms(_sample(4000, 2, 7, scale=3.0))         # same mean, larger spread
+    assert a > 10 * p
+    a, p = terms(_sample(4000, 2, 8, shift=torch.tensor([1.0, 0.0], dtype=D64)))   # same spread, shifted
+    assert p > 10 * a
+
+
+def test_class_mmd_loss_is_the_per_class_mmd_up_to_a_constant():
+    g = torch.Generator().manual_seed(0)
+    real, syn = torch.randn(60, 3, generator=g), torch.randn(12, 3, generator=g)
+    yr, ys = torch.arange(3).repeat(20), torch.arange(3).repeat(4)
+    loss = csdm.class_mmd_loss(real, yr, syn, ys, 3)
+    const = sum(csdm.kernel_matrix(real[yr == c], real[yr == c], "gaussian").mean() for c in range(3))
+    direct = sum(csdm.mmd2(real[yr == c], syn[ys == c]) for c in range(3))
+    assert float(loss + const) == pytest.approx(float(direct), abs=1e-5)
+
+
+def test_exact_class_cfs_equal_the_cf_of_each_class():
+    g = torch.Generator().manual_seed(1)
+    z, y = torch.randn(90, 4, generator=g, dtype=D64), torch.arange(3).repeat(30)
+    om = _freqs("gaussian", 64, 4)
+    re, im = csdm.class_ecf(z, y, 3, om, batch=7)
+    for c in range(3):
+        r, i = csdm.ecf(z[y == c], om)
+        assert torch.allclose(re[c], r) and torch.allclose(im[c], i)
+
+
+def test_alpha_schedule_follows_the_class_counts():
+    counts = [5000, 2997, 1796, 1077, 645, 387, 232, 139, 83, 50]
+    for rule in ("loglinear", "reliability", "two_level"):
+        a = csdm.alpha_schedule(counts, rule)
+        assert ((a >= 0) & (a <= 1)).all()
+        assert all(x >= y for x, y in zip(a, a[1:])), rule            # head -> more amplitude
+        r = csdm.alpha_schedule(counts, rule, reverse=True)
+        assert all(x <= y for x, y in zip(r, r[1:])), rule            # reversed: tail -> more amplitude
+    a = csdm.alpha_schedule(counts)
+    assert float(a[0]) == pytest.approx(0.7) and float(a[-1]) == pytest.approx(0.3)
+    assert torch.allclose(csdm.alpha_schedule([100] * 10), torch.full((10,), 0.5))
+    with pytest.raises(ValueError, match="alpha rule"):
+        csdm.alpha_schedule(counts, "cubic")
+
+
+def test_weighted_loss_uses_alpha_per_class():
+    amp, phase = torch.tensor([[1.0, 1.0], [1.0, 1.0]]), torch.tensor([[0.0, 0.0], [3.0, 3.0]])
+    assert float(csdm.csdm_loss(amp, phase, torch.tensor([1.0, 0.0]))) == pytest.approx(1.0 + 3.0)
+    assert float(csdm.csdm_loss(amp, phase, torch.tensor([0.5, 0.5]))) == pytest.approx(0.5 + 2.0)
+    assert float(csdm.csdm_loss(amp, phase, torch.tensor([0.5, 0.5]), torch.tensor([True, False]))) == pytest.approx(0.5)
+
+
+def _tiny_data():
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (40, 1, 8, 8), generator=g, dtype=torch.uint8)
+    return ImageData(x, torch.arange(2).repeat(20), ["a", "b"], "tiny", "test", (0.5,), (0.5,))
+
+
+@pytest.mark.parametrize("loss", ["spectral", "mmd"])
+def test_gradients_reach_the_synthetic_images(loss):
+    data = _tiny_data()
+    net_fn = lambda: get_model("convnet", 1, 2, (8, 8), width=4, depth=2, norm="instancenorm")   # noqa: E731
+    alphas = None if loss == "mmd" else torch.tensor([0.7, 0.3])
+    syn = csdm.spectral_matching(data, 2, net_fn, alphas, loss=loss, iterations=3, lr=0.05, batch_real=8,
+                                 use_dsa=False, net_pool=1, num_freqs=16, seed=0)
+    from ltdd_utils.distill import random_subset
+    init = random_subset(data, 2, 0)
+    assert syn.images.shape == init.images.shape
+    assert (syn.images - init.images).abs().max() > 1e-4            # the pixels moved
+    assert len(syn.meta["loss_history"]) == 3
+
+
+def test_exact_statistics_need_matching_nets_and_no_augmentation():
+    data = _tiny_data()
+    with pytest.raises(ValueError, match="exact real statistics"):
+        csdm.spectral_matching(data, 2, None, torch.tensor([0.5, 0.5]), real_stats=[None], nets=None, use_dsa=False)
+
+
+def test_chapter_parameter_errors():
+    with pytest.raises(ConfigError, match="alpha_head"):
+        make_config("csdm", "smoke", check_data=False, alpha_head=0.2, alpha_tail=0.6)
+    with pytest.raises(ConfigError, match="kernel"):
+        make_config("csdm", "smoke", check_data=False, kernel="gausian")
+    with pytest.raises(ConfigError, match="ipc"):
+        make_config("csdm", "smoke", check_data=False, ipc=0)
+    with pytest.raises(ConfigError, match="ablations"):
+        make_config("csdm", "smoke", check_data=False, ablations=["reverse"])
+    with pytest.raises(ConfigError):
+        make_config("csdm", "smoke", check_data=False, sweep_factors=[0.5])
