@@ -1,0 +1,113 @@
+"""Parameters and presets of the TAD chapter (notebooks/05_tad.ipynb): trust-aware diversion for dataset
+distillation from mislabeled data (Wu et al., arXiv 2502.05027)."""
+from ..config import (BASE_PRESET, ConfigError, Param, a_bool, a_string, int_at_least, list_of, number_at_least, one_of,
+                      optional, positive_number, rate, schema_from, _fail)
+from ..data.noise import CIFAR10N_KEYS
+from ..methods.tad import RELIABILITY_TESTS, SPLITS
+
+METHODS = ("random", "clean_dm", "noisy_dm", "filter_dm", "two_stage", "tad_outer", "tad", "oracle_dm")
+SYNTHETIC_NOISE = ("symmetric", "asymmetric")
+
+
+def _setting(name, v):
+    """One [noise kind, rate] pair."""
+    if not isinstance(v, (list, tuple)) or len(v) != 2:
+        _fail(name, v, "a pair [noise kind, rate], e.g. ['symmetric', 0.4]")
+    one_of(*SYNTHETIC_NOISE)(f"{name}[0]", v[0])
+    rate(f"{name}[1]", v[1])
+
+
+def _real_noise(name, v):
+    if v != "auto":
+        list_of(one_of(*CIFAR10N_KEYS), min_len=0)(name, v)
+
+
+def _unit_open(name, v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 < v < 1:
+        _fail(name, v, "a number in (0, 1)")
+
+
+def resolve_data(values: dict, check_data: bool) -> dict:
+    """Resolve DATASET and REAL_NOISE ('auto': CIFAR-10N's worse labels when the dataset is CIFAR-10) and check
+    that every noise setting exists for the dataset, before any compute."""
+    from ..data import resolve_dataset, DATASETS
+    from ..data.noise import ASYMMETRIC_MAPS
+    if check_data:
+        values["dataset"] = resolve_dataset(values["dataset"], values.get("data_root"))
+    name = values["dataset"]
+    if values["real_noise"] == "auto":
+        values["real_noise"] = ["worse"] if name == "cifar10" else []
+    if values["real_noise"] and name not in ("cifar10", "auto"):
+        raise ConfigError(f"parameter 'real_noise' = {values['real_noise']!r}: CIFAR-10N labels exist only for "
+                          f"dataset 'cifar10', not {name!r}")
+    display = {"cifar10": "CIFAR-10", "fashionmnist": "FashionMNIST", "mnist": "MNIST", "digits": "digits"}
+    kinds = {k for k, _ in values["noise_settings"]} | ({"symmetric"} if values["sweep_rates"] else set())
+    if "asymmetric" in kinds and name in DATASETS and display.get(name) not in ASYMMETRIC_MAPS:
+        raise ConfigError(f"asymmetric noise has no class map for dataset {name!r}; maps exist for "
+                          f"{sorted(ASYMMETRIC_MAPS)}")
+    return values
+
+
+SCHEMA = schema_from(
+    "dataset", "data_root", "cache_dir", "device", "seeds", "ipc", "model", "width", "depth", "norm",
+    "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
+    "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
+    per_class=Param(optional(int_at_least(1)), "training images per class drawn from the real training split "
+                                               "(class-balanced subset; None = all)"),
+    test_limit=Param(optional(int_at_least(10)), "use only this many test images (None = the full test set)"),
+    noise_seed=Param(int_at_least(0), "seed of the noise draw (shared by every arm and run seed)"),
+    noise_settings=Param(list_of(_setting), "[kind, rate] pairs of the main comparison (kind: symmetric, "
+                                            "asymmetric); the ablations run on the first"),
+    methods=Param(list_of(one_of(*METHODS)), "arms of the main comparison"),
+    sweep_rates=Param(list_of(rate, min_len=0), "symmetric noise rates of the robustness sweep"),
+    real_noise=Param(_real_noise, "CIFAR-10N label sets of the robustness sweep ('auto' = ['worse'] on CIFAR-10)"),
+    sweep_methods=Param(list_of(one_of(*METHODS)), "arms of the robustness sweep"),
+    sweep_seeds=Param(list_of(int_at_least(0)), "seeds of the robustness sweep"),
+    trust_width=Param(int_at_least(1), "trust-network ConvNet width"),
+    warmup_epochs=Param(int_at_least(1), "cross-entropy warm-up of the trust network on the noisy labels"),
+    rounds=Param(int_at_least(1), "TAD rounds R (outer split + inner recall); every R' <= R comes from one run"),
+    epochs_per_round=Param(int_at_least(1), "trust-network epochs between rounds (CE on T + consistency on U)"),
+    tau=Param(_unit_open, "trust threshold on the low-loss posterior of the mixture"),
+    trust_split=Param(one_of(*SPLITS), "outer-loop split: classwise GMM (TAD), one global GMM, or small_loss"),
+    keep_ratio=Param(_unit_open, "share of each class kept by the small_loss split"),
+    delta=Param(_unit_open, "Mahalanobis-posterior (and confidence) threshold of the recall tests"),
+    reliability=Param(list_of(one_of(*RELIABILITY_TESTS)), "recall tests that must all hold"),
+    shrinkage=Param(positive_number, "covariance shrinkage: Sigma + shrinkage * tr(Sigma) / d * I"),
+    lambda_cons=Param(number_at_least(0), "weight of the consistency term on untrusted samples (0 = off)"),
+    trust_lr=Param(positive_number, "trust-network SGD learning rate"),
+    trust_batch=Param(int_at_least(1), "trust-network batch size"),
+    ablation_taus=Param(list_of(_unit_open, min_len=0), "thresholds tau of the split diagnostic (no training)"),
+    ablation_tests=Param(list_of(a_string, min_len=0), "recall-test combinations of the recall diagnostic, "
+                                                       "'+'-joined, e.g. 'mahalanobis+cosine'"),
+    ablation_consistency=Param(a_bool, "also run TAD with lambda_cons = 0 (consistency off) on the first setting"),
+    ablation_seeds=Param(list_of(int_at_least(0), min_len=0), "seeds of the consistency-off ablation"),
+    results_dir=Param(optional(a_string), "where result files go; None = book/results of the checkout"),
+)
+
+_COMMON = {**BASE_PRESET, "dataset": "auto", "noise_seed": 0, "methods": list(METHODS), "real_noise": "auto",
+           "sweep_methods": ["noisy_dm", "filter_dm", "tad"], "trust_split": "classwise", "keep_ratio": 0.5,
+           "tau": 0.5, "delta": 0.9, "reliability": ["mahalanobis", "cosine", "model"], "shrinkage": 1e-3,
+           "lambda_cons": 1.0, "trust_lr": 0.01, "trust_batch": 256, "ablation_taus": [0.3, 0.5, 0.7],
+           "ablation_tests": ["mahalanobis", "cosine", "model", "mahalanobis+cosine+model", "confidence"],
+           "ablation_consistency": True, "ablation_seeds": [0]}
+
+PRESETS = {
+    "smoke": {**_COMMON, "dataset": "digits", "seeds": [0], "ipc": 2, "width": 8, "per_class": 60,
+              "test_limit": 200, "noise_settings": [["symmetric", 0.4], ["asymmetric", 0.4]], "sweep_rates": [0.2],
+              "real_noise": [], "sweep_methods": ["noisy_dm", "tad"], "sweep_seeds": [0], "trust_width": 8,
+              "warmup_epochs": 1, "rounds": 2, "epochs_per_round": 1, "dm_iterations": 5, "dm_batch_real": 16,
+              "dm_dsa": False, "dm_net_pool": 2, "eval_students": 1, "eval_epochs": 3, "eval_batch": 64,
+              "eval_width": 8, "trust_batch": 64},
+    "cpu": {**_COMMON, "seeds": [0, 1, 2], "ipc": 10, "width": 16, "per_class": 500, "test_limit": None,
+            "noise_settings": [["symmetric", 0.4], ["asymmetric", 0.4]], "sweep_rates": [0.2, 0.6],
+            "sweep_seeds": [0], "trust_width": 32, "trust_batch": 64, "warmup_epochs": 8, "rounds": 3,
+            "epochs_per_round": 2,
+            "dm_iterations": 400, "dm_batch_real": 256, "dm_dsa": False, "dm_net_pool": 8, "eval_students": 1,
+            "eval_epochs": 300, "eval_batch": 256, "eval_width": 16},
+    "paper": {**_COMMON, "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 128, "per_class": None, "test_limit": None,
+              "noise_settings": [["symmetric", 0.4], ["asymmetric", 0.4]], "sweep_rates": [0.2, 0.6],
+              "sweep_methods": ["noisy_dm", "filter_dm", "two_stage", "tad"], "sweep_seeds": [0, 1, 2],
+              "trust_width": 128, "warmup_epochs": 10, "rounds": 5, "epochs_per_round": 3,
+              "dm_iterations": 20000, "dm_batch_real": 256, "dm_dsa": True, "dm_net_pool": 0, "eval_students": 5,
+              "eval_epochs": 1000, "eval_batch": 256, "eval_width": 128},
+}

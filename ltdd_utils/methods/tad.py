@@ -1,0 +1,355 @@
+"""TAD: trust-aware diversion for dataset distillation from mislabeled data (Wu et al., arXiv 2502.05027).
+
+The paper's body is not public; this module follows the chapter spec's reconstruction (``[R]`` there), with
+every choice a parameter. A *trust network* is warmed up on the noisy labels, then ``rounds`` times:
+
+* **outer loop** (:func:`trust_split`): a two-component 1-D Gaussian mixture on each class's per-sample losses
+  splits the data into a trusted space T (posterior of the low-loss component > ``tau``) and an untrusted
+  space U; distillation is later *diverted* to T;
+* **inner loop** (:func:`recalibrate`): each untrusted sample's penultimate feature is scored against the
+  class anchors of T (Mahalanobis posterior, cosine similarity, the network's own prediction); samples on
+  which the tests agree get the agreed label and are *recalled* into T;
+* the trust network then trains on T (cross-entropy on the current labels) plus a consistency term on U
+  (two augmentations of an untrusted image should get the same prediction), and the next round refits the
+  mixtures on its losses.
+
+:func:`trust_aware_diversion` runs the loop and returns, per round, the trusted mask and the current labels,
+with diagnostics against the hidden true labels when they are given (never used by the method).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from ..augment import crop_flip
+from ..progress import Progress
+
+SPLITS = ("classwise", "global", "small_loss")
+RELIABILITY_TESTS = ("mahalanobis", "cosine", "model", "confidence")
+
+
+# ---------------------------------------------------------------------------------------- outer loop
+def fit_gmm_1d(x: torch.Tensor, max_iter: int = 10, tol: float = 1e-2, reg_covar: float = 5e-4):
+    """EM for a two-component Gaussian mixture on the values ``x`` (1-D).
+
+    Returns ``(means, variances, weights, posterior_low)``, where ``posterior_low`` is each value's posterior
+    of the component with the smaller mean. Defaults are DivideMix's (``max_iter`` 10, ``tol`` 1e-2,
+    ``reg_covar`` 5e-4); the components start from the lower and upper halves of the sorted values.
+    """
+    x = x.double().flatten()
+    s = x.sort().values
+    half = len(s) // 2
+    mu = torch.stack([s[:half].mean(), s[half:].mean()])
+    var = torch.stack([s[:half].var(unbiased=False), s[half:].var(unbiased=False)]) + reg_covar
+    pi = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    prev = None
+    for _ in range(max_iter):
+        logp = -0.5 * ((x[:, None] - mu) ** 2 / var + var.log() + torch.log(torch.tensor(2 * torch.pi))) + pi.log()
+        ll = torch.logsumexp(logp, 1)
+        resp = (logp - ll[:, None]).exp()
+        nk = resp.sum(0).clamp_min(1e-10)
+        pi = nk / len(x)
+        mu = (resp * x[:, None]).sum(0) / nk
+        var = (resp * (x[:, None] - mu) ** 2).sum(0) / nk + reg_covar
+        mean_ll = float(ll.mean())
+        if prev is not None and abs(mean_ll - prev) < tol:
+            break
+        prev = mean_ll
+    logp = -0.5 * ((x[:, None] - mu) ** 2 / var + var.log()) + pi.log()
+    resp = torch.softmax(logp, 1)
+    low = int(mu.argmin())
+    return mu, var, pi, resp[:, low].float()
+
+
+def _minmax(v: torch.Tensor) -> torch.Tensor:
+    span = v.max() - v.min()
+    return (v - v.min()) / span if span > 0 else torch.zeros_like(v)
+
+
+def trust_split(losses: torch.Tensor, labels: torch.Tensor, num_classes: int, tau: float = 0.5,
+                mode: str = "classwise", keep_ratio: float = 0.5, **gmm) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split samples into trusted / untrusted from their per-sample losses.
+
+    ``mode``: ``classwise`` (one mixture per class, on losses min-max normalised within the class: TAD's
+    class-wise dynamic GMM as reconstructed), ``global`` (one mixture over all samples, DivideMix) or
+    ``small_loss`` (keep the ``keep_ratio`` lowest-loss samples of each class; no mixture). Returns
+    ``(trusted, clean_probability)``: a boolean mask and the posterior of the low-loss component (for
+    ``small_loss``, 1 for kept samples and 0 otherwise).
+    """
+    if mode not in SPLITS:
+        raise ValueError(f"trust split mode {mode!r}: expected one of {list(SPLITS)}")
+    prob = torch.zeros(len(losses))
+    if mode == "global":
+        prob = fit_gmm_1d(_minmax(losses), **gmm)[3]
+    else:
+        for c in range(num_classes):
+            pos = (labels == c).nonzero().flatten()
+            if len(pos) == 0:
+                continue
+            if mode == "small_loss":
+                keep = pos[losses[pos].argsort()[:max(1, round(keep_ratio * len(pos)))]]
+                prob[keep] = 1.0
+            elif len(pos) < 4:                   # too few to fit two components: trust them
+                prob[pos] = 1.0
+            else:
+                prob[pos] = fit_gmm_1d(_minmax(losses[pos]), **gmm)[3]
+    return prob > tau, prob
+
+
+# ---------------------------------------------------------------------------------------- inner loop
+def class_anchors(z: torch.Tensor, labels: torch.Tensor, trusted: torch.Tensor, num_classes: int):
+    """Anchors (trusted class means of the features), the pooled within-class covariance over T, and which
+    classes have at least one trusted sample."""
+    zt, yt = z[trusted], labels[trusted]
+    counts = torch.bincount(yt, minlength=num_classes)
+    mu = torch.zeros(num_classes, z.shape[1], dtype=z.dtype).index_add_(0, yt, zt) / counts.clamp_min(1)[:, None]
+    centred = zt - mu[yt]
+    cov = centred.T @ centred / max(1, len(zt) - int((counts > 0).sum()))
+    return mu, cov, counts > 0
+
+
+def recalibrate(z: torch.Tensor, labels: torch.Tensor, trusted: torch.Tensor, num_classes: int,
+                model_logits: torch.Tensor | None = None, delta: float = 0.9,
+                tests: tuple[str, ...] = ("mahalanobis", "cosine", "model"), shrinkage: float = 1e-3,
+                soft: bool = False):
+    """Relabel the reliable untrusted samples and recall them into the trusted space.
+
+    ``z``: features (L2-normalised here). For each untrusted sample u the candidate label is
+    ``k* = argmin_k d_M(z_u, mu_k)`` (Mahalanobis distance to the trusted class anchors under the pooled
+    within-class covariance, shrunk by ``shrinkage * tr(Sigma) / d``). ``tests`` must all hold:
+    ``mahalanobis`` (posterior ``softmax(-d_M / 2)`` of k* >= ``delta``), ``cosine`` (the nearest anchor by
+    cosine similarity is k*), ``model`` (the trust network predicts k*), ``confidence`` (the network's
+    softmax probability of k* >= ``delta``; alone, the plain confidence-threshold baseline).
+
+    Returns ``(new_labels, recalled, posterior)``: labels with the recalled samples set to k*, the mask of
+    recalled samples, and the Mahalanobis posteriors (N, C) (the soft labels when ``soft``).
+    """
+    unknown = set(tests) - set(RELIABILITY_TESTS)
+    if unknown or not tests:
+        raise ValueError(f"reliability tests {tests!r}: expected a non-empty subset of {list(RELIABILITY_TESTS)}")
+    z = F.normalize(z.double(), dim=1)
+    new = labels.clone()
+    untrusted = ~trusted
+    post = torch.zeros(len(z), num_classes, dtype=torch.float64)
+    if not untrusted.any() or not trusted.any():
+        return new, torch.zeros(len(z), dtype=torch.bool), post.float()
+    mu, cov, present = class_anchors(z, labels, trusted, num_classes)
+    d = z.shape[1]
+    cov = cov + (shrinkage * torch.trace(cov) / d + 1e-12) * torch.eye(d, dtype=cov.dtype)
+    prec = torch.linalg.inv(cov)
+    zu = z[untrusted]
+    # d_M(z, mu_k) = z'Pz - 2 z'P mu_k + mu_k'P mu_k, without a (U, C, d) tensor
+    zp = zu @ prec
+    dist = (zp * zu).sum(1, keepdim=True) - 2 * zp @ mu.T + ((mu @ prec) * mu).sum(1)[None]
+    dist[:, ~present] = float("inf")
+    post_u = torch.softmax(-dist / 2, 1)
+    k = dist.argmin(1)
+    ok = torch.ones(len(zu), dtype=torch.bool)
+    if "mahalanobis" in tests:
+        ok &= post_u.gather(1, k[:, None]).flatten() >= delta
+    if "cosine" in tests:
+        cos = zu @ F.normalize(mu, dim=1).T
+        cos[:, ~present] = -float("inf")
+        ok &= cos.argmax(1) == k
+    if "model" in tests or "confidence" in tests:
+        if model_logits is None:
+            raise ValueError("the 'model' and 'confidence' tests need model_logits")
+        lu = model_logits[untrusted]
+        if "model" in tests:
+            ok &= lu.argmax(1) == k
+        if "confidence" in tests:
+            ok &= torch.softmax(lu.double(), 1).gather(1, k[:, None]).flatten() >= delta
+    idx = untrusted.nonzero().flatten()
+    recalled = torch.zeros(len(z), dtype=torch.bool)
+    recalled[idx[ok]] = True
+    new[idx[ok]] = k[ok]
+    post[idx] = post_u
+    return new, recalled, post.float()
+
+
+# ------------------------------------------------------------------------------------- trust network
+@torch.no_grad()
+def losses_features_logits(net, x: torch.Tensor, labels: torch.Tensor, device="cpu", batch: int = 1000):
+    """Per-sample cross-entropy (eval mode, no augmentation), penultimate features and logits."""
+    net.eval()
+    feats, logits = [], []
+    for i in range(0, len(x), batch):
+        f = net.embed(x[i:i + batch].to(device))
+        feats.append(f.float().cpu())
+        logits.append(net.classifier(f).float().cpu())
+    logits = torch.cat(logits)
+    return F.cross_entropy(logits, labels, reduction="none"), torch.cat(feats), logits
+
+
+def consistency_loss(net, xu: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Squared difference of the softmax outputs on two augmentations of the untrusted images."""
+    pad = max(1, xu.shape[-1] // 8)
+    p1 = torch.softmax(net(crop_flip(xu, pad, gen)), 1)
+    p2 = torch.softmax(net(crop_flip(xu, pad, gen)), 1)
+    return ((p1 - p2) ** 2).sum(1).mean()
+
+
+def train_trust_net(net, x: torch.Tensor, labels: torch.Tensor, trusted: torch.Tensor | None, epochs: int,
+                    lr: float = 0.01, batch: int = 256, lambda_cons: float = 0.0, ramp_epochs: int = 0,
+                    gen: torch.Generator | None = None, device="cpu", desc: str = "trust net"):
+    """SGD (momentum 0.9, wd 5e-4, constant lr) with crop/flip: cross-entropy on the trusted samples (all when
+    ``trusted`` is None) plus ``lambda_cons`` times the consistency loss on an equal-sized batch of untrusted
+    samples, ramped up linearly over the first ``ramp_epochs`` epochs."""
+    gen = gen or torch.Generator().manual_seed(0)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
+    t_idx = torch.arange(len(x)) if trusted is None else trusted.nonzero().flatten()
+    u_idx = torch.zeros(0, dtype=torch.long) if trusted is None else (~trusted).nonzero().flatten()
+    pad = max(1, x.shape[-1] // 8)
+    net.to(device).train()
+    with Progress(epochs, desc) as bar:
+        for ep in range(epochs):
+            lam = lambda_cons * (min(1.0, (ep + 1) / ramp_epochs) if ramp_epochs else 1.0)
+            perm = t_idx[torch.randperm(len(t_idx), generator=gen)]
+            total = 0.0
+            for i in range(0, len(perm), batch):
+                idx = perm[i:i + batch]
+                loss = F.cross_entropy(net(crop_flip(x[idx].to(device), pad, gen)), labels[idx].to(device))
+                if lam > 0 and len(u_idx):
+                    ub = u_idx[torch.randint(len(u_idx), (min(batch, len(u_idx)),), generator=gen)]
+                    loss = loss + lam * consistency_loss(net, x[ub].to(device), gen)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                total += float(loss.detach()) * len(idx)
+            bar.update(loss=total / max(1, len(perm)))
+    return net.eval()
+
+
+# ------------------------------------------------------------------------------------------- driver
+@dataclass
+class TADSettings:
+    """Every knob of the dual loop (defaults: the spec's reconstruction, section 1.4)."""
+    rounds: int = 3
+    epochs_per_round: int = 2
+    tau: float = 0.5
+    split: str = "classwise"
+    keep_ratio: float = 0.5                 # small_loss split only
+    recall: bool = True                     # False: outer loop only (filter, no relabeling)
+    delta: float = 0.9
+    tests: tuple = ("mahalanobis", "cosine", "model")
+    shrinkage: float = 1e-3
+    lambda_cons: float = 1.0
+    lr: float = 0.01
+    batch: int = 256
+
+
+@dataclass
+class RoundState:
+    round: int
+    split_trusted: torch.Tensor             # T from the mixtures, before recall
+    trusted: torch.Tensor                   # T after recall: what distillation sees
+    labels: torch.Tensor                    # current labels y_hat
+    recalled: torch.Tensor
+    diagnostics: dict = field(default_factory=dict)
+
+
+def trust_diagnostics(trusted, labels, recalled, noisy, clean, num_classes: int) -> dict:
+    """How good a trusted space is, against the hidden true labels (diagnostics only)."""
+    correct = labels == clean
+    clean_obs = noisy == clean
+    n_rec = int(recalled.sum())
+    per_class_prec = [float(correct[trusted & (labels == c)].float().mean()) if (trusted & (labels == c)).any()
+                      else float("nan") for c in range(num_classes)]
+    return {"coverage": float(trusted.float().mean()),
+            "trusted": int(trusted.sum()),
+            "precision": float(correct[trusted].float().mean()) if trusted.any() else float("nan"),
+            "recall_clean": float((trusted & clean_obs).sum() / clean_obs.sum().clamp_min(1)),
+            "recalled": n_rec,
+            "recalled_acc": float(correct[recalled].float().mean()) if n_rec else float("nan"),
+            "recalled_noisy_acc": float(clean_obs[recalled].float().mean()) if n_rec else float("nan"),
+            "label_acc_all": float(correct.float().mean()),
+            "per_class_precision": per_class_prec}
+
+
+def trust_aware_diversion(net, x: torch.Tensor, noisy_labels: torch.Tensor, num_classes: int,
+                          settings: TADSettings, seed: int = 0, device="cpu",
+                          clean_labels: torch.Tensor | None = None) -> list[RoundState]:
+    """Run TAD's dual loop from a warmed-up trust network ``net`` on normalised images ``x``.
+
+    Round r: losses of the current labels -> :func:`trust_split` -> :func:`recalibrate` (when
+    ``settings.recall``) -> record the state -> unless it is the last round, train the net on T with the
+    consistency term on U for ``epochs_per_round`` epochs. The state of round r is what distillation with
+    ``R = r`` rounds sees, so one run yields every R up to ``settings.rounds``. ``clean_labels`` only feed the
+    diagnostics.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    labels = noisy_labels.clone()
+    states = []
+    for r in range(1, settings.rounds + 1):
+        loss, z, logits = losses_features_logits(net, x, labels, device)
+        split, _ = trust_split(loss, labels, num_classes, settings.tau, settings.split, settings.keep_ratio)
+        trusted, recalled = split.clone(), torch.zeros(len(x), dtype=torch.bool)
+        if settings.recall:
+            labels, recalled, _ = recalibrate(z, labels, split, num_classes, logits, settings.delta,
+                                              tuple(settings.tests), settings.shrinkage)
+            trusted = split | recalled
+        state = RoundState(r, split, trusted.clone(), labels.clone(), recalled)
+        if clean_labels is not None:
+            state.diagnostics = trust_diagnostics(trusted, labels, recalled, noisy_labels, clean_labels, num_classes)
+            state.diagnostics["split_precision"] = float((labels == clean_labels)[split].float().mean()) if split.any() else float("nan")
+            d = state.diagnostics
+            print(f"[tad] round {r}: |T|/N {d['coverage']:.3f} precision {d['precision']:.3f} "
+                  f"recall(clean) {d['recall_clean']:.3f} recalled {d['recalled']} (acc {d['recalled_acc']:.3f})",
+                  flush=True)
+        states.append(state)
+        if r < settings.rounds:
+            train_trust_net(net, x, labels, trusted, settings.epochs_per_round, settings.lr, settings.batch,
+                            settings.lambda_cons, settings.epochs_per_round if r == 1 else 0, gen, device,
+                            desc=f"trust net round {r}")
+    return states
+
+
+# ----------------------------------------------------------------------------- cached pipeline pieces
+def warmup_trust_net(data, width: int = 32, depth: int = 3, norm: str = "instancenorm", epochs: int = 5,
+                     lr: float = 0.01, batch: int = 256, model: str = "convnet", seed: int = 0, device="cpu",
+                     cache_root=None):
+    """The trust network after ``epochs`` of cross-entropy on ``data``'s (noisy) labels; cached by configuration
+    (the data fingerprint covers the images chosen and their observed labels)."""
+    from ..cache import cached
+    from ..evaluate import data_fingerprint
+    from ..models import get_model
+    key = dict(data=data_fingerprint(data), model=model, width=width, depth=depth, norm=norm, epochs=epochs, lr=lr,
+               batch=batch, seed=seed)
+
+    def build():
+        torch.manual_seed(seed)
+        return get_model(model, data.shape[0], data.num_classes, data.shape[1:], width=width, depth=depth, norm=norm)
+
+    def fit():
+        net = build()
+        x, y = data.tensors()
+        train_trust_net(net, x, y, None, epochs, lr, batch, gen=torch.Generator().manual_seed(seed), device=device,
+                        desc="trust net warm-up")
+        return {k: v.cpu() for k, v in net.state_dict().items()}
+
+    net = build()
+    net.load_state_dict(cached("tad/warmup", key, fit, cache_root))
+    net.warmup_key = key
+    return net.to(device).eval()
+
+
+def cached_tad(data, settings: TADSettings, warmup: dict, seed: int = 0, device="cpu", cache_root=None,
+               clean_labels: torch.Tensor | None = None) -> list[dict]:
+    """:func:`trust_aware_diversion` from the warmed-up net of ``warmup`` (keyword arguments of
+    :func:`warmup_trust_net`), cached by configuration; one dict per round (a :class:`RoundState`'s fields)."""
+    from dataclasses import asdict
+    from ..cache import cached
+    from ..evaluate import data_fingerprint
+    s = asdict(settings)
+    s["tests"] = list(s["tests"])
+    key = dict(data=data_fingerprint(data), settings=s, warmup={k: v for k, v in warmup.items() if k != "device"},
+               seed=seed, diagnostics=clean_labels is not None)
+
+    def run():
+        net = warmup_trust_net(data, seed=seed, device=device, cache_root=cache_root, **warmup)
+        x, y = data.tensors()
+        return [asdict(st) for st in trust_aware_diversion(net, x, y, data.num_classes, settings, seed, device,
+                                                           clean_labels)]
+    return cached("tad/rounds", key, run, cache_root)
