@@ -1,0 +1,246 @@
+"""Label-noise injectors and the pieces of TAD (trust split, recall, dual loop), with checks that can fail."""
+import math
+
+import pytest
+import torch
+
+from conftest import need
+from ltdd_utils.config import ConfigError, make_config
+from ltdd_utils.data import DatasetNotFoundError, ImageData
+from ltdd_utils.data.noise import (ASYMMETRIC_MAPS, cifar10n_labels, empirical_transition, inject_noise,
+                                   symmetric_transition, true_noise_rate)
+from ltdd_utils.methods import tad
+
+
+def fake_data(n_per_class=2000, num_classes=10, name="CIFAR-10"):
+    labels = torch.arange(num_classes).repeat_interleave(n_per_class)
+    images = torch.zeros(len(labels), 1, 2, 2, dtype=torch.uint8)
+    return ImageData(images, labels, [str(c) for c in range(num_classes)], name, "test", (0.5,), (0.5,))
+
+
+def three_se(p, n):
+    return 3 * math.sqrt(p * (1 - p) / n)
+
+
+# ------------------------------------------------------------------------------------------------ noise
+@pytest.mark.parametrize("rate", [0.2, 0.4, 0.6])
+def test_symmetric_noise_rate_and_transition(rate):
+    d = inject_noise(fake_data(), "symmetric", rate, seed=0)
+    n = len(d)
+    assert abs(d.noise_rate() - rate) < three_se(rate, n)          # exclusive: the measured rate is the nominal one
+    assert d.nominal_rate == rate and torch.equal(d.clean_labels, fake_data().labels)
+    P = empirical_transition(d.labels, d.clean_labels, 10)
+    assert torch.allclose(P.sum(1), torch.ones(10, dtype=P.dtype))
+    assert (P.diagonal() - (1 - rate)).abs().max() < three_se(rate, 2000) * 1.5
+    off = P[~torch.eye(10, dtype=torch.bool)]
+    assert (off - rate / 9).abs().max() < 0.03                        # spread over the other classes
+
+
+def test_symmetric_noise_never_keeps_the_true_class_when_it_flips():
+    P = symmetric_transition(10, 0.4)
+    assert torch.allclose(P.diagonal(), torch.full((10,), 0.6, dtype=P.dtype))
+    d = inject_noise(fake_data(), "symmetric", 0.4, seed=1)
+    # an inclusive draw over all classes would give 0.4 * 9 / 10 = 0.36 wrong labels
+    assert abs(d.noise_rate() - 0.36) > three_se(0.36, len(d))
+
+
+def test_asymmetric_noise_flips_only_the_map():
+    d = inject_noise(fake_data(), "asymmetric", 0.4, seed=0)
+    mapping = ASYMMETRIC_MAPS["CIFAR-10"]
+    P = empirical_transition(d.labels, d.clean_labels, 10)
+    for c in range(10):
+        if c in mapping:
+            assert abs(P[c, mapping[c]] - 0.4) < three_se(0.4, 2000)
+            assert abs(P[c, c] - 0.6) < three_se(0.4, 2000)
+        else:
+            assert P[c, c] == 1
+    wrong = d.is_noisy
+    assert set(d.clean_labels[wrong].tolist()) == set(mapping)
+    assert all(mapping[int(t)] == int(o) for t, o in zip(d.clean_labels[wrong], d.labels[wrong]))
+    assert abs(d.noise_rate() - 0.2) < three_se(0.2, len(d))        # half the classes flip
+
+
+def test_noise_is_seeded_and_recorded():
+    a, b = inject_noise(fake_data(), "symmetric", 0.4, 3), inject_noise(fake_data(), "symmetric", 0.4, 3)
+    c = inject_noise(fake_data(), "symmetric", 0.4, 4)
+    assert torch.equal(a.labels, b.labels) and not torch.equal(a.labels, c.labels)
+    sub = a.subset(torch.tensor([5, 2500, 7000]))
+    assert torch.equal(sub.clean_labels, a.clean_labels[[5, 2500, 7000]]) and sub.noise == "symmetric"
+    assert true_noise_rate(a.labels, a.labels) == 0
+
+
+@pytest.mark.parametrize("rate", [1.0, -0.1, 1.5])
+def test_rates_outside_unit_interval_fail(rate):
+    with pytest.raises(ConfigError, match="rate"):
+        inject_noise(fake_data(), "symmetric", rate)
+
+
+def test_unknown_kind_and_missing_map_fail():
+    with pytest.raises(ConfigError, match="noise kind"):
+        inject_noise(fake_data(), "pairflip", 0.2)
+    with pytest.raises(ConfigError, match="asymmetric noise map"):
+        inject_noise(fake_data(name="CIFAR-100"), "asymmetric", 0.2)
+
+
+def test_missing_cifar10n_file_names_where_it_looked(tmp_path):
+    with pytest.raises(DatasetNotFoundError, match="CIFAR-10_human"):
+        cifar10n_labels("worse", tmp_path)
+
+
+@need("CIFAR-10N/CIFAR-10_human.npz")
+def test_cifar10n_rates_match_the_release():
+    arrays = cifar10n_labels("worse")
+    assert len(arrays["clean"]) == 50000
+    assert abs(true_noise_rate(arrays["noisy"], arrays["clean"]) - 0.4021) < 1e-3
+    assert arrays["clean"][:10].tolist() == [6, 9, 9, 4, 1, 1, 2, 7, 8, 3]     # the official training order
+
+
+@need("cifar10-jpeg/train_order.csv")
+def test_cifar10n_aligns_with_the_jpeg_loader():
+    from ltdd_utils.data import load_dataset
+    train = load_dataset("cifar10", train=True)
+    sub = train.subset(torch.arange(0, 50000, 7))
+    d = inject_noise(sub, "cifar10n_worse")
+    assert torch.equal(d.labels, cifar10n_labels("worse")["noisy"][::7])      # raises first if the order is off
+    assert abs(d.noise_rate() - 0.4021) < three_se(0.4021, len(d)) and d.nominal_rate == d.noise_rate()
+
+
+# ------------------------------------------------------------------------------------------ trust split
+def test_gmm_recovers_two_separated_clusters():
+    g = torch.Generator().manual_seed(0)
+    low, high = torch.randn(300, generator=g) * 0.05 + 0.2, torch.randn(200, generator=g) * 0.05 + 0.8
+    mu, var, pi, post = tad.fit_gmm_1d(torch.cat([low, high]))
+    assert abs(float(mu.min()) - 0.2) < 0.02 and abs(float(mu.max()) - 0.8) < 0.02
+    assert abs(float(pi[mu.argmin()]) - 0.6) < 0.02
+    assert (post[:300] > 0.99).all() and (post[300:] < 0.01).all()
+
+
+def planted_losses(seed=0):
+    """Two classes with different loss scales; 30 % planted noisy samples with high losses in each."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(2).repeat_interleave(500)
+    noisy = torch.rand(1000, generator=g) < 0.3
+    scale = torch.where(labels == 0, 0.2, 2.0)                    # class 1 is harder: all its losses are larger
+    losses = scale * torch.where(noisy, 3.0, 0.5) * (1 + 0.2 * torch.rand(1000, generator=g))
+    return losses, labels, noisy
+
+
+def test_classwise_split_recovers_planted_clean_samples():
+    losses, labels, noisy = planted_losses()
+    trusted, prob = tad.trust_split(losses, labels, 2, tau=0.5, mode="classwise")
+    assert torch.equal(trusted, ~noisy)
+    assert ((prob >= 0) & (prob <= 1)).all()
+
+
+def test_global_split_fails_where_class_scales_differ():
+    losses, labels, noisy = planted_losses()
+    trusted, _ = tad.trust_split(losses, labels, 2, tau=0.5, mode="global")
+    assert not torch.equal(trusted, ~noisy)                        # the reason for a class-wise mixture
+
+
+def test_small_loss_split_keeps_the_ratio_per_class():
+    losses, labels, _ = planted_losses()
+    trusted, _ = tad.trust_split(losses, labels, 2, mode="small_loss", keep_ratio=0.4)
+    assert [int(trusted[labels == c].sum()) for c in range(2)] == [200, 200]
+
+
+# ---------------------------------------------------------------------------------------------- recall
+def clusters(seed=0, n=100, d=16, C=4):
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(C, d, generator=g) * 3
+    labels = torch.arange(C).repeat_interleave(n)
+    z = centres[labels] + 0.3 * torch.randn(len(labels), d, generator=g)
+    return z, labels, centres
+
+
+def test_recall_fixes_planted_flips():
+    z, true, centres = clusters()
+    noisy = true.clone()
+    flipped = torch.arange(0, len(true), 10)                       # every 10th label is wrong ...
+    noisy[flipped] = (true[flipped] + 1) % 4
+    trusted = torch.ones(len(true), dtype=torch.bool)
+    trusted[flipped] = False                                       # ... and the split put exactly those in U
+    logits = -torch.cdist(z, centres)                              # a model that agrees with the geometry
+    new, recalled, post = tad.recalibrate(z, noisy, trusted, 4, logits, delta=0.9)
+    assert torch.equal(recalled, ~trusted)
+    assert torch.equal(new, true)
+    assert torch.equal(new[trusted], noisy[trusted])               # trusted samples are never relabelled
+    assert torch.allclose(post[~trusted].sum(1), torch.ones(len(flipped)))
+
+
+def test_recall_is_a_noop_without_untrusted_samples_and_checks_its_tests():
+    z, labels, centres = clusters()
+    everyone = torch.ones(len(labels), dtype=torch.bool)
+    new, recalled, _ = tad.recalibrate(z, labels, everyone, 4, None, tests=("mahalanobis", "cosine"))
+    assert torch.equal(new, labels) and not recalled.any()
+    with pytest.raises(ValueError, match="model_logits"):
+        tad.recalibrate(z, labels, ~everyone | (labels > 0), 4, None, tests=("model",))
+    with pytest.raises(ValueError, match="reliability tests"):
+        tad.recalibrate(z, labels, everyone, 4, None, tests=("oracle",))
+
+
+def test_disagreeing_model_blocks_the_recall():
+    z, true, centres = clusters()
+    noisy, trusted = true.clone(), torch.ones(len(true), dtype=torch.bool)
+    noisy[:5], trusted[:5] = 3, False
+    logits = torch.zeros(len(true), 4)
+    logits[:, 2] = 1                                               # the network always says class 2
+    _, recalled, _ = tad.recalibrate(z, noisy, trusted, 4, logits)
+    assert not recalled.any()
+    _, recalled, _ = tad.recalibrate(z, noisy, trusted, 4, logits, tests=("mahalanobis", "cosine"))
+    assert recalled[:5].all()
+
+
+# ------------------------------------------------------------------------------------------- dual loop
+def test_consistency_loss_has_gradients_and_dual_loop_records_rounds():
+    torch.manual_seed(0)
+    from ltdd_utils.models import get_model
+    net = get_model("convnet", 1, 3, (8, 8), width=4, depth=2, norm="instancenorm")
+    x = torch.randn(60, 1, 8, 8)
+    true = torch.arange(3).repeat_interleave(20)
+    x += true.view(-1, 1, 1, 1).float()                           # learnable
+    noisy = true.clone()
+    noisy[::6] = (noisy[::6] + 1) % 3
+    loss = tad.consistency_loss(net, x[:8], torch.Generator().manual_seed(0))
+    loss.backward()
+    assert loss >= 0 and any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    net.zero_grad()
+    s = tad.TADSettings(rounds=3, epochs_per_round=1, batch=16, tests=("mahalanobis", "cosine"))
+    states = tad.trust_aware_diversion(net, x, noisy, 3, s, seed=0, clean_labels=true)
+    assert [st.round for st in states] == [1, 2, 3]
+    for st in states:
+        assert torch.equal(st.trusted, st.split_trusted | st.recalled)
+        assert not (st.recalled & st.split_trusted).any()
+        assert 0 <= st.diagnostics["precision"] <= 1 and st.diagnostics["trusted"] == int(st.trusted.sum())
+    outer = tad.TADSettings(**{**s.__dict__, "recall": False})
+    states = tad.trust_aware_diversion(net, x, noisy, 3, outer, seed=0, clean_labels=true)
+    assert all(not st.recalled.any() and torch.equal(st.labels, noisy) for st in states)
+
+
+def test_trust_diagnostics_on_a_hand_made_case():
+    clean = torch.tensor([0, 0, 1, 1])
+    noisy = torch.tensor([0, 1, 1, 0])                            # samples 1 and 3 are mislabeled
+    labels = torch.tensor([0, 0, 1, 0])                           # sample 1 recalled to its true class
+    trusted = torch.tensor([True, True, True, False])
+    recalled = torch.tensor([False, True, False, False])
+    d = tad.trust_diagnostics(trusted, labels, recalled, noisy, clean, 2)
+    assert d["coverage"] == 0.75 and d["precision"] == 1.0 and d["recall_clean"] == 1.0
+    assert d["recalled_acc"] == 1.0 and d["recalled_noisy_acc"] == 0.0
+
+
+# ----------------------------------------------------------------------------------------- parameters
+def test_chapter_parameters_fail_before_compute():
+    with pytest.raises(ConfigError, match=r"noise_settings\[0\]\[1\]"):
+        make_config("tad", "smoke", NOISE_SETTINGS=[["symmetric", 1.0]])
+    with pytest.raises(ConfigError, match=r"noise_settings\[0\]\[0\]"):
+        make_config("tad", "smoke", NOISE_SETTINGS=[["symetric", 0.4]])
+    with pytest.raises(ConfigError, match="did you mean 'ROUNDS'"):
+        make_config("tad", "smoke", ROUND=3)
+    with pytest.raises(ConfigError, match="ipc"):
+        make_config("tad", "smoke", IPC=0)
+    with pytest.raises(ConfigError, match="CIFAR-10N labels exist only"):
+        make_config("tad", "smoke", REAL_NOISE=["worse"])
+    with pytest.raises(ConfigError, match="tau"):
+        make_config("tad", "smoke", TAU=1.0)
+    cfg = make_config("tad", "smoke", SWEEP_RATES=[0.6])
+    assert cfg.sweep_rates == [0.6] and cfg.real_noise == [] and cfg.dataset == "digits"
