@@ -97,3 +97,17 @@ def test_recover_needs_batchnorm_and_matching_targets():
         recover(net, init, iterations=1)
     with pytest.raises(ValueError, match="targets"):
         bn_matching_loss([(torch.zeros(2), torch.ones(2))], [])
+
+
+def test_chapter_parameters_fail_before_compute():
+    from ltdd_utils.config import ConfigError, make_config
+    with pytest.raises(ConfigError, match="imbalance_factor"):
+        make_config("adsa", "smoke", IMBALANCE_FACTOR=0.5)
+    with pytest.raises(ConfigError, match="tau_grid"):
+        make_config("adsa", "smoke", TAU_GRID=[1, 0, 0.1])
+    with pytest.raises(ConfigError, match=r"ipcs\[0\]"):
+        make_config("adsa", "smoke", IPCS=[0])
+    with pytest.raises(ConfigError, match="did you mean 'METHODS'"):
+        make_config("adsa", "smoke", METHOD=["soft"])
+    with pytest.raises(ConfigError, match=r"methods\[0\]"):
+        make_config("adsa", "smoke", METHODS=["adsaa"])

@@ -1,0 +1,64 @@
+"""Parameters and presets of the soft-label-bias chapter (notebooks/01_adsa.ipynb): the imbalance-aware bound and
+ADSA adaptive soft-label alignment (Jiang et al., NeurIPS 2025) on a squeeze-recover-relabel base."""
+from ..config import (BASE_PRESET, Param, a_bool, a_string, int_at_least, list_of, number_at_least, one_of,
+                      optional, positive_number, schema_from, _fail)
+
+ARMS = ("hard", "soft", "tau1", "adsa", "oracle", "balanced_teacher", "random_soft", "random_adsa")
+
+
+def _grid(name, v):
+    """[start, stop, step] of the tau grid."""
+    if not isinstance(v, (list, tuple)) or len(v) != 3 or any(isinstance(t, bool) or not isinstance(t, (int, float))
+                                                             for t in v):
+        _fail(name, v, "[start, stop, step], e.g. [0, 3, 0.05]")
+    if not (v[0] >= 0 and v[1] > v[0] and v[2] > 0):
+        _fail(name, v, "0 <= start < stop and step > 0")
+
+
+SCHEMA = schema_from(
+    "dataset", "data_root", "cache_dir", "device", "seeds", "model", "depth", "norm", "group_scheme",
+    "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
+    "teacher_epochs", "teacher_lr", "teacher_width",
+    n_max=Param(int_at_least(1), "images of the head class in the long-tailed split"),
+    imbalance_factor=Param(number_at_least(1, " (1 = balanced)"), "imbalance factor of the main comparison"),
+    ipcs=Param(list_of(int_at_least(1)), "images per class of the main comparison (all arms at the first)"),
+    methods=Param(list_of(one_of(*ARMS)), "label arms at the first IPC"),
+    other_ipc_methods=Param(list_of(one_of(*ARMS), min_len=0), "label arms at the other IPCs"),
+    sweep_factors=Param(list_of(number_at_least(1, " (1 = balanced)"), min_len=0),
+                        "imbalance factors of the tau* study (teachers and images; students for SWEEP_METHODS)"),
+    sweep_methods=Param(list_of(one_of("soft", "adsa", "tau1", "hard"), min_len=0), "student arms of the IF sweep"),
+    sweep_seeds=Param(list_of(int_at_least(0), min_len=0), "seeds of the IF sweep's students"),
+    grid_2x2=Param(a_bool, "run the two-sources experiment (images x teacher, balanced vs long-tailed)"),
+    teacher_batch=Param(int_at_least(1), "teacher batch size"),
+    tau_grid=Param(_grid, "ADSA's tau search grid [start, stop, step] (the paper's range is not known)"),
+    temperature=Param(positive_number, "KL temperature of the soft-label students"),
+    recover_iterations=Param(int_at_least(0), "recovery steps (0 = the real initialisation as it is)"),
+    recover_lr=Param(positive_number, "recovery Adam learning rate on the pixels"),
+    r_bn=Param(number_at_least(0), "weight of the BatchNorm-statistics term"),
+    first_bn_multiplier=Param(positive_number, "extra weight of the first BatchNorm layer"),
+    jitter=Param(int_at_least(0), "recovery jitter: largest roll in pixels"),
+    duplicate_noise=Param(number_at_least(0), "noise std added to duplicated images of classes with < IPC images"),
+    test_limit=Param(optional(int_at_least(10)), "use only this many test images (None = the full test set)"),
+    results_dir=Param(optional(a_string), "where result files go; None = book/results of the checkout"),
+)
+
+_COMMON = {**BASE_PRESET, "dataset": "auto", "imbalance_factor": 100, "methods": list(ARMS),
+           "other_ipc_methods": ["hard", "soft", "adsa"], "sweep_methods": ["soft", "adsa"], "grid_2x2": True,
+           "tau_grid": [0, 3, 0.05], "temperature": 4.0, "recover_lr": 0.05, "r_bn": 0.01,
+           "first_bn_multiplier": 10.0, "jitter": 2, "duplicate_noise": 0.1, "teacher_lr": 0.05, "eval_aug": "cropflip"}
+
+PRESETS = {
+    "smoke": {**_COMMON, "dataset": "digits", "seeds": [0], "n_max": 60, "imbalance_factor": 10, "ipcs": [2, 3],
+              "sweep_factors": [5, 10], "sweep_seeds": [0], "teacher_epochs": 2, "teacher_width": 8,
+              "teacher_batch": 64, "recover_iterations": 3, "eval_students": 1, "eval_epochs": 3, "eval_batch": 64,
+              "eval_width": 8, "test_limit": 200},
+    "cpu": {**_COMMON, "seeds": [0, 1, 2], "n_max": 2000, "ipcs": [10, 50], "other_ipc_methods": ["soft", "adsa"],
+            "sweep_factors": [10, 50, 100],
+            "sweep_seeds": [0], "teacher_epochs": 12, "teacher_width": 32, "teacher_batch": 128,
+            "recover_iterations": 200, "eval_students": 1, "eval_epochs": 300, "eval_batch": 100, "eval_width": 16,
+            "test_limit": None},
+    "paper": {**_COMMON, "seeds": [0, 1, 2], "n_max": 5000, "ipcs": [10, 50], "sweep_factors": [10, 50, 100],
+              "other_ipc_methods": ["hard", "soft", "tau1", "adsa", "oracle"], "sweep_seeds": [0, 1, 2],
+              "teacher_epochs": 200, "teacher_width": 128, "teacher_batch": 128, "recover_iterations": 1000,
+              "eval_students": 3, "eval_epochs": 1000, "eval_batch": 100, "eval_width": 128, "test_limit": None},
+}
