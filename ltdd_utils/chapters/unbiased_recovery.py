@@ -1,0 +1,107 @@
+"""Parameters and presets of the unbiased-recovery chapter (notebooks/02_unbiased_recovery.ipynb): debiased
+experts, fair BatchNorm recalibration, multi-round initialisation, recovery and relabelling (Cui et al.,
+AAAI 2026)."""
+from ..config import (BASE_PRESET, Param, a_bool, a_string, int_at_least, list_of, number_at_least, one_of,
+                      optional, positive_number, schema_from, _fail)
+
+# arm: (observer, teacher, targets, init, recover). "debiased"/"plain" experts; targets "recal" (class-balanced
+# global + class-wise), "ema" (the observer's running statistics, no class-wise term); init "multi_round"
+# (teacher-scored crops), "random_crops" (the same crop pool, random choice), "random_real" (whole real images).
+ARMS = {
+    "full": ("debiased", "debiased", "recal", "multi_round", True),
+    "base": ("plain", "plain", "ema", "multi_round", True),
+    "no_debias": ("plain", "plain", "recal", "multi_round", True),
+    "no_recal": ("debiased", "debiased", "ema", "multi_round", True),
+    "no_init": ("debiased", "debiased", "recal", "random_real", True),
+    "teacher_only": ("plain", "debiased", "recal", "multi_round", True),
+    "observer_only": ("debiased", "plain", "recal", "multi_round", True),
+    "crops_kd": (None, "debiased", None, "random_crops", False),
+    "random_kd": (None, "debiased", None, "random_real", False),
+    "random_hard": (None, None, None, "random_real", False),
+    "dm": (None, None, None, "dm", False),
+}
+
+
+def _range01(name, v):
+    if (not isinstance(v, (list, tuple)) or len(v) != 2 or any(isinstance(t, bool) or not isinstance(t, (int, float))
+                                                                for t in v) or not 0 < v[0] <= v[1] <= 1):
+        _fail(name, v, "[low, high] with 0 < low <= high <= 1, e.g. [0.08, 1]")
+
+
+def _candidate(name, v):
+    """[heads, q] of a debiased-expert variant."""
+    if (not isinstance(v, (list, tuple)) or len(v) != 2 or v[0] not in (1, 2) or isinstance(v[1], bool)
+            or not isinstance(v[1], (int, float)) or v[1] < 0):
+        _fail(name, v, "[heads, q] with heads 1 or 2 and q >= 0, e.g. [2, 0.5]")
+
+
+SCHEMA = schema_from(
+    "dataset", "data_root", "cache_dir", "device", "seeds", "model", "depth", "norm", "group_scheme",
+    "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
+    "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
+    n_max=Param(int_at_least(1), "images of the head class in the long-tailed split"),
+    imbalance_factor=Param(number_at_least(1, " (1 = balanced)"), "imbalance factor of the main comparison"),
+    ipc=Param(int_at_least(1), "images per class of the main comparison"),
+    methods=Param(list_of(one_of(*ARMS)), "arms of the main comparison"),
+    other_factors=Param(list_of(number_at_least(1, " (1 = balanced)"), min_len=0),
+                        "further imbalance factors (experts trained per factor) for OTHER_METHODS"),
+    other_methods=Param(list_of(one_of(*ARMS), min_len=0), "arms run at OTHER_FACTORS and at OTHER_IPCS"),
+    other_ipcs=Param(list_of(int_at_least(1), min_len=0), "further IPCs at the main imbalance factor"),
+    diagnostic_factors=Param(list_of(number_at_least(1, " (1 = balanced)"), min_len=0),
+                             "imbalance factors of the BatchNorm-skew diagnostic (forward passes only)"),
+    expert_model=Param(one_of("convnet_bn", "resnet18"), "observer/teacher architecture (needs BatchNorm)"),
+    expert_width=Param(int_at_least(1), "observer/teacher width"),
+    expert_epochs=Param(int_at_least(1), "observer/teacher training epochs"),
+    expert_lr=Param(positive_number, "observer/teacher SGD learning rate (cosine)"),
+    expert_batch=Param(int_at_least(1), "observer/teacher batch size"),
+    expert_heads=Param(one_of(1, 2), "debiased experts: 1 = the paper's single head, 2 = GLMC's extra re-weighted head"),
+    expert_candidates=Param(list_of(_candidate, min_len=0),
+                            "debiased-expert variants [heads, q] compared on the validation split at the main factor; "
+                            "the best is used at every factor (empty: EXPERT_HEADS and Q as given)"),
+    val_per_class=Param(int_at_least(1), "held-out balanced validation images per class (training images outside every split)"),
+    share_experts=Param(a_bool, "one model as observer and teacher (a cpu-preset deviation; the paper trains two)"),
+    q=Param(number_at_least(0), "sharpness of the re-weighting n_k^-q"),
+    contrast_weight=Param(number_at_least(0), "weight of the SimSiam consistency term (GLMC's lambda_c)"),
+    num_crops=Param(int_at_least(1), "random resized crops per real image in the initialisation pool"),
+    max_images=Param(optional(int_at_least(1)), "images per class scored for the initialisation (None = all)"),
+    crop_scale=Param(_range01, "area range of the random resized crops (initialisation, recovery, students)"),
+    recover_iterations=Param(int_at_least(0), "recovery Adam steps (0 = the initialisation as it is)"),
+    recover_lr=Param(positive_number, "recovery Adam learning rate on the pixels (cosine)"),
+    r_bn=Param(number_at_least(0), "weight of the BatchNorm-statistics terms"),
+    first_bn_multiplier=Param(positive_number, "extra weight of the first BatchNorm layer"),
+    classwise_weight=Param(number_at_least(0), "weight of the class-wise term relative to the global one"),
+    recover_ce=Param(number_at_least(0), "weight of the observer's cross-entropy in recovery"),
+    mixture_variance=Param(a_bool, "global variance target with the between-class term (default: the literal Eq. 9)"),
+    kd_lr=Param(positive_number, "student AdamW learning rate (soft-label arms)"),
+    kd_ce_weight=Param(number_at_least(0), "weight of the hard-label CE beside the logit MSE (EDC: 0.025)"),
+    kd_cutmix=Param(a_bool, "CutMix in the student batches of the soft-label arms"),
+    test_limit=Param(optional(int_at_least(10)), "use only this many test images (None = the full test set)"),
+    results_dir=Param(optional(a_string), "where result files go; None = book/results of the checkout"),
+)
+
+_MAIN = ["full", "base", "no_debias", "no_recal", "no_init", "teacher_only", "observer_only", "crops_kd",
+         "random_kd", "random_hard", "dm"]
+_COMMON = {**BASE_PRESET, "dataset": "auto", "imbalance_factor": 100, "ipc": 10, "methods": _MAIN,
+           "other_methods": ["full", "base", "crops_kd"], "expert_model": "convnet_bn", "expert_lr": 0.05,
+           "expert_batch": 128, "expert_heads": 1, "expert_candidates": [], "val_per_class": 100, "q": 1.2, "contrast_weight": 4.0, "num_crops": 5, "max_images": 300,
+           "crop_scale": [0.08, 1.0], "recover_lr": 0.05, "r_bn": 0.01, "first_bn_multiplier": 10.0,
+           "classwise_weight": 1.0, "recover_ce": 1.0, "mixture_variance": False, "kd_lr": 1e-3,
+           "kd_ce_weight": 0.025, "kd_cutmix": True, "dm_net_pool": 0, "dm_dsa": True}
+
+PRESETS = {
+    "smoke": {**_COMMON, "dataset": "digits", "seeds": [0], "n_max": 60, "imbalance_factor": 10, "ipc": 2,
+              "other_factors": [5], "other_ipcs": [1], "diagnostic_factors": [1, 5, 10], "expert_width": 8, "expert_candidates": [[1, 1.2], [2, 0.5]], "val_per_class": 10,
+              "expert_epochs": 1, "expert_batch": 64, "share_experts": False, "num_crops": 3, "max_images": 20,
+              "recover_iterations": 3, "dm_iterations": 3, "dm_batch_real": 8, "eval_students": 1,
+              "eval_epochs": 3, "eval_batch": 64, "eval_width": 8, "test_limit": 200},
+    "cpu": {**_COMMON, "seeds": [0, 1, 2], "n_max": 1000, "methods": [a for a in _MAIN if a != "observer_only"], "other_factors": [10], "other_ipcs": [1],
+            "diagnostic_factors": [1, 10, 50, 100], "expert_width": 32, "expert_epochs": 12,
+            "expert_candidates": [[1, 1.2], [2, 1.2]],
+            "share_experts": True, "recover_iterations": 150, "dm_iterations": 300, "dm_batch_real": 64,
+            "eval_students": 1, "eval_epochs": 200, "eval_batch": 100, "eval_width": 16, "test_limit": None},
+    "paper": {**_COMMON, "seeds": [0, 1, 2, 3, 4], "n_max": 5000, "other_factors": [10, 50], "other_ipcs": [1, 50],
+              "diagnostic_factors": [1, 10, 50, 100], "expert_model": "resnet18", "expert_width": 64,
+              "expert_epochs": 200, "expert_lr": 0.1, "share_experts": False, "recover_iterations": 1000,
+              "dm_iterations": 20000, "dm_batch_real": 256, "eval_students": 1, "eval_epochs": 1000,
+              "eval_batch": 50, "eval_width": 128, "test_limit": None},
+}

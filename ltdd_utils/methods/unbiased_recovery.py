@@ -1,0 +1,484 @@
+"""Unbiased recovery and relabeling for long-tailed distillation (Cui et al., AAAI 2026).
+
+The pipeline is squeeze-recover-relabel with four changes aimed at the long tail:
+
+* **Debiased experts** (:func:`train_expert`): an observer (whose BatchNorm statistics are the recovery
+  targets) and a teacher (soft labels, crop scoring), trained with GLMC-style losses: a symmetric
+  SimSiam consistency between a MixUp and a CutMix view, and a cross-entropy that moves, as training goes,
+  from plain to re-weighted by ``n_k^-q`` (weights of mean 1). ``debias=False`` gives the plain-CE expert
+  of the same architecture and budget.
+* **Fair recalibration of BatchNorm statistics** (:func:`class_bn_statistics`): one frozen pass over the
+  real data; per class, the running mean of the BatchNorm inputs with the count-based momentum
+  ``alpha = B_c / (N_c + B_c)`` (so every sample weighs the same), then a uniform average over classes
+  (:func:`balanced_targets`, so every class weighs the same).
+* **Confidence-guided multi-round initialisation** (:func:`multi_round_init`): random resized crops of the
+  real images scored by the teacher; in each round every real image offers its best unused crop, and the
+  best of those fill the remaining slots, so a class with fewer images than IPC still gets distinct crops.
+* **Recovery** (:func:`recover_balanced`) against global and class-wise targets, and **relabelling**
+  (:func:`train_student_kd`): students learn MSE to the teacher's logits on every augmented (crop, flip,
+  CutMix) batch plus a small cross-entropy (EDC's recipe).
+
+Choices the paper leaves open are arguments here; the chapter (notebooks/02_unbiased_recovery.ipynb) names
+them.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..augment import crop_flip
+from ..cache import cached, config_key
+from ..data import ImageData
+from ..distill.srr import bn_matching_loss
+from ..distill.synset import SyntheticSet
+from ..evaluate import data_fingerprint
+from ..models import get_model
+from ..progress import Progress
+
+
+# ------------------------------------------------------------------------------------------------ experts
+class Expert(nn.Module):
+    """A BatchNorm classifier with GLMC's projection and predictor heads.
+
+    With ``heads=2`` (GLMC's design) a second linear classifier ``fc_cb`` learns only from the re-weighted
+    loss and gives the logits of ``forward`` (soft labels, crop scoring); with one head (the paper's Eq. 6)
+    both losses train the backbone's classifier.
+    """
+
+    def __init__(self, backbone: nn.Module, num_classes: int, proj_dim: int = 128, heads: int = 1):
+        super().__init__()
+        if heads not in (1, 2):
+            raise ValueError(f"heads = {heads!r}: expected 1 or 2")
+        self.backbone = backbone
+        self.proj = nn.Linear(backbone.feature_dim, proj_dim)
+        self.pred = nn.Linear(proj_dim, proj_dim)
+        self.fc_cb = nn.Linear(backbone.feature_dim, num_classes) if heads == 2 else None
+
+    def embed(self, x):
+        return self.backbone.embed(x)
+
+    def forward(self, x):
+        h = self.backbone.embed(x)
+        return self.backbone.classifier(h) if self.fc_cb is None else self.fc_cb(h)
+
+    def heads(self, x):
+        """(plain logits, re-weighted-head logits, projection z, prediction p)."""
+        h = self.backbone.embed(x)
+        z = self.proj(h)
+        plain = self.backbone.classifier(h)
+        return plain, plain if self.fc_cb is None else self.fc_cb(h), z, self.pred(z)
+
+
+def reweighting(class_counts, q: float) -> torch.Tensor:
+    """GLMC's class weights ``n_k^-q``, normalised to mean 1 (the paper's Eq. 6 normalises to sum 1, which
+    would shrink the re-weighted term C times; see the chapter)."""
+    n = torch.tensor(class_counts, dtype=torch.float).clamp_min(1)
+    w = n ** (-q)
+    return w * len(w) / w.sum()
+
+
+def _soft_ce(logits, target, weights=None):
+    t = target if weights is None else target * weights
+    return -(t * F.log_softmax(logits, 1)).sum(1).mean()
+
+
+def _cutmix(xa, xb, lam: float, gen: torch.Generator):
+    """Paste a box of area (1 - lam) of ``xb`` into ``xa``; returns the images and the exact kept fraction."""
+    H, W = xa.shape[-2:]
+    r = math.sqrt(1 - lam)
+    h, w = int(H * r), int(W * r)
+    cy, cx = (int(v) for v in (torch.randint(0, H, (1,), generator=gen), torch.randint(0, W, (1,), generator=gen)))
+    y0, y1, x0, x1 = max(cy - h // 2, 0), min(cy + h // 2, H), max(cx - w // 2, 0), min(cx + w // 2, W)
+    out = xa.clone()
+    out[..., y0:y1, x0:x1] = xb[..., y0:y1, x0:x1]
+    return out, 1 - (y1 - y0) * (x1 - x0) / (H * W)
+
+
+def glmc_step_loss(model: Expert, xa, ya, xb, yb, num_classes: int, weights: torch.Tensor, alpha: float,
+                   contrast_weight: float, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+    """One GLMC step: view 1 = MixUp(A, B), view 2 = CutMix(A, B) with one lam ~ U(0, 1); loss =
+    sum over views of [(1 - alpha) CE + alpha * re-weighted CE] + contrast_weight * SimSiam term
+    ``-cos(p_1, sg(z_2)) - cos(p_2, sg(z_1))`` (GLMC/SimSiam's stop-gradient; the paper's Eq. 5 puts it on p)."""
+    pad = max(1, xa.shape[-1] // 8)
+    a1, a2, b1, b2 = (crop_flip(v, pad, generator=gen) for v in (xa, xa, xb, xb))
+    lam = float(torch.rand(1, generator=gen))
+    v1 = lam * a1 + (1 - lam) * b1
+    v2, lam2 = _cutmix(a2, b2, lam, gen)
+    oa, ob = F.one_hot(ya, num_classes).float(), F.one_hot(yb, num_classes).float()
+    t1, t2 = lam * oa + (1 - lam) * ob, lam2 * oa + (1 - lam2) * ob
+    l1, c1, z1, p1 = model.heads(v1)
+    l2, c2, z2, p2 = model.heads(v2)
+    w = weights.to(l1.device)
+    plain = _soft_ce(l1, t1) + _soft_ce(l2, t2)
+    reweighted = _soft_ce(c1, t1, w) + _soft_ce(c2, t2, w)
+    robust = -(F.cosine_similarity(p1, z2.detach()).mean() + F.cosine_similarity(p2, z1.detach()).mean())
+    loss = (1 - alpha) * plain + alpha * reweighted + contrast_weight * robust
+    return loss, {"ce": float(plain.detach()) / 2, "robust": float(robust.detach())}
+
+
+def train_expert(data: ImageData, debias: bool = True, model: str = "convnet_bn", width: int = 32, depth: int = 3,
+                 epochs: int = 10, lr: float = 0.05, batch: int = 128, q: float = 1.2, contrast_weight: float = 4.0,
+                 weight_decay: float = 5e-4, heads: int = 1, seed: int = 0, device="cpu", cache_root=None) -> Expert:
+    """Train (or load from the cache) an expert on long-tailed real data.
+
+    ``debias=True``: the GLMC-style losses above, the re-weighting share ``alpha = (t/T)^2`` growing with the
+    step t; ``heads=2`` puts the re-weighted term on a second classifier (see :class:`Expert`).
+    ``debias=False``: plain cross-entropy on crop/flip batches, same model, optimiser and epochs (one head).
+    SGD (momentum 0.9) with a cosine schedule. The BatchNorm running statistics are PyTorch's usual EMA.
+    The returned model carries ``teacher_key`` (its cache key) and ``train_seconds`` (of the first training).
+    """
+    heads = heads if debias else 1
+    cfg = dict(data=data_fingerprint(data), debias=debias, model=model, width=width, depth=depth, epochs=epochs,
+               lr=lr, batch=batch, q=q, contrast_weight=contrast_weight, weight_decay=weight_decay, seed=seed)
+    if heads == 2:
+        cfg["heads"] = 2
+
+    def build():
+        torch.manual_seed(seed)
+        return Expert(get_model(model, data.shape[0], data.num_classes, data.shape[1:], width=width, depth=depth,
+                                norm="batchnorm"), data.num_classes, heads=heads)
+
+    def fit():
+        t0 = time.time()
+        net = build().to(device).train()
+        x, y = data.tensors()
+        n, C = len(y), data.num_classes
+        weights = reweighting(data.class_counts(), q)
+        steps_per_epoch = math.ceil(n / batch)
+        total = epochs * steps_per_epoch
+        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
+        gen = torch.Generator().manual_seed(seed)
+        step = 0
+        with Progress(epochs, "expert (GLMC)" if debias else "expert (CE)") as bar:
+            for _ in range(epochs):
+                perm, tot = torch.randperm(n, generator=gen), 0.0
+                for i in range(0, n, batch):
+                    ia = perm[i:i + batch]
+                    xa, ya = x[ia].to(device), y[ia].to(device)
+                    if debias:
+                        ib = torch.randint(0, n, (len(ia),), generator=gen)
+                        loss, _ = glmc_step_loss(net, xa, ya, x[ib].to(device), y[ib].to(device), C, weights,
+                                                 (step / total) ** 2, contrast_weight, gen)
+                    else:
+                        loss = F.cross_entropy(net(crop_flip(xa, max(1, xa.shape[-1] // 8), generator=gen)), ya)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+                    step += 1
+                    tot += float(loss.detach()) * len(ia)
+                bar.update(loss=tot / n)
+        return {"state": {k: v.cpu() for k, v in net.state_dict().items()}, "seconds": time.time() - t0}
+
+    product = cached("experts", cfg, fit, cache_root)
+    net = build()
+    net.load_state_dict(product["state"])
+    net.teacher_key, net.train_seconds = config_key(cfg), product["seconds"]
+    return net.to(device).eval()
+
+
+# ------------------------------------------------------------------------------------ BN recalibration
+class _InputHook:
+    """Keeps the input of every BatchNorm2d layer of the last forward pass."""
+
+    def __init__(self, model: nn.Module):
+        self.inputs: list[torch.Tensor] = []
+        self._handles = [m.register_forward_hook(lambda mod, inp, out: self.inputs.append(inp[0]))
+                         for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+
+    def clear(self):
+        self.inputs = []
+
+    def remove(self):
+        for h in self._handles:
+            h.remove()
+
+
+@torch.no_grad()
+def class_bn_statistics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, batch: int = 500,
+                        device="cpu") -> dict:
+    """Per-class statistics of every BatchNorm layer's input over ``x`` in one frozen (eval-mode) pass.
+
+    Per layer and class, the running means of x and x^2 over (samples x positions) are updated batch by
+    batch with the count-based momentum of the paper's Eq. 8, ``m_c <- (1 - a) m_c + a * batch_mean_c`` with
+    ``a = B_c / (N_c + B_c)``: the exact class mean whatever the order. The class variance is then
+    ``E[x^2] - E[x]^2`` (exact, rather than a count-weighted mean of within-batch variances).
+    Returns ``{"mean": [L x (C, ch)], "var": [...], "counts": (C,)}``.
+    """
+    model = model.to(device).eval()
+    hook = _InputHook(model)
+    means = sq = None
+    counts = torch.zeros(num_classes)
+    try:
+        for i in range(0, len(x), batch):
+            xb, yb = x[i:i + batch].to(device), y[i:i + batch].cpu()
+            hook.clear()
+            model(xb)
+            onehot = F.one_hot(yb, num_classes).float()                        # (B, C)
+            b = onehot.sum(0)                                                  # B_c
+            a = torch.where(b > 0, b / (counts + b).clamp_min(1), torch.zeros_like(b))[:, None]
+            if means is None:
+                means = [torch.zeros(num_classes, h.shape[1]) for h in hook.inputs]
+                sq = [torch.zeros(num_classes, h.shape[1]) for h in hook.inputs]
+            for l, h in enumerate(hook.inputs):
+                h = h.float().cpu()
+                s1, s2 = h.mean((2, 3)), (h * h).mean((2, 3))                  # per-sample spatial means
+                bm = onehot.T @ s1 / b.clamp_min(1)[:, None]
+                bs = onehot.T @ s2 / b.clamp_min(1)[:, None]
+                means[l] = (1 - a) * means[l] + a * bm
+                sq[l] = (1 - a) * sq[l] + a * bs
+            counts += b
+    finally:
+        hook.remove()
+    if means is None:
+        raise ValueError("class_bn_statistics needs a model with BatchNorm2d layers and at least one image")
+    return {"mean": means, "var": [(s - m * m).clamp_min(0) for m, s in zip(means, sq)], "counts": counts}
+
+
+def balanced_targets(stats: dict, mixture: bool = False) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Global targets with every class weighed the same (Eq. 9): mean of the class means and, literally,
+    mean of the class variances; ``mixture=True`` adds the between-class variance (the variance of a
+    class-balanced mixture). Classes without samples are left out."""
+    keep = stats["counts"] > 0
+    out = []
+    for m, v in zip(stats["mean"], stats["var"]):
+        m, v = m[keep], v[keep]
+        mu = m.mean(0)
+        var = v.mean(0) + (((m - mu) ** 2).mean(0) if mixture else 0)
+        out.append((mu, var))
+    return out
+
+
+def sample_weighted_targets(stats: dict) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The same statistics pooled over samples (every sample weighs the same, so head classes dominate):
+    what an exact, order-free running average of the long-tailed data would give."""
+    w = stats["counts"] / stats["counts"].sum()
+    out = []
+    for m, v in zip(stats["mean"], stats["var"]):
+        mu = (w[:, None] * m).sum(0)
+        out.append((mu, (w[:, None] * (v + m * m)).sum(0) - mu * mu))
+    return out
+
+
+def stats_distance(a, b) -> list[float]:
+    """Per layer, ||mu_a - mu_b||_2 + ||var_a - var_b||_2 (the recovery loss's distance)."""
+    return [float(torch.norm(ma - mb) + torch.norm(va - vb)) for (ma, va), (mb, vb) in zip(a, b)]
+
+
+# -------------------------------------------------------------------------------- multi-round init
+def resized_crops(x: torch.Tensor, num_crops: int, scale=(0.08, 1.0), gen: torch.Generator | None = None,
+                  flip: bool = False) -> torch.Tensor:
+    """``num_crops`` square random-resized crops of every image (area fraction ~ U(scale)), resized back to
+    the full size (bilinear): (N, M, C, H, W). One crop per image and draw, through one affine grid."""
+    n = len(x)
+    if n == 0:
+        return x.new_zeros((0, num_crops, *x.shape[1:]))
+    k = n * num_crops
+    s = torch.empty(k).uniform_(scale[0], scale[1], generator=gen).sqrt()            # side / full side
+    cx = (torch.rand(k, generator=gen) * 2 - 1) * (1 - s)
+    cy = (torch.rand(k, generator=gen) * 2 - 1) * (1 - s)
+    sx = s * (torch.where(torch.rand(k, generator=gen) < 0.5, -1.0, 1.0) if flip else 1.0)
+    theta = torch.zeros(k, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, s, cy
+    src = x.repeat_interleave(num_crops, 0)
+    grid = F.affine_grid(theta.to(x), list(src.shape), align_corners=False)
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return out.view(n, num_crops, *x.shape[1:])
+
+
+def select_multi_round(scores: torch.Tensor, k: int, valid: torch.Tensor | None = None) -> tuple[list, int]:
+    """Confidence-guided multi-round selection of ``k`` (image, crop) pairs from ``scores`` (N, M).
+
+    Each round, every valid image offers its best unused crop; if they outnumber the slots left, the best
+    ones are taken, else all. Invalid rows (``valid`` False: padding) are never chosen. Returns the pairs in
+    selection order and the number of rounds.
+    """
+    n, m = scores.shape
+    valid = torch.ones(n, dtype=torch.bool) if valid is None else valid.bool()
+    if k > int(valid.sum()) * m:
+        raise ValueError(f"{k} crops asked from {int(valid.sum())} images x {m} crops: need at least "
+                         f"ceil({k}/{int(valid.sum())}) crops per image")
+    s = scores.clone().float()
+    s[~valid] = -float("inf")
+    used = torch.zeros(n, m, dtype=torch.bool)
+    chosen, rounds = [], 0
+    while len(chosen) < k:
+        rounds += 1
+        avail = s.masked_fill(used, -float("inf"))
+        best, crop = avail.max(1)
+        offer = (best > -float("inf")).nonzero().flatten()
+        offer = offer[best[offer].argsort(descending=True)]
+        take = offer[:k - len(chosen)]
+        for i in take.tolist():
+            chosen.append((i, int(crop[i])))
+            used[i, crop[i]] = True
+    return chosen, rounds
+
+
+def check_capacity(class_counts, ipc: int, num_crops: int, max_images: int | None = None) -> None:
+    """Raise before any compute when a class cannot supply ``ipc`` distinct crops."""
+    for c, n in enumerate(class_counts):
+        n = min(n, max_images) if max_images else n
+        if ipc > n * num_crops:
+            raise ValueError(f"class {c} has {n} images; IPC {ipc} needs at least {math.ceil(ipc / max(n, 1))} "
+                             f"crops per image (NUM_CROPS = {num_crops})")
+
+
+@torch.no_grad()
+def multi_round_init(teacher: nn.Module | None, data: ImageData, ipc: int, num_crops: int = 5,
+                     max_images: int | None = 300, scale=(0.08, 1.0), seed: int = 0, device="cpu",
+                     score: str = "teacher") -> SyntheticSet:
+    """``ipc`` real crops per class by :func:`select_multi_round` on the teacher's log-probability of the true
+    class (``score="teacher"``) or on random scores (``score="random"``: random crops, still at most one crop
+    per image per round, the control that keeps the pool and drops the teacher's choice). Head classes
+    score a random ``max_images`` of their images."""
+    if score not in ("teacher", "random"):
+        raise ValueError(f"score {score!r}: expected 'teacher' or 'random'")
+    check_capacity(data.class_counts(), ipc, num_crops, max_images)
+    gen = torch.Generator().manual_seed(seed)
+    if teacher is not None:
+        teacher = teacher.to(device).eval()
+    xs, ys, src, rounds = [], [], [], []
+    for c in range(data.num_classes):
+        pool = (data.labels == c).nonzero().flatten()
+        if max_images and len(pool) > max_images:
+            pool = pool[torch.randperm(len(pool), generator=gen)[:max_images]].sort().values
+        x, _ = data.subset(pool).tensors()
+        crops = resized_crops(x, num_crops, scale, gen)
+        if score == "teacher":
+            flat = crops.flatten(0, 1)
+            logp = torch.cat([F.log_softmax(teacher(flat[i:i + 500].to(device)), 1)[:, c].cpu()
+                              for i in range(0, len(flat), 500)])
+            scores = logp.view(len(pool), num_crops)
+        else:
+            scores = torch.rand(len(pool), num_crops, generator=gen)
+        chosen, r = select_multi_round(scores, ipc)
+        xs.append(torch.stack([crops[i, j] for i, j in chosen]))
+        ys.append(torch.full((ipc,), c))
+        real = pool if data.indices is None else data.indices[pool]
+        src.append([int(real[i]) for i, _ in chosen])
+        rounds.append(r)
+    meta = {"method": f"multi_round_init ({score})", "ipc": ipc, "num_crops": num_crops, "max_images": max_images,
+            "scale": list(scale), "seed": seed, "source_indices": src, "rounds": rounds,
+            "distinct_images": [len(set(s)) for s in src]}
+    return SyntheticSet(torch.cat(xs), torch.cat(ys), data.num_classes, meta=meta)
+
+
+# ---------------------------------------------------------------------------------------------- recovery
+def _batch_stats(h: torch.Tensor, onehot: torch.Tensor):
+    """Global and per-class (mean, var) over samples x positions of one layer input (differentiable)."""
+    s1, s2 = h.mean((2, 3)), (h * h).mean((2, 3))
+    mu, var = s1.mean(0), s2.mean(0) - s1.mean(0) ** 2
+    nc = onehot.sum(0).clamp_min(1)[:, None]
+    cm = onehot.T @ s1 / nc
+    cv = onehot.T @ s2 / nc - cm ** 2
+    return (mu, var), (cm, cv)
+
+
+def recover_balanced(observer: nn.Module, init: SyntheticSet, global_targets, class_targets=None,
+                     iterations: int = 200, lr: float = 0.05, r_bn: float = 0.01, first_bn_multiplier: float = 10.0,
+                     classwise_weight: float = 1.0, ce_weight: float = 1.0, crop_scale=(0.08, 1.0),
+                     flip: bool = True, seed: int = 0, device="cpu") -> SyntheticSet:
+    """Optimise ``init``'s pixels (Adam, betas (0.5, 0.9), cosine to 0; all images in one class-balanced
+    batch) through the frozen observer:
+
+        ce_weight * CE(observer(A(S)), y) + r_bn * sum_l w_l [d(global_l) + classwise_weight * mean_c d(class_c,l)]
+
+    with d = ||mu - mu*||_2 + ||var - var*||_2, ``w_1 = first_bn_multiplier``, and ``A`` one random resized
+    crop (none when ``crop_scale`` is (1, 1)) and, with ``flip``, a random flip per step for the whole batch.
+    ``class_targets`` (``{"mean": [...], "var": [...]}`` from :func:`class_bn_statistics`) or None drops the
+    class-wise term."""
+    observer = observer.to(device).eval()
+    for p in observer.parameters():
+        p.requires_grad_(False)
+    gen = torch.Generator().manual_seed(seed)
+    x = init.images.clone().to(device).requires_grad_(True)
+    y = init.labels.to(device)
+    onehot = F.one_hot(y, init.num_classes).float()
+    present = onehot.sum(0) > 0
+    opt = torch.optim.Adam([x], lr=lr, betas=(0.5, 0.9))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, iterations))
+    hook = _InputHook(observer)
+    history = {"ce": [], "bn_global": [], "bn_class": []}
+    try:
+        with Progress(iterations, "recover") as bar:
+            for _ in range(iterations):
+                hook.clear()
+                xa = resized_crops(x, 1, crop_scale, gen)[:, 0] if crop_scale[0] < 1 else x
+                if flip and torch.rand(1, generator=gen) < 0.5:
+                    xa = xa.flip(3)
+                logits = observer(xa)
+                stats = [_batch_stats(h, onehot) for h in hook.inputs]
+                glob = bn_matching_loss([g for g, _ in stats], global_targets, first_bn_multiplier)
+                cls = torch.zeros((), device=x.device)
+                if class_targets is not None:
+                    for l, (_, (cm, cv)) in enumerate(stats):
+                        w = first_bn_multiplier if l == 0 else 1.0
+                        tm, tv = class_targets["mean"][l].to(x), class_targets["var"][l].to(x)
+                        d = torch.norm(cm - tm, dim=1) + torch.norm(cv - tv, dim=1)
+                        cls = cls + w * d[present].mean()
+                ce = F.cross_entropy(logits, y)
+                loss = ce_weight * ce + r_bn * (glob + classwise_weight * cls)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                history["ce"].append(float(ce.detach()))
+                history["bn_global"].append(float(glob.detach()))
+                history["bn_class"].append(float(cls.detach()))
+                bar.update(ce=history["ce"][-1], bn=history["bn_global"][-1])
+    finally:
+        hook.remove()
+    meta = {**init.meta, "method": "recover_balanced", "init": init.meta.get("method"), "iterations": iterations,
+            "lr": lr, "r_bn": r_bn, "first_bn_multiplier": first_bn_multiplier, "classwise_weight": classwise_weight,
+            "classwise": class_targets is not None, "ce_weight": ce_weight, "crop_scale": list(crop_scale),
+            "seed": seed, "history": history, "observer": getattr(observer, "teacher_key", None)}
+    return SyntheticSet(x.detach().cpu(), init.labels.clone(), init.num_classes, meta=meta)
+
+
+# ------------------------------------------------------------------------------------------- relabelling
+def kd_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, gen: torch.Generator, crop_scale=(0.08, 1.0),
+             cutmix: bool = True):
+    """EDC's student augmentation without RandAugment: a random resized crop and flip per image, then CutMix
+    with lam ~ U(0, 1) against a shuffled copy of the batch. Returns images, soft hard-label targets."""
+    xa = resized_crops(x, 1, crop_scale, gen, flip=True)[:, 0]
+    target = F.one_hot(y, num_classes).float()
+    if cutmix and len(x) > 1:
+        perm = torch.randperm(len(x), generator=gen).to(x.device)
+        xa, kept = _cutmix(xa, xa[perm], float(torch.rand(1, generator=gen)), gen)
+        target = kept * target + (1 - kept) * target[perm]
+    return xa, target
+
+
+def train_student_kd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, teacher: nn.Module, epochs: int,
+                     lr: float = 1e-3, weight_decay: float = 0.01, batch: int = 100, ce_weight: float = 0.025,
+                     crop_scale=(0.08, 1.0), cutmix: bool = True, seed: int = 0, device="cpu") -> nn.Module:
+    """Relabel online and train: ``MSE(student, teacher logits) + ce_weight * CE`` on every augmented batch
+    (the paper's Eq. 10 with EDC's constants); AdamW with a cosine schedule over all steps."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model, teacher = model.to(device).train(), teacher.to(device).eval()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    n, C = len(y), [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
+    steps = epochs * math.ceil(n / batch)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in range(epochs):
+        perm = torch.randperm(n, generator=gen)
+        for i in range(0, n, batch):
+            idx = perm[i:i + batch]
+            xb, tb = kd_batch(x[idx].to(device), y[idx].to(device), C, gen, crop_scale, cutmix)
+            with torch.no_grad():
+                t = teacher(xb)
+            s = model(xb)
+            loss = F.mse_loss(s, t) + ce_weight * _soft_ce(s, tb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    return model.eval()
+

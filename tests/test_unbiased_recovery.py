@@ -1,0 +1,161 @@
+"""Unbiased recovery: fair BatchNorm recalibration, multi-round initialisation, debiasing weights, recovery,
+relabelling and the chapter's parameters."""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from ltdd_utils.config import ConfigError, make_config
+from ltdd_utils.data import ImageData
+from ltdd_utils.distill import SyntheticSet
+from ltdd_utils.methods import unbiased_recovery as ur
+from ltdd_utils.models import get_model
+
+
+def tiny_data(counts, size=8, seed=0):
+    """Random uint8 images whose brightness depends on the class, with the given class counts."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
+    base = (y.float() * 20 + 30).view(-1, 1, 1, 1)
+    x = (base + torch.randn(len(y), 3, size, size, generator=g) * 20).clamp(0, 255).to(torch.uint8)
+    return ImageData(x, y, [str(c) for c in range(len(counts))], "tiny", "generated", (0.5,) * 3, (0.25,) * 3)
+
+
+def one_bn_net():
+    """Identity features into one BatchNorm layer, so the layer's input is the image itself."""
+    net = nn.Sequential(nn.Identity(), nn.BatchNorm2d(1), nn.Flatten(), nn.LazyLinear(2))
+    net(torch.zeros(2, 1, 2, 2))
+    return net
+
+
+def test_recalibrated_statistics_equal_the_class_balanced_average():
+    # class 0: 90 images of value 0 (+-1), class 1: 10 images of value 10 (+-1)
+    y = torch.cat([torch.zeros(90, dtype=torch.long), torch.ones(10, dtype=torch.long)])
+    sign = torch.where(torch.arange(100) % 2 == 0, 1.0, -1.0).view(-1, 1, 1, 1)
+    x = (y.float() * 10).view(-1, 1, 1, 1) + sign * torch.ones(100, 1, 2, 2)
+    stats = ur.class_bn_statistics(one_bn_net(), x, y, 2, batch=7)
+    assert torch.allclose(stats["mean"][0], torch.tensor([[0.0], [10.0]]), atol=1e-5)
+    assert torch.allclose(stats["var"][0], torch.ones(2, 1), atol=1e-4)
+    (mu, var), = ur.balanced_targets(stats)
+    assert torch.allclose(mu, torch.tensor([5.0]), atol=1e-5) and torch.allclose(var, torch.tensor([1.0]), atol=1e-4)
+    (mu_m, var_m), = ur.balanced_targets(stats, mixture=True)
+    assert torch.allclose(var_m, torch.tensor([1.0 + 25.0]), atol=1e-3)                # + between-class variance
+    (mu_s, var_s), = ur.sample_weighted_targets(stats)
+    assert torch.allclose(mu_s, torch.tensor([1.0]), atol=1e-5)                          # head-dominated
+    assert torch.allclose(var_s, torch.tensor([1.0 + 0.9 * 0.1 * 100]), atol=1e-3)
+
+
+def test_count_based_momentum_is_order_free_and_exact():
+    data = tiny_data([40, 13, 5])
+    x, y = data.tensors()
+    net = get_model("convnet_bn", 3, 3, (8, 8), width=4, depth=2).eval()
+    a = ur.class_bn_statistics(net, x, y, 3, batch=6)
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(1))
+    b = ur.class_bn_statistics(net, x[perm], y[perm], 3, batch=11)
+    hook = ur._InputHook(net)
+    with torch.no_grad():
+        net(x)
+    for l, h in enumerate(hook.inputs):
+        for c in range(3):
+            hc = h[y == c]
+            assert torch.allclose(a["mean"][l][c], hc.mean((0, 2, 3)), atol=1e-5)
+            assert torch.allclose(a["var"][l][c], hc.var((0, 2, 3), unbiased=False), atol=1e-4)
+        assert torch.allclose(a["mean"][l], b["mean"][l], atol=1e-5) and torch.allclose(a["var"][l], b["var"][l], atol=1e-4)
+    hook.remove()
+    assert a["counts"].tolist() == [40, 13, 5]
+
+
+def test_one_round_when_every_class_has_enough_images_reduces_to_best_crop_then_top_k():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(12, 4, generator=g)
+    chosen, rounds = ur.select_multi_round(scores, 5)
+    assert rounds == 1
+    best, crop = scores.max(1)
+    top = best.argsort(descending=True)[:5]
+    assert chosen == [(int(i), int(crop[i])) for i in top]
+
+
+def test_few_images_give_distinct_crops_spread_over_rounds_and_padding_is_never_chosen():
+    g = torch.Generator().manual_seed(0)
+    scores = torch.randn(6, 5, generator=g)
+    valid = torch.tensor([1, 1, 1, 0, 0, 0], dtype=torch.bool)          # 3 real images, 3 placeholders
+    scores[~valid] = 100.0                                                 # placeholders would win if scored
+    chosen, rounds = ur.select_multi_round(scores, 10, valid)
+    assert len(chosen) == 10 and len(set(chosen)) == 10
+    assert all(i < 3 for i, _ in chosen)
+    per_image = torch.bincount(torch.tensor([i for i, _ in chosen]), minlength=3)
+    assert int(per_image.max()) <= math.ceil(10 / 3) and rounds == 4
+    with pytest.raises(ValueError, match="crops per image"):
+        ur.select_multi_round(scores, 16, valid)
+
+
+def test_initialiser_returns_ipc_images_per_class_even_when_a_class_has_fewer():
+    data = tiny_data([30, 9, 3])
+    teacher = get_model("convnet_bn", 3, 3, (8, 8), width=4, depth=2).eval()
+    syn = ur.multi_round_init(teacher, data, ipc=8, num_crops=3, max_images=10, seed=0)
+    assert syn.class_counts() == [8, 8, 8] and syn.images.shape == (24, 3, 8, 8)
+    assert syn.meta["distinct_images"] == [8, 8, 3] and syn.meta["rounds"][2] == 3
+    src = syn.meta["source_indices"][2]
+    assert set(src) <= set((data.labels == 2).nonzero().flatten().tolist())
+    rnd = ur.multi_round_init(None, data, ipc=8, num_crops=3, seed=0, score="random")
+    assert rnd.class_counts() == [8, 8, 8]
+    with pytest.raises(ValueError, match="class 2 has 3 images"):
+        ur.multi_round_init(teacher, data, ipc=10, num_crops=3)
+
+
+def test_debiasing_weights_follow_the_class_counts():
+    counts = [500, 100, 20, 5]
+    w = ur.reweighting(counts, q=1.2)
+    assert torch.isclose(w.mean(), torch.tensor(1.0))
+    assert all(a < b for a, b in zip(w, w[1:]))                           # fewer images, larger weight
+    ratio = torch.tensor(counts, dtype=torch.float) ** -1.2
+    assert torch.allclose(w / w[0], ratio / ratio[0])
+    assert torch.allclose(ur.reweighting([7, 7, 7], 1.0), torch.ones(3))
+
+
+def test_recovery_moves_pixels_toward_the_targets_and_the_classwise_term_is_zero_at_its_own_statistics():
+    data = tiny_data([20, 20])
+    net = get_model("convnet_bn", 3, 2, (8, 8), width=4, depth=2).eval()
+    x, y = data.tensors()
+    stats = ur.class_bn_statistics(net, x, y, 2)
+    init = SyntheticSet(torch.randn(4, 3, 8, 8), torch.tensor([0, 0, 1, 1]), 2)
+    out = ur.recover_balanced(net, init, ur.balanced_targets(stats), stats, iterations=25, lr=0.1, ce_weight=0.0,
+                              r_bn=1.0, crop_scale=(1.0, 1.0), flip=False, seed=0)
+    h = out.meta["history"]
+    assert not torch.equal(out.images, init.images)
+    assert h["bn_global"][-1] < h["bn_global"][0] and h["bn_class"][-1] < h["bn_class"][0]
+    own = ur.class_bn_statistics(net, out.images, out.labels, 2)
+    again = ur.recover_balanced(net, out, ur.balanced_targets(stats), own, iterations=1, lr=1e-9, ce_weight=0.0,
+                                crop_scale=(1.0, 1.0), flip=False, seed=0)
+    assert again.meta["history"]["bn_class"][0] < 1e-3
+
+
+def test_experts_train_cache_and_students_learn_from_a_teacher(tmp_path):
+    data = tiny_data([24, 8, 4])
+    kw = dict(width=4, depth=2, epochs=1, batch=16, cache_root=tmp_path)
+    a = ur.train_expert(data, debias=True, **kw)
+    b = ur.train_expert(data, debias=True, **kw)
+    assert a.teacher_key == b.teacher_key and a.train_seconds == b.train_seconds
+    assert ur.train_expert(data, debias=False, **kw).teacher_key != a.teacher_key
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+    two = ur.train_expert(data, debias=True, heads=2, **kw)                # GLMC's re-weighted head teaches
+    assert two.teacher_key != a.teacher_key and two.fc_cb is not None
+    x8 = data.tensors()[0][:5]
+    assert torch.allclose(two(x8), two.fc_cb(two.embed(x8))) and not torch.allclose(two(x8), two.backbone(x8))
+    x, y = data.tensors()
+    student = get_model("convnet", 3, 3, (8, 8), width=4, depth=2)
+    before = [p.clone() for p in student.parameters()]
+    ur.train_student_kd(student, x[:6], y[:6], a, epochs=2, batch=3, seed=0)
+    assert any(not torch.equal(p, q) for p, q in zip(before, student.parameters()))
+
+
+def test_chapter_parameters_fail_before_compute():
+    make_config("unbiased_recovery", "smoke", check_data=False)
+    for bad, match in [({"ipc": 0}, "'ipc'"), ({"imbalance_factor": 0.5}, "imbalance_factor"),
+                       ({"methods": ["full", "fulll"]}, "did you mean 'full'"), ({"crop_scale": [0.5, 1.5]}, "crop_scale"),
+                       ({"expert_model": "convnet"}, "expert_model"), ({"other_ipcs": [0]}, "other_ipcs")]:
+        with pytest.raises(ConfigError, match=match):
+            make_config("unbiased_recovery", "smoke", check_data=False, **bad)
+    with pytest.raises(ConfigError, match="did you mean 'SHARE_EXPERTS'"):
+        make_config("unbiased_recovery", "smoke", check_data=False, share_expert=True)
