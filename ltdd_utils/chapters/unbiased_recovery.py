@@ -82,7 +82,7 @@ SCHEMA = schema_from(
 _MAIN = ["full", "base", "no_debias", "no_recal", "no_init", "teacher_only", "observer_only", "crops_kd",
          "random_kd", "random_hard", "dm"]
 _COMMON = {**BASE_PRESET, "dataset": "auto", "imbalance_factor": 100, "ipc": 10, "methods": _MAIN,
-           "other_methods": ["full", "base", "crops_kd"], "expert_model": "convnet_bn", "expert_lr": 0.05,
+           "other_methods": ["full", "base", "crops_kd", "random_hard", "dm"], "expert_model": "convnet_bn", "expert_lr": 0.05,
            "expert_batch": 128, "expert_heads": 1, "expert_candidates": [], "val_per_class": 100, "q": 1.2, "contrast_weight": 4.0, "num_crops": 5, "max_images": 300,
            "crop_scale": [0.08, 1.0], "recover_lr": 0.05, "r_bn": 0.01, "first_bn_multiplier": 10.0,
            "classwise_weight": 1.0, "recover_ce": 1.0, "mixture_variance": False, "kd_lr": 1e-3,
