@@ -172,6 +172,7 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
                                   "device": device_name(config.resolve_device("auto")),
                                   "date": time.strftime("%Y-%m-%d %H:%M:%S")}
         Path(tmp).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+        os.chmod(tmp, 0o644)                   # mkstemp makes it private; the executed copy is a normal file
         os.replace(tmp, out)
         print(f"{head}: done in {time.time() - t0:.0f}s -> {out}", flush=True)
     return 0

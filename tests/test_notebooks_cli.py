@@ -39,6 +39,7 @@ def test_chapter_runs_in_smoke_preset(nb, tmp_path):
                 "-p", "RESULTS_DIR", str(res))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "done in" in r.stdout
+    assert (out / nb.name).stat().st_mode & 0o777 == 0o644
     executed = json.loads((out / nb.name).read_text())
     meta = executed["metadata"]["ltdd"]
     assert meta["preset"] == "smoke" and meta["runtime_s"] > 0 and meta["commit"] and meta["device"]
