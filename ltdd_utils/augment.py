@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .versions import producer
+
 DEFAULT_STRATEGY = "color_crop_cutout_flip_scale_rotate"
 
 
@@ -101,6 +103,7 @@ def _cutout(x, g, p, s):
 OPS = {"color": _color, "crop": _crop, "cutout": _cutout, "flip": _flip, "scale": _scale, "rotate": _rotate}
 
 
+@producer("augment", 1)
 def dsa(x: torch.Tensor, seed: int | None = None, strategy: str = DEFAULT_STRATEGY, params: DSAParams = DSAParams(),
         siamese: bool = True, generator: torch.Generator | None = None) -> torch.Tensor:
     """Apply one DSA operation drawn from ``strategy`` to the batch ``x`` (differentiable in ``x``).
@@ -120,6 +123,7 @@ def dsa(x: torch.Tensor, seed: int | None = None, strategy: str = DEFAULT_STRATE
     return OPS[op](x, g, params, siamese)
 
 
+@producer("augment", 1)
 def crop_flip(x: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
     """Random crop with zero padding and horizontal flip, drawn per image (the standard CIFAR augmentation)."""
     n, _, h, w = x.shape
@@ -133,3 +137,22 @@ def crop_flip(x: torch.Tensor, pad: int = 4, generator: torch.Generator | None =
                  rows.view(n, 1, h, 1), cols.view(n, 1, 1, w)]
     flip = (torch.rand(n, generator=g) < 0.5).to(x.device).view(-1, 1, 1, 1)
     return torch.where(flip, out.flip(3), out)
+
+
+def standard_crop_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """:func:`crop_flip` with the padding the book uses everywhere: an eighth of the side (4 px at 32 px)."""
+    return crop_flip(x, pad=max(1, x.shape[-1] // 8), generator=generator)
+
+
+# Training-time augmentations by name: ``AUGMENTS[name](batch, generator)``, a fresh draw per image.
+AUGMENTS = {
+    "dsa": lambda x, g: dsa(x, siamese=False, generator=g),
+    "cropflip": standard_crop_flip,
+    "none": lambda x, g: x,
+}
+
+
+def augment(x: torch.Tensor, name: str, generator: torch.Generator) -> torch.Tensor:
+    if name not in AUGMENTS:
+        raise ValueError(f"augmentation {name!r} is not allowed: expected one of {list(AUGMENTS)}")
+    return AUGMENTS[name](x, generator)

@@ -1,10 +1,14 @@
 """Batch reproduction: run the chapter notebooks through papermill into the executed copies the book renders.
 
-    python -m ltdd_utils reproduce --preset cpu [--chapters 00 ...] [-p NAME VALUE ...] [--force]
+    python -m ltdd_utils reproduce --preset cpu [--chapters 00 ...] [-p NAME VALUE ...] [--force] [--cold]
+    python -m ltdd_utils reproduce --status         # each chapter: up to date, or stale and why
     python -m ltdd_utils params longtail_baselines
+    python -m ltdd_utils golden [--update] [NAME ...]
 
-Each chapter's parameters are validated before anything runs. A chapter whose executed copy was made
-from the same notebook source, preset, parameters and library modules it imports is skipped. The executed copy is
+Each chapter's parameters are validated before anything runs. A chapter is skipped when its executed copy
+was made from the same notebook cells and resolved parameters, and every producer it called
+(``ltdd_utils.versions``) is still at the version it ran with: editing library code without changing what
+it computes stales nothing. ``--cold`` runs with an empty cache. The executed copy is
 written atomically, with provenance (preset, parameters, device, commit, runtime) in its metadata, so a
 failed run never replaces a good one; the command exits non-zero naming the failing chapter.
 """
@@ -49,75 +53,79 @@ def select(names: list[str] | None) -> list[str]:
     return out
 
 
-def _module_file(name: str) -> Path | None:
-    path = ROOT.joinpath(*name.split("."))
-    for f in (path / "__init__.py", path.with_suffix(".py")):
-        if f.exists():
-            return f
-    return None
-
-
-def _imported(source: str, package: str | None) -> set[str]:
-    """ltdd_utils modules (and their parent packages) that ``source`` imports, relative imports resolved."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:      # a cell with IPython magics
-        return set()
-    found = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            found |= {a.name for a in node.names}
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level and package:
-                parts = package.split(".")
-                base = ".".join(parts[: len(parts) - node.level + 1] + ([base] if base else []))
-            found |= {base} | {f"{base}.{a.name}" for a in node.names}
-    out = set()
-    for name in found:
-        parts = name.split(".")
-        if parts[0] == "ltdd_utils":
-            out |= {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
-    return out
-
-
-def dependencies(nb_path: Path) -> list[Path]:
-    """The library files a chapter runs: its ltdd_utils imports, followed transitively (a static import graph)."""
+def cell_sources(nb_path: Path) -> list[str]:
     nb = json.loads(nb_path.read_text())
-    todo = set()
-    for c in nb["cells"]:
-        if c["cell_type"] == "code":
-            todo |= _imported(c["source"] if isinstance(c["source"], str) else "".join(c["source"]), None)
-    todo.add(f"ltdd_utils.chapters.{chapter_key(nb_path.stem)}")   # loaded by name from config
-    seen: dict[str, Path] = {}
-    while todo:
-        name = todo.pop()
-        f = _module_file(name)
-        if name in seen or f is None:
-            continue
-        seen[name] = f
-        package = name if f.name == "__init__.py" else name.rpartition(".")[0]
-        todo |= _imported(f.read_text(), package) - set(seen)
-    return sorted(set(seen.values()))
+    return [c["source"] if isinstance(c["source"], str) else "".join(c["source"]) for c in nb["cells"]]
 
 
-def source_hash(nb_path: Path, preset: str, params: dict) -> str:
-    """Identifies an executed copy: notebook source, preset, parameters and the library files the chapter uses
-    (so work on other chapters' modules does not mark it stale)."""
-    nb = json.loads(nb_path.read_text())
-    cells = [c["source"] if isinstance(c["source"], str) else "".join(c["source"]) for c in nb["cells"]]
-    code = {str(f.relative_to(ROOT)): hashlib.sha1(f.read_bytes()).hexdigest() for f in dependencies(nb_path)}
-    blob = json.dumps({"cells": cells, "preset": preset, "params": params, "code": code}, sort_keys=True)
-    return hashlib.sha1(blob.encode()).hexdigest()
+def chapter_inputs(nb_path: Path, preset: str, params: dict) -> dict:
+    """What an executed copy is made from, besides the producers it calls: the notebook's cells and the
+    chapter's resolved parameters (its preset with the overrides; not the bytes of the module holding them)."""
+    from .config import make_config
+    cfg = make_config(chapter_key(nb_path.stem), preset, check_data=False, **params)
+    values = json.loads(json.dumps(dict(cfg), sort_keys=True, default=str))
+    return {"cells": hashlib.sha1(json.dumps(cell_sources(nb_path)).encode()).hexdigest(), "config": values}
 
 
-def is_up_to_date(out: Path, digest: str) -> bool:
+def staleness(out: Path, nb_path: Path, preset: str, params: dict) -> list[str]:
+    """Why the executed copy ``out`` is stale (empty: up to date). It is stale when its notebook's cells, its
+    parameters or the version of a producer it called changed; edits to library code that leave every
+    producer's version alone (comments, refactors) do not stale it."""
+    from .versions import load_all
     if not out.exists():
-        return False
+        return ["no executed copy"]
     try:
-        return json.loads(out.read_text()).get("metadata", {}).get("ltdd", {}).get("source_hash") == digest
+        meta = json.loads(out.read_text()).get("metadata", {}).get("ltdd", {})
     except (json.JSONDecodeError, OSError):
-        return False
+        return ["the executed copy cannot be read"]
+    if "producers" not in meta or "inputs" not in meta:
+        return ["made before producers were tracked (no record of what it computed with)"]
+    reasons, now = [], chapter_inputs(nb_path, preset, params)
+    if meta.get("preset") != preset:
+        reasons.append(f"made with preset {meta.get('preset')!r}, not {preset!r}")
+    if meta["inputs"]["cells"] != now["cells"]:
+        reasons.append("the notebook's cells changed")
+    old_cfg, new_cfg = meta["inputs"]["config"], now["config"]
+    changed = sorted(k for k in set(old_cfg) | set(new_cfg) if old_cfg.get(k) != new_cfg.get(k))
+    if changed:
+        reasons.append("parameters changed: " + ", ".join(f"{k} {old_cfg.get(k)!r} -> {new_cfg.get(k)!r}"
+                                                          for k in changed))
+    versions = load_all()
+    for name, v in sorted(meta["producers"].items()):
+        if name not in versions:
+            reasons.append(f"producer {name} is gone")
+        elif versions[name] != v:
+            reasons.append(f"producer {name} version {v} -> {versions[name]}")
+    return reasons
+
+
+def is_up_to_date(out: Path, nb_path: Path, preset: str, params: dict) -> bool:
+    return not staleness(out, nb_path, preset, params)
+
+
+def status(preset: str, names: list[str] | None, params: dict, output_dir: Path = EXECUTED) -> int:
+    """Print, per chapter, 'up to date' or 'stale' with the reasons; returns the number of stale chapters."""
+    stale = 0
+    for stem in select(names):
+        out = output_dir / f"{stem}.ipynb"
+        reasons = staleness(out, chapters()[stem], preset, params)
+        stale += bool(reasons)
+        cold = ""
+        if out.exists() and not reasons:
+            meta = json.loads(out.read_text())["metadata"]["ltdd"]
+            cold = f" (run {'cold' if meta.get('cold') else 'with a warm cache'}, commit {meta.get('commit')})"
+        print(f"{stem} (preset {preset}): " + ("up to date" + cold if not reasons else "stale: " + "; ".join(reasons)))
+    return stale
+
+
+def _cold_cache() -> Path:
+    """A new, empty cache directory for a cold run; decoded datasets (not computed by the book) are linked in."""
+    from .cache import cache_dir
+    warm = cache_dir()
+    cold = Path(tempfile.mkdtemp(prefix="ltdd-cold-"))
+    if (warm / "datasets").is_dir():
+        (cold / "datasets").symlink_to(warm / "datasets", target_is_directory=True)
+    return cold
 
 
 def _parse_value(text: str):
@@ -128,10 +136,11 @@ def _parse_value(text: str):
 
 
 def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = False,
-              output_dir: Path = EXECUTED, timeout: int | None = None) -> int:
+              output_dir: Path = EXECUTED, timeout: int | None = None, cold: bool = False) -> int:
     import papermill as pm
     from . import config
     from .results import device_name, git_commit
+    from .versions import LOG_ENV, load_all
     logging.basicConfig(level=logging.INFO, format="    %(message)s")   # papermill logs cell output here
     todo = select(names)
     # notebooks run with notebooks/ as their working directory: make relative paths absolute first
@@ -143,18 +152,23 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
     for stem in todo:   # validate everything before any compute
         config.make_config(chapter_key(stem), preset, **params)
     os.environ["LTDD_PROGRESS"] = "lines"
+    if cold:
+        os.environ["LTDD_CACHE"] = str(_cold_cache())
+        print(f"cold run: empty cache {os.environ['LTDD_CACHE']}", flush=True)
     output_dir.mkdir(parents=True, exist_ok=True)
     for i, stem in enumerate(todo, 1):
         src, out = chapters()[stem], output_dir / f"{stem}.ipynb"
-        digest = source_hash(src, preset, params)
         head = f"[{i}/{len(todo)}] {stem} (preset {preset})"
-        if not force and is_up_to_date(out, digest):
+        if not force and not cold and is_up_to_date(out, src, preset, params):
             print(f"{head}: up to date, skipped", flush=True)
             continue
         print(f"{head}: running ...", flush=True)
         t0, commit = time.time(), git_commit(ROOT)
         fd, tmp = tempfile.mkstemp(dir=output_dir, prefix=f".{stem}.", suffix=".ipynb")
         os.close(fd)
+        fd, log = tempfile.mkstemp(prefix=f"ltdd-producers-{stem}.", suffix=".txt")
+        os.close(fd)
+        os.environ[LOG_ENV] = log
         try:
             pm.execute_notebook(str(src), tmp, parameters={"PRESET": preset, **params}, cwd=str(NOTEBOOKS),
                                 kernel_name="python3", progress_bar=False, log_output=True,
@@ -166,8 +180,15 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
             print(f"{head}: FAILED after {time.time() - t0:.0f}s: {type(e).__name__}: {str(e)[:2000]}\n"
                   f"the partial run is in {failed}", file=sys.stderr, flush=True)
             return 1
+        finally:
+            os.environ.pop(LOG_ENV, None)
+        used = sorted(set(Path(log).read_text().split()))
+        os.unlink(log)
+        versions = load_all()
         nb = json.loads(Path(tmp).read_text())
-        nb["metadata"]["ltdd"] = {"source_hash": digest, "preset": preset, "parameters": params,
+        nb["metadata"]["ltdd"] = {"inputs": chapter_inputs(src, preset, params),
+                                  "producers": {n: versions[n] for n in used if n in versions},
+                                  "cold": cold, "preset": preset, "parameters": params,
                                   "commit": commit, "runtime_s": round(time.time() - t0, 1),
                                   "device": device_name(config.resolve_device("auto")),
                                   "date": time.strftime("%Y-%m-%d %H:%M:%S")}
@@ -190,6 +211,11 @@ def main(argv=None) -> int:
     r.add_argument("--force", action="store_true", help="run even if the executed copy is up to date")
     r.add_argument("--output-dir", type=Path, default=EXECUTED)
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
+    r.add_argument("--status", action="store_true", help="list each chapter: up to date, or stale and why; run nothing")
+    r.add_argument("--cold", action="store_true", help="run with an empty cache directory (recorded in the provenance)")
+    g = sub.add_parser("golden", help="check or regenerate the producers' golden numbers (tests/golden)")
+    g.add_argument("--update", action="store_true", help="store the current numbers (after a version bump)")
+    g.add_argument("names", nargs="*", help="producers (default: all)")
     p = sub.add_parser("params", help="list a chapter's parameters and preset values")
     p.add_argument("chapter")
     args = ap.parse_args(argv)
@@ -198,8 +224,22 @@ def main(argv=None) -> int:
         if args.cmd == "params":
             print(describe(args.chapter))
             return 0
+        if args.cmd == "golden":
+            from . import golden
+            from .versions import load_all
+            if args.update:
+                golden.update(args.names or None)
+                return 0
+            versions, stored = load_all(), golden.load()
+            problems = [p for n, v in golden.compute(args.names or None).items()
+                        if (p := golden.check(n, stored, v, versions[n]))]
+            print("\n".join(problems) or "every producer matches its golden numbers")
+            return 1 if problems else 0
         params = {k.upper(): _parse_value(v) for k, v in args.param}
-        return reproduce(args.preset, args.chapters, params, args.force, args.output_dir, args.timeout)
+        if args.status:
+            status(args.preset, args.chapters, params, args.output_dir)
+            return 0
+        return reproduce(args.preset, args.chapters, params, args.force, args.output_dir, args.timeout, args.cold)
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

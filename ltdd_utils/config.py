@@ -18,82 +18,15 @@ from typing import Any, Callable
 import torch
 
 
-class ConfigError(ValueError):
-    """A parameter is unknown or has a value that is not allowed."""
-
-
-# --------------------------------------------------------------------------------------------- checks
-def _fail(name, value, allowed):
-    raise ConfigError(f"parameter {name!r} = {value!r} is not allowed: expected {allowed}")
-
-
-def int_at_least(low: int, what: str = "") -> Callable:
-    def check(name, v):
-        if isinstance(v, bool) or not isinstance(v, int) or v < low:
-            _fail(name, v, f"an integer >= {low}{what}")
-    return check
-
-
-def number_at_least(low: float, what: str = "") -> Callable:
-    def check(name, v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v >= low:
-            _fail(name, v, f"a number >= {low}{what}")
-    return check
-
-
-def positive_number(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-        _fail(name, v, "a number > 0")
-
-
-def rate(name, v):
-    """A rate in [0, 1): noise rates, bias-conflicting ratios."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
-        _fail(name, v, "a rate in [0, 1)")
-
-
-def one_of(*choices) -> Callable:
-    def check(name, v):
-        if v not in choices:
-            hint = difflib.get_close_matches(str(v), [str(c) for c in choices], n=1)
-            _fail(name, v, f"one of {list(choices)}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-    return check
-
-
-def list_of(item_check: Callable, min_len: int = 1) -> Callable:
-    def check(name, v):
-        if not isinstance(v, (list, tuple)) or len(v) < min_len:
-            _fail(name, v, f"a list of at least {min_len} item(s)")
-        for i, x in enumerate(v):
-            item_check(f"{name}[{i}]", x)
-    return check
-
-
-def optional(check: Callable) -> Callable:
-    def wrapped(name, v):
-        if v is not None:
-            check(name, v)
-    return wrapped
-
-
-def a_string(name, v):
-    if not isinstance(v, str):
-        _fail(name, v, "a string")
-
-
-def a_bool(name, v):
-    if not isinstance(v, bool):
-        _fail(name, v, "True or False")
+from .checks import (ConfigError, _fail, a_bool, a_string, int_at_least, list_of, number_at_least,  # noqa: F401
+                     one_of, optional, positive_number, rate)
+from .data import DATASETS
+from .models import MODELS
 
 
 def _registry_check(kind: str) -> Callable:
     def check(name, v):
-        if kind == "dataset":
-            from .data import DATASETS
-            one_of("auto", *DATASETS)(name, v)
-        elif kind == "model":
-            from .models import MODELS
-            one_of(*MODELS)(name, v)
+        one_of("auto", *DATASETS)(name, v) if kind == "dataset" else one_of(*MODELS)(name, v)
     return check
 
 

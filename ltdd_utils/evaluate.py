@@ -8,7 +8,6 @@ its weights are cached by configuration and reused.
 """
 from __future__ import annotations
 
-import hashlib
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -17,12 +16,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .augment import crop_flip, dsa
-from .cache import cached, config_key
 from .data import ImageData
 from .data.longtail import GROUPS
 from .distill.synset import SyntheticSet
-from .progress import Progress
+from .train import cached_net, fit, steps_per_epoch
+from .versions import producer
 
 
 # ------------------------------------------------------------------------------------------- metrics
@@ -75,50 +73,24 @@ def test_model(model: nn.Module, test: ImageData, groups=None, device="cpu") -> 
 
 
 # -------------------------------------------------------------------------------------------- training
-def _augment(x, kind: str, gen: torch.Generator):
-    if kind == "dsa":
-        return dsa(x, siamese=False, generator=gen)
-    if kind == "cropflip":
-        return crop_flip(x, pad=max(1, x.shape[-1] // 8), generator=gen)
-    return x
-
-
 def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float = 0.01,
                 batch: int = 256, aug: str = "dsa", seed: int = 0, device="cpu", weight_decay: float = 5e-4,
                 soft_target: Callable | None = None, class_weights: torch.Tensor | None = None,
                 desc: str | None = None) -> nn.Module:
-    """SGD (momentum 0.9), lr x0.1 at half of training, minibatches drawn with a seeded generator.
+    """The book's standard recipe through :func:`ltdd_utils.train.fit`: SGD (momentum 0.9), lr x0.1 at half
+    of training, ``aug`` per batch.
 
     The loss is cross-entropy (with optional per-class ``class_weights``) unless ``soft_target`` is given:
     ``soft_target(student_logits, augmented_batch, batch_indices)`` then returns the loss
     (see :func:`soft_label_loss`).
     """
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    model = model.to(device).train()
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [max(1, epochs // 2)], 0.1)
-    n = len(y)
-    prog = Progress(epochs, desc) if desc else None
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=gen)
-        total = 0.0
-        for i in range(0, n, batch):
-            idx = perm[i:i + batch]
-            xb = _augment(x[idx].to(device), aug, gen)
-            logits = model(xb)
-            if soft_target is not None:
-                loss = soft_target(logits, xb, idx)
-            else:
-                loss = F.cross_entropy(logits, y[idx].to(device), weight=class_weights)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-        sched.step()
-        if prog:
-            prog.update(loss=total / n)
-    return model.eval()
+    def step_loss(model, xb, yb, b):
+        logits = model(xb)
+        if soft_target is not None:
+            return soft_target(logits, xb, b.idx)
+        return F.cross_entropy(logits, yb, weight=class_weights)
+    return fit(model, x, y, step_loss, epochs=epochs, batch=batch, lr=lr, opt_kwargs={"weight_decay": weight_decay},
+               schedule="step_half", aug=aug, seed=seed, device=device, desc=desc)
 
 
 def soft_label_loss(mode: str, teacher: nn.Module | None = None, stored_logits: torch.Tensor | None = None,
@@ -159,21 +131,44 @@ class EvalSettings:
     batch: int = 256
     aug: str = "dsa"
     students: int = 5
-    label_mode: str = "hard"        # hard | soft_kl | soft_mse
+    label_mode: str = "hard"        # a key of STUDENT_TRAINERS: hard | soft_kl | soft_mse
     temperature: float = 4.0
 
 
+def _hard_or_soft(model, syn, settings, seed, device, teacher=None, logit_offset=None):
+    target = None if settings.label_mode == "hard" else soft_label_loss(
+        settings.label_mode, teacher, syn.soft_labels, settings.temperature, logit_offset)
+    return train_model(model, syn.images, syn.labels, settings.epochs, settings.lr, settings.batch, settings.aug,
+                       seed, device, soft_target=target)
+
+
+# Student trainers by name: ``trainer(model, syn, settings, seed, device, teacher=, logit_offset=) -> model``.
+# Methods add their own (the unbiased-recovery chapter's EDC-style KD) with :func:`register_student_trainer`.
+STUDENT_TRAINERS: dict[str, Callable] = {"hard": _hard_or_soft, "soft_kl": _hard_or_soft, "soft_mse": _hard_or_soft}
+
+
+def register_student_trainer(name: str, trainer: Callable) -> None:
+    STUDENT_TRAINERS[name] = trainer
+
+
+def student_steps(n: int, settings: EvalSettings) -> int:
+    """Optimiser steps one student takes on a set of ``n`` images."""
+    return settings.epochs * steps_per_epoch(n, settings.batch)
+
+
+@producer("evaluate", 1, uses=("train.fit", "models", "augment"))
 def evaluate_synset(syn: SyntheticSet, test: ImageData, settings: EvalSettings, groups=None, seed: int = 0,
                     device="cpu", teacher: nn.Module | None = None, logit_offset: torch.Tensor | None = None,
                     name: str = "eval", train_fn: Callable | None = None) -> list[dict]:
     """Train ``settings.students`` fresh students on ``syn`` and test each; one metrics dict per student.
 
-    ``train_fn(model, x, y, seed)`` replaces the standard training (hard labels only), e.g. a debiasing
-    algorithm applied to the synthetic set; it returns the trained model.
+    The student is trained by ``STUDENT_TRAINERS[settings.label_mode]``; ``train_fn(model, x, y, seed)``
+    replaces it (e.g. a debiasing algorithm applied to the synthetic set) and returns the trained model.
+    Each dict also holds ``student``, ``train_seconds``, ``student_steps`` and ``precision``.
     """
     from .models import get_model
-    if settings.label_mode not in ("hard", "soft_kl", "soft_mse"):
-        raise ValueError(f"label_mode {settings.label_mode!r}: expected 'hard', 'soft_kl' or 'soft_mse'")
+    if settings.label_mode not in STUDENT_TRAINERS:
+        raise ValueError(f"label_mode {settings.label_mode!r}: expected one of {list(STUDENT_TRAINERS)}")
     if teacher is not None:
         teacher = teacher.to(device)
     results = []
@@ -182,16 +177,15 @@ def evaluate_synset(syn: SyntheticSet, test: ImageData, settings: EvalSettings, 
         torch.manual_seed(student_seed)
         model = get_model(settings.model, test.shape[0], test.num_classes, test.shape[1:], width=settings.width,
                           depth=settings.depth, norm=settings.norm)
-        target = None if settings.label_mode == "hard" else soft_label_loss(
-            settings.label_mode, teacher, syn.soft_labels, settings.temperature, logit_offset)
         t0 = time.time()
         if train_fn is not None:
             model = train_fn(model, syn.images, syn.labels, student_seed)
         else:
-            train_model(model, syn.images, syn.labels, settings.epochs, settings.lr, settings.batch, settings.aug,
-                        student_seed, device, soft_target=target)
+            model = STUDENT_TRAINERS[settings.label_mode](model, syn, settings, student_seed, device, teacher=teacher,
+                                                          logit_offset=logit_offset)
         m = test_model(model, test, groups, device)
-        m.update(student=s, train_seconds=time.time() - t0)
+        m.update(student=s, train_seconds=time.time() - t0, student_steps=student_steps(len(syn), settings),
+                 precision="fp32")
         print(f"[{name}] student {s + 1}/{settings.students}: acc {m['acc']:.2f}"
               + "".join(f" {g} {m[f'acc_{g}']:.1f}" for g in (*GROUPS, "aligned", "conflicting") if f"acc_{g}" in m)
               + f" ({m['train_seconds']:.0f}s)", flush=True)
@@ -208,14 +202,7 @@ def class_balanced_weights(class_counts, beta: float | None = None) -> torch.Ten
     return w * len(w) / w.sum()
 
 
-def data_fingerprint(data: ImageData) -> str:
-    """Identifies a training set: dataset, pixel source and the exact indices used."""
-    idx = data.indices if data.indices is not None else torch.arange(len(data))
-    extra = b"" if getattr(data, "bias", None) is None else data.bias.numpy().tobytes()   # biased data: its attributes
-    h = hashlib.sha1(idx.numpy().tobytes() + data.labels.numpy().tobytes() + extra).hexdigest()[:16]
-    return f"{data.name}|{data.source}|{h}"
-
-
+@producer("net.teacher", 1, uses=("train.fit", "models", "augment"))
 def train_teacher(data: ImageData, model: str = "convnet", width: int = 128, depth: int = 3,
                   norm: str = "instancenorm", epochs: int = 50, lr: float = 0.01, batch: int = 256,
                   aug: str = "cropflip", loss: str = "ce", seed: int = 0, device="cpu",
@@ -229,31 +216,22 @@ def train_teacher(data: ImageData, model: str = "convnet", width: int = 128, dep
     from .models import get_model
     if loss not in ("ce", "balanced_ce", "logit_adjust"):
         raise ValueError(f"teacher loss {loss!r}: expected 'ce', 'balanced_ce' or 'logit_adjust'")
-    cfg = dict(data=data_fingerprint(data), model=model, width=width, depth=depth, norm=norm, epochs=epochs, lr=lr,
-               batch=batch, aug=aug, loss=loss, seed=seed)
+    key = dict(data=data.fingerprint(), model=model, width=width, depth=depth, norm=norm, epochs=epochs, lr=lr,
+               batch=batch, aug=aug, loss=loss)
 
-    def build():
-        torch.manual_seed(seed)
-        return get_model(model, data.shape[0], data.num_classes, data.shape[1:], width=width, depth=depth, norm=norm)
-
-    def fit():
-        net = build()
+    def train(net):
         x, y = data.tensors()
         counts = data.class_counts()
         if loss == "logit_adjust":
             prior = torch.tensor(counts, dtype=torch.float).clamp_min(1)
             log_prior = (prior / prior.sum()).log().to(device)
-
-            def target(logits, xb, idx):
-                return F.cross_entropy(logits + log_prior, y[idx].to(device))
+            target = lambda logits, xb, idx: F.cross_entropy(logits + log_prior, y[idx].to(device))
             train_model(net, x, y, epochs, lr, batch, aug, seed, device, soft_target=target, desc="teacher")
         else:
             w = class_balanced_weights(counts).to(device) if loss == "balanced_ce" else None
             train_model(net, x, y, epochs, lr, batch, aug, seed, device, class_weights=w, desc="teacher")
-        return {k: v.cpu() for k, v in net.state_dict().items()}
 
-    state = cached("teachers", cfg, fit, cache_root) if use_cache else fit()
-    net = build()
-    net.load_state_dict(state)
-    net.teacher_key = config_key(cfg)
-    return net.to(device).eval()
+    build = lambda: get_model(model, data.shape[0], data.num_classes, data.shape[1:], width=width, depth=depth,
+                              norm=norm)
+    return cached_net("net.teacher", build, train, key, seed=seed, device=device, cache_root=cache_root,
+                      use_cache=use_cache)

@@ -13,6 +13,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .versions import producer
+
 
 def _norm(kind: str, channels: int) -> nn.Module:
     if kind == "instancenorm":      # the DD convention: GroupNorm with one group per channel, affine
@@ -96,6 +98,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+@producer("models", 1)
 def get_model(name: str, channels: int, num_classes: int, im_size=(32, 32), **kwargs) -> nn.Module:
     """Build a registered model by name (``MODELS``); ``kwargs`` go to its constructor (width, depth, norm)."""
     if name not in MODELS:
@@ -109,20 +112,42 @@ def bn_statistics(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 class BNStatsHook:
-    """Records per-channel batch mean and variance at the input of every BatchNorm layer during a forward."""
+    """Keeps the input of every BatchNorm layer during a forward pass.
+
+    ``stats`` gives the per-channel batch mean and variance of each (what recovery matches); ``inputs`` the
+    inputs themselves (class-wise statistics). ``clear()`` before each forward, ``remove()`` when done; or use
+    it as a context manager.
+    """
 
     def __init__(self, model: nn.Module):
-        self.stats: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.inputs: list[torch.Tensor] = []
         self._handles = [m.register_forward_hook(self._hook) for m in model.modules()
                          if isinstance(m, nn.BatchNorm2d)]
 
     def _hook(self, module, inputs, output):
-        x = inputs[0]
-        self.stats.append((x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)))
+        self.inputs.append(inputs[0])
+
+    @property
+    def stats(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        return [(x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False)) for x in self.inputs]
 
     def clear(self):
-        self.stats = []
+        self.inputs = []
 
     def remove(self):
         for h in self._handles:
             h.remove()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.remove()
+
+
+def frozen(net: nn.Module, device="cpu") -> nn.Module:
+    """``net`` on ``device`` in eval mode with gradients off (an embedding or a teacher that only looks)."""
+    net = net.to(device).eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net

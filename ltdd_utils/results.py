@@ -66,12 +66,19 @@ class ResultRecord:
     date: str
     data_source: str = ""
     extra: dict = field(default_factory=dict)
+    student_steps: int | None = None     # optimiser steps of the student (the evaluation protocol's budget)
+    precision: str | None = None         # the precision the student trained in
 
 
 def make_record(chapter, method, dataset, setting, ipc, seed, metrics, prov: dict, wall_time_s: float,
                 data_source: str = "", **extra) -> ResultRecord:
-    return ResultRecord(chapter, method, dataset, dict(setting), ipc, seed, dict(metrics), prov["preset"],
-                        prov["device"], prov["commit"], round(wall_time_s, 2), prov["date"], data_source, extra)
+    """A record; ``student_steps`` and ``precision`` (from :func:`ltdd_utils.evaluate.evaluate_synset`) are
+    taken out of ``metrics`` into their own fields."""
+    metrics = dict(metrics)
+    steps, precision = metrics.pop("student_steps", None), metrics.pop("precision", None)
+    return ResultRecord(chapter, method, dataset, dict(setting), ipc, seed, metrics, prov["preset"],
+                        prov["device"], prov["commit"], round(wall_time_s, 2), prov["date"], data_source, extra,
+                        steps, precision)
 
 
 def _flat(rec: dict) -> dict:
@@ -123,4 +130,70 @@ def summarize(df, by: list[str], metrics=("acc", "acc_many", "acc_medium", "acc_
     for c in cols:
         out[c] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean[c], std[c])]
     out["n"] = n
+    return out
+
+
+# -------------------------------------------------------------------------------------------- verdicts
+VERDICTS = ("held", "did not hold", "not testable at this scale")
+
+
+def _matches(row: dict, select: dict) -> bool:
+    return all(row.get(k) == v for k, v in select.items())
+
+
+def per_seed(records, select: dict, metric: str = "acc") -> dict[int, float]:
+    """Mean of ``metric`` over the students of each seed, over the records matching ``select`` (keys of the
+    flat view: ``method``, ``ipc``, ``setting.imbalance_factor``, ...)."""
+    rows = [_flat(asdict(r) if isinstance(r, ResultRecord) else r) for r in records]
+    by_seed: dict[int, list[float]] = {}
+    for r in rows:
+        if _matches(r, select) and r.get(metric) is not None:
+            by_seed.setdefault(int(r["seed"]), []).append(float(r[metric]))
+    return {s: sum(v) / len(v) for s, v in sorted(by_seed.items())}
+
+
+def compare(records, a: dict, b: dict, metric: str = "acc", margin: float = 0.0, claim: str = "",
+            testable: bool = True, why_not: str = "") -> dict:
+    """The verdict of "arm ``a`` beats arm ``b`` on ``metric`` by at least ``margin`` points", from paired
+    per-seed differences (the arms of one seed share initialisation, networks and student seeds).
+
+    With d_s = a_s - b_s over the n seeds both arms ran: mean, std (n - 1), standard error se = std / sqrt(n).
+    **held** when mean >= margin and mean - 2 se > 0 (at least the margin, and positive beyond the seed
+    noise); **did not hold** otherwise; **not testable at this scale** when ``testable`` is False (say why in
+    ``why_not``: e.g. the base method loses to a random subset) or fewer than 2 paired seeds exist. The
+    margin is fixed before the run (a chapter's parameter), never read off the results.
+    """
+    import math
+    pa, pb = per_seed(records, a, metric), per_seed(records, b, metric)
+    seeds = sorted(set(pa) & set(pb))
+    diffs = [pa[s] - pb[s] for s in seeds]
+    n = len(diffs)
+    mean = sum(diffs) / n if n else float("nan")
+    std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else float("nan")
+    se = std / math.sqrt(n) if n > 1 else float("nan")
+    if not testable:
+        verdict = VERDICTS[2]
+    elif n < 2:
+        verdict, why_not = VERDICTS[2], why_not or f"{n} paired seed(s): a paired verdict needs at least 2"
+    else:
+        verdict = VERDICTS[0] if mean >= margin and mean - 2 * se > 0 else VERDICTS[1]
+    return {"claim": claim, "a": a, "b": b, "metric": metric, "margin": margin, "seeds": seeds, "diffs": diffs,
+            "mean": mean, "std": std, "n": n, "verdict": verdict, "why_not_testable": why_not if verdict == VERDICTS[2] else ""}
+
+
+def describe_claim(c: dict) -> str:
+    """One line for a chapter's "What we saw"."""
+    if c["n"] == 0:
+        return f"{c['claim']}: {c['verdict']} ({c['why_not_testable']})"
+    spread = f" ± {c['std']:.1f}" if c["n"] > 1 else ""
+    tail = f"; {c['why_not_testable']}" if c["why_not_testable"] else ""
+    return (f"{c['claim']}: {c['mean']:+.1f}{spread} points paired over {c['n']} seeds (margin {c['margin']:g}): "
+            f"**{c['verdict']}**{tail}")
+
+
+def write_claims(claims: list[dict], path: str | Path) -> Path:
+    """Claim records to ``<path>_claims.json`` (``path`` as for :func:`write_records`), atomically."""
+    path = Path(path)
+    out = path.with_name(path.name + "_claims.json")
+    atomic_write_text(out, json.dumps(claims, indent=1))
     return out

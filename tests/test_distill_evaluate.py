@@ -109,12 +109,12 @@ def test_teacher_is_cached_by_configuration(digits, tmp_path):
     kw = dict(width=8, epochs=3, batch=128, cache_root=tmp_path)
     t0 = time.time()
     a = train_teacher(tr, **kw)
-    files = list((tmp_path / "teachers").glob("*.pt"))
+    files = list((tmp_path / "nets" / "net.teacher").glob("*.pt"))
     assert len(files) == 1
     b = train_teacher(tr, **kw)                     # loaded, not retrained
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
     train_teacher(tr, loss="logit_adjust", **kw)
-    assert len(list((tmp_path / "teachers").glob("*.pt"))) == 2
+    assert len(list((tmp_path / "nets" / "net.teacher").glob("*.pt"))) == 2
     assert time.time() - t0 < 120
 
 

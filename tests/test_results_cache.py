@@ -26,3 +26,25 @@ def test_cache_computes_once(tmp_path):
     assert len(calls) == 1
     cached("k", {"a": 2}, f, tmp_path)
     assert len(calls) == 2 and config_key({"a": 1, "b": 2}) == config_key({"b": 2, "a": 1})
+
+
+def _arms(values):
+    return [make_record("ch", m, "d", {"imbalance_factor": 100}, 10, s, {"acc": a, "student_steps": 40,
+                                                                        "precision": "fp32"}, PROV, 1.0)
+            for m, per_seed in values.items() for s, a in enumerate(per_seed)]
+
+
+def test_paired_comparison_and_its_three_verdicts(tmp_path):
+    from ltdd_utils.results import compare, describe_claim, write_claims
+    recs = _arms({"new": [30.0, 35.0, 40.0], "base": [29.0, 34.2, 39.1]})
+    assert recs[0].student_steps == 40 and recs[0].precision == "fp32" and "precision" not in recs[0].metrics
+    c = compare(recs, {"method": "new"}, {"method": "base"}, margin=0.5, claim="new beats base")
+    # seeds differ by 10 points, the paired difference by 0.2: an unpaired bar would hide it
+    assert c["n"] == 3 and abs(c["mean"] - 0.9) < 1e-9 and c["std"] < 0.2 and c["verdict"] == "held"
+    assert compare(recs, {"method": "new"}, {"method": "base"}, margin=1.0)["verdict"] == "did not hold"
+    assert compare(recs, {"method": "base"}, {"method": "new"})["verdict"] == "did not hold"
+    nt = compare(recs, {"method": "new"}, {"method": "base"}, testable=False, why_not="base loses to random")
+    assert nt["verdict"] == "not testable at this scale" and "base loses" in describe_claim(nt)
+    assert compare(recs, {"method": "new"}, {"method": "other"})["verdict"] == "not testable at this scale"
+    out = write_claims([c, nt], tmp_path / "ch_smoke")
+    assert out.name == "ch_smoke_claims.json" and len(__import__("json").loads(out.read_text())) == 2

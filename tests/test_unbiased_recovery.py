@@ -10,7 +10,7 @@ from ltdd_utils.config import ConfigError, make_config
 from ltdd_utils.data import ImageData
 from ltdd_utils.distill import SyntheticSet
 from ltdd_utils.methods import unbiased_recovery as ur
-from ltdd_utils.models import get_model
+from ltdd_utils.models import BNStatsHook, get_model
 
 
 def tiny_data(counts, size=8, seed=0):
@@ -53,7 +53,7 @@ def test_count_based_momentum_is_order_free_and_exact():
     a = ur.class_bn_statistics(net, x, y, 3, batch=6)
     perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(1))
     b = ur.class_bn_statistics(net, x[perm], y[perm], 3, batch=11)
-    hook = ur._InputHook(net)
+    hook = BNStatsHook(net)
     with torch.no_grad():
         net(x)
     for l, h in enumerate(hook.inputs):
@@ -136,11 +136,11 @@ def test_experts_train_cache_and_students_learn_from_a_teacher(tmp_path):
     kw = dict(width=4, depth=2, epochs=1, batch=16, cache_root=tmp_path)
     a = ur.train_expert(data, debias=True, **kw)
     b = ur.train_expert(data, debias=True, **kw)
-    assert a.teacher_key == b.teacher_key and a.train_seconds == b.train_seconds
-    assert ur.train_expert(data, debias=False, **kw).teacher_key != a.teacher_key
+    assert a.cache_key == b.cache_key and a.train_seconds == b.train_seconds
+    assert ur.train_expert(data, debias=False, **kw).cache_key != a.cache_key
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
     two = ur.train_expert(data, debias=True, heads=2, **kw)                # GLMC's re-weighted head teaches
-    assert two.teacher_key != a.teacher_key and two.fc_cb is not None
+    assert two.cache_key != a.cache_key and two.fc_cb is not None
     x8 = data.tensors()[0][:5]
     assert torch.allclose(two(x8), two.fc_cb(two.embed(x8))) and not torch.allclose(two(x8), two.backbone(x8))
     x, y = data.tensors()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import os
 import struct
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ import numpy as np
 import torch
 
 from ..cache import atomic_torch_save, cache_dir
+from ..checks import one_of
+from ..versions import producer
 
 DATA_ENV = "LTDD_DATA"
 
@@ -77,6 +80,14 @@ class ImageData:
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
         return (x * std + mean).clamp(0, 1)
+
+    def fingerprint(self) -> str:
+        """Identifies a training set: dataset, pixel source, the exact indices and labels used and, for biased
+        data, the bias attributes. Part of every cache key of a product made from this data."""
+        idx = self.indices if self.indices is not None else torch.arange(len(self))
+        extra = b"" if getattr(self, "bias", None) is None else self.bias.numpy().tobytes()
+        h = hashlib.sha1(idx.numpy().tobytes() + self.labels.numpy().tobytes() + extra).hexdigest()[:16]
+        return f"{self.name}|{self.source}|{h}"
 
     def tensors(self, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:
         """Normalised float images and labels on ``device``."""
@@ -294,7 +305,6 @@ def resolve_dataset(name: str, root=None, download: bool | None = None) -> str:
     if name == "auto":
         name = "cifar10" if is_available("cifar10", root) else "fashionmnist"
     if name not in DATASETS:
-        from ..config import one_of
         one_of("auto", *DATASETS)("dataset", name)
     path = data_root(root)
     if not is_available(name, root) and _download_default(download) and name in _TV_NAMES:
@@ -307,6 +317,7 @@ def resolve_dataset(name: str, root=None, download: bool | None = None) -> str:
 _TV_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 
 
+@producer("data", 1)
 def load_dataset(name: str, root=None, train: bool = True, download: bool | None = None) -> ImageData:
     """Load ``name``'s train (``train=True``) or test split from the data root (see :func:`resolve_dataset`)."""
     name = resolve_dataset(name, root, download)

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ..config import ConfigError
+from ..checks import ConfigError
 from . import ImageData
+from ..versions import producer
 
 # LfF's Colored-MNIST mean colours (RGB in [0, 1]), one per class.
 CMNIST_COLORS = torch.tensor([
@@ -206,6 +207,7 @@ def corrupted_cifar10(cifar: ImageData, conflict_ratio: float | None, seed: int 
 BIASED_DATASETS = {"cmnist": "mnist", "bg_fmnist": "fashionmnist", "corrupted_cifar10": "cifar10"}
 
 
+@producer("data.bias", 1)
 def make_biased(kind: str, base: ImageData, conflict_ratio: float | None, seed: int = 0,
                 severity: int = 4) -> BiasedImageData:
     """The biased (or, with ``conflict_ratio=None``, unbiased) version of ``base`` for a dataset kind."""
@@ -234,6 +236,7 @@ def _per_class_draw(labels: torch.Tensor, counts: list[int], seed: int) -> list[
     return [torch.cat(p).sort().values for p in parts]
 
 
+@producer("data.bias", 1)
 def biased_splits(kind: str, train_base: ImageData, test_base: ImageData, conflict_ratio: float,
                   per_class: int, val_per_class: int, test_per_class: int | None = None, seed: int = 0,
                   severity: int = 4) -> dict[str, BiasedImageData]:

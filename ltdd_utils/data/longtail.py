@@ -11,8 +11,9 @@ import math
 
 import torch
 
-from ..config import ConfigError
+from ..checks import ConfigError
 from . import ImageData
+from ..versions import producer
 
 
 def longtail_counts(n_max: int, num_classes: int, imbalance_factor: float) -> list[int]:
@@ -44,6 +45,7 @@ def longtail_indices(labels: torch.Tensor, imbalance_factor: float, seed: int = 
     return torch.cat(chosen).sort().values
 
 
+@producer("data.longtail", 1)
 def make_longtail(data: ImageData, imbalance_factor: float, seed: int = 0, n_max: int | None = None) -> ImageData:
     """The long-tailed subset of a training split (``imbalance_factor = 1`` gives a balanced subset of n_max)."""
     return data.subset(longtail_indices(data.labels, imbalance_factor, seed, n_max))

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..config import ConfigError
+from ..checks import ConfigError, rate as check_rate
+from ..versions import producer
 from . import DatasetNotFoundError, ImageData, data_root
 from .bias import stream_seed
 
@@ -69,7 +70,7 @@ class NoisyImageData(ImageData):
 
 def symmetric_transition(num_classes: int, rate: float) -> torch.Tensor:
     """Row-stochastic P with P_cc = 1 - rate and P_cj = rate / (C - 1) (exclusive symmetric noise)."""
-    _check_rate(rate)
+    check_rate("noise_rate", rate)
     p = torch.full((num_classes, num_classes), rate / (num_classes - 1), dtype=torch.float64)
     p.fill_diagonal_(1 - rate)
     return p
@@ -77,16 +78,11 @@ def symmetric_transition(num_classes: int, rate: float) -> torch.Tensor:
 
 def asymmetric_transition(num_classes: int, rate: float, mapping: dict[int, int]) -> torch.Tensor:
     """Row-stochastic P: a source class c keeps its label with 1 - rate and moves to ``mapping[c]`` with rate."""
-    _check_rate(rate)
+    check_rate("noise_rate", rate)
     p = torch.eye(num_classes, dtype=torch.float64)
     for src, dst in mapping.items():
         p[src, src], p[src, dst] = 1 - rate, rate
     return p
-
-
-def _check_rate(rate):
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-        raise ConfigError(f"noise rate = {rate!r} is not allowed: expected a rate in [0, 1)")
 
 
 def sample_from_transition(labels: torch.Tensor, transition: torch.Tensor, seed: int) -> torch.Tensor:
@@ -124,6 +120,7 @@ def cifar10n_labels(key: str, root=None) -> dict[str, torch.Tensor]:
             "noisy": torch.from_numpy(arrays[CIFAR10N_KEYS[key]]).long()}
 
 
+@producer("data.noise", 1)
 def inject_noise(data: ImageData, kind: str, rate: float = 0.0, seed: int = 0, root=None) -> NoisyImageData:
     """``data`` with noisy observed labels; the true labels are kept in ``clean_labels``.
 

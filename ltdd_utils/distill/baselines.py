@@ -6,6 +6,7 @@ from typing import Callable
 import torch
 
 from ..data import ImageData
+from ..versions import producer
 from .synset import SyntheticSet
 
 
@@ -17,6 +18,7 @@ def _select(data: ImageData, chosen: list[torch.Tensor], method: str, **meta) ->
                                                       "per_class": [len(c) for c in chosen], **meta})
 
 
+@producer("distill.random", 1)
 def random_subset(data: ImageData, ipc: int, seed: int = 0) -> SyntheticSet:
     """``ipc`` real images per class drawn at random (all of a class's images when it has fewer)."""
     gen = torch.Generator().manual_seed(seed)
@@ -37,6 +39,7 @@ def embed_all(embed: Callable[[torch.Tensor], torch.Tensor], data: ImageData, de
     return torch.cat(out)
 
 
+@producer("distill.herding", 1)
 def herding(data: ImageData, ipc: int, embed: Callable[[torch.Tensor], torch.Tensor], device="cpu",
             features: torch.Tensor | None = None) -> SyntheticSet:
     """Greedy herding (Welling, 2009) in feature space, per class.

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 from typing import Callable
 
-import os
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from ..augment import DEFAULT_STRATEGY, dsa
-from ..cache import atomic_torch_save
 from ..data import ImageData
+from ..models import frozen
 from ..progress import Progress
+from ..versions import producer
+from .pixels import optimise_pixels
 from .baselines import random_subset
 from .synset import SyntheticSet
 
@@ -49,17 +50,10 @@ def dm_loss(real_means: torch.Tensor, syn_feats: torch.Tensor, syn_labels: torch
     return ((real_means - syn_means)[present] ** 2).sum()
 
 
-def _frozen(net: nn.Module, device) -> nn.Module:
-    net = net.to(device).eval()
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net
-
-
 def make_net_pool(net_fn: Callable[[], nn.Module], size: int, seed: int, device="cpu") -> list[nn.Module]:
     """``size`` frozen random nets built under ``seed`` (the same pool for every arm that shares the seed)."""
     torch.manual_seed(seed)
-    return [_frozen(net_fn(), device) for _ in range(size)]
+    return [frozen(net_fn(), device) for _ in range(size)]
 
 
 @torch.no_grad()
@@ -82,6 +76,7 @@ def pooled_class_means(features: list[torch.Tensor], labels: torch.Tensor, num_c
     return [class_mean_embeddings(f, labels, num_classes, weights) for f in features]
 
 
+@producer("distill.dm", 1, uses=("pixels", "augment", "models", "distill.random"))
 def distribution_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module], iterations: int = 1000,
                           lr: float = 1.0, batch_real: int = 256, use_dsa: bool = True,
                           dsa_strategy: str = DEFAULT_STRATEGY, net_pool: int = 0, seed: int = 0,
@@ -105,53 +100,33 @@ def distribution_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Mod
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     syn0 = init or random_subset(data, ipc, seed)
-    syn = syn0.images.clone().to(device).requires_grad_(True)
     syn_y = syn0.labels.to(device)
-    opt = torch.optim.SGD([syn], lr=lr, momentum=0.5)
     pools = [(data.labels == c).nonzero().flatten() for c in range(data.num_classes)]
     if nets is None:
-        nets = [_frozen(net_fn(), device) for _ in range(net_pool)]
+        nets = [frozen(net_fn(), device) for _ in range(net_pool)]
     else:
-        nets, net_pool = [_frozen(n, device) for n in nets], len(nets)
-    history, start = [], 0
-    if checkpoint is not None and os.path.exists(checkpoint):
-        state = torch.load(checkpoint, weights_only=False)
-        start, history = state["iteration"], state["history"]
-        with torch.no_grad():
-            syn.copy_(state["images"].to(device))
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        print(f"[dm] resuming at step {start} from {checkpoint}")
-    with Progress(iterations, "dm") as bar:
-        bar.update(start)
-        for it in range(start, iterations):
-            net = nets[it % net_pool] if net_pool else _frozen(net_fn(), device)
-            step_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
-            if real_means is not None:
-                target = real_means[it % net_pool].to(device)
-            else:
-                idx = torch.cat([p[torch.randperm(len(p), generator=gen)[:batch_real]] for p in pools])
-                xr, yr = data.subset(idx).tensors(device)
-                with torch.no_grad():
-                    fr = net.embed(dsa(xr, step_seed, dsa_strategy) if use_dsa else xr)
-                    w = None if sample_weights is None else sample_weights[idx].to(device)
-                    target = class_mean_embeddings(fr, yr, data.num_classes, w)
-            fs = net.embed(dsa(syn, step_seed, dsa_strategy) if use_dsa else syn)
-            loss = dm_loss(target, fs, syn_y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            history.append(float(loss.detach()))
-            bar.update(loss=history[-1])
-            if checkpoint is not None and (it + 1) % checkpoint_every == 0 and it + 1 < iterations:
-                atomic_torch_save({"iteration": it + 1, "history": history, "images": syn.detach().cpu(),
-                                   "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                                   "torch_rng": torch.get_rng_state()}, checkpoint)
-    if checkpoint is not None and os.path.exists(checkpoint):
-        os.remove(checkpoint)
+        nets, net_pool = [frozen(n, device) for n in nets], len(nets)
+
+    def step_loss(syn, it):
+        net = nets[it % net_pool] if net_pool else frozen(net_fn(), device)
+        step_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+        if real_means is not None:
+            target = real_means[it % net_pool].to(device)
+        else:
+            idx = torch.cat([p[torch.randperm(len(p), generator=gen)[:batch_real]] for p in pools])
+            xr, yr = data.subset(idx).tensors(device)
+            with torch.no_grad():
+                fr = net.embed(dsa(xr, step_seed, dsa_strategy) if use_dsa else xr)
+                w = None if sample_weights is None else sample_weights[idx].to(device)
+                target = class_mean_embeddings(fr, yr, data.num_classes, w)
+        fs = net.embed(dsa(syn, step_seed, dsa_strategy) if use_dsa else syn)
+        return dm_loss(target, fs, syn_y), {}
+
+    images, history = optimise_pixels(syn0.images, step_loss, iterations, optimiser="sgd", lr=lr, gen=gen,
+                                      device=device, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                                      desc="dm")
     meta = {"method": "dm", "iterations": iterations, "lr": lr, "batch_real": batch_real, "dsa": use_dsa,
-            "dsa_strategy": dsa_strategy, "net_pool": net_pool, "seed": seed, "loss_history": history,
+            "dsa_strategy": dsa_strategy, "net_pool": net_pool, "seed": seed, "loss_history": history["loss"],
             "init": syn0.meta.get("method"), "weighted": sample_weights is not None,
             "exact_real_means": real_means is not None}
-    return SyntheticSet(syn.detach().cpu(), syn_y.cpu(), data.num_classes, meta=meta)
+    return SyntheticSet(images, syn_y.cpu(), data.num_classes, meta=meta)

@@ -20,8 +20,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..models import BNStatsHook, bn_statistics
-from ..progress import Progress
+from ..models import BNStatsHook, bn_statistics, frozen
+from ..versions import producer
+from .pixels import optimise_pixels
 from .synset import SyntheticSet
 
 
@@ -46,6 +47,7 @@ def _jitter(x: torch.Tensor, gen: torch.Generator, max_shift: int) -> torch.Tens
     return x
 
 
+@producer("distill.recover", 1, uses=("pixels", "models"))
 def recover(teacher: nn.Module, init: SyntheticSet, iterations: int = 200, lr: float = 0.05, r_bn: float = 0.01,
             first_bn_multiplier: float = 10.0, jitter: int = 2, targets=None, seed: int = 0,
             device="cpu") -> SyntheticSet:
@@ -54,48 +56,33 @@ def recover(teacher: nn.Module, init: SyntheticSet, iterations: int = 200, lr: f
     ``targets`` (one (mean, var) pair per BatchNorm layer) default to the teacher's running statistics. The
     history of both loss terms is kept in the returned set's ``meta``.
     """
-    teacher = teacher.to(device).eval()
-    for p in teacher.parameters():
-        p.requires_grad_(False)
+    teacher = frozen(teacher, device)
     targets = [(m.detach().clone(), v.detach().clone()) for m, v in (targets or bn_statistics(teacher))]
     if not targets:
         raise ValueError("recover needs a teacher with BatchNorm layers (norm='batchnorm')")
     gen = torch.Generator().manual_seed(seed)
-    x = init.images.clone().to(device).requires_grad_(True)
     y = init.labels.to(device)
-    opt = torch.optim.Adam([x], lr=lr, betas=(0.5, 0.9))
-    hook = BNStatsHook(teacher)
-    history = {"ce": [], "bn": []}
-    try:
-        with Progress(iterations, "recover") as bar:
-            for _ in range(iterations):
-                hook.clear()
-                logits = teacher(_jitter(x, gen, jitter))
-                ce = F.cross_entropy(logits, y)
-                bn = bn_matching_loss(hook.stats, targets, first_bn_multiplier)
-                loss = ce + r_bn * bn
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                history["ce"].append(float(ce.detach()))
-                history["bn"].append(float(bn.detach()))
-                bar.update(ce=history["ce"][-1], bn=history["bn"][-1])
-    finally:
-        hook.remove()
+
+    def step_loss(x, it):
+        hook.clear()
+        ce = F.cross_entropy(teacher(_jitter(x, gen, jitter)), y)
+        bn = bn_matching_loss(hook.stats, targets, first_bn_multiplier)
+        return ce + r_bn * bn, {"ce": float(ce.detach()), "bn": float(bn.detach())}
+
+    with BNStatsHook(teacher) as hook:
+        images, history = optimise_pixels(init.images, step_loss, iterations, optimiser="adam", lr=lr,
+                                          opt_kwargs={"betas": (0.5, 0.9)}, gen=gen, device=device, desc="recover")
+    key = getattr(teacher, "cache_key", None)
     meta = {**init.meta, "method": "recover", "init": init.meta.get("method"), "iterations": iterations, "lr": lr,
             "r_bn": r_bn, "first_bn_multiplier": first_bn_multiplier, "jitter": jitter, "seed": seed,
-            "history": history, "teacher": getattr(teacher, "teacher_key", None)}
-    return SyntheticSet(x.detach().cpu(), init.labels.clone(), init.num_classes,
-                        soft_label_source=getattr(teacher, "teacher_key", None), meta=meta)
+            "history": history, "teacher": key}
+    return SyntheticSet(images, init.labels.clone(), init.num_classes, soft_label_source=key, meta=meta)
 
 
 @torch.no_grad()
 def bn_statistics_of(teacher: nn.Module, images: torch.Tensor, device="cpu"):
     """Batch statistics of ``images`` (one batch) at every BatchNorm layer of the teacher (eval mode)."""
     teacher = teacher.to(device).eval()
-    hook = BNStatsHook(teacher)
-    try:
+    with BNStatsHook(teacher) as hook:
         teacher(images.to(device))
         return [(m.cpu(), v.cpu()) for m, v in hook.stats]
-    finally:
-        hook.remove()

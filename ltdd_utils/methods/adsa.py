@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..versions import producer
+
 
 def log_prior(class_counts) -> torch.Tensor:
     """log pi of the (long-tailed) training set the teacher saw."""
@@ -40,6 +42,7 @@ def alignment_criterion(logits, labels, log_pi, tau: float, num_classes: int) ->
     return float(class_confidence(logits, labels, num_classes, log_pi, tau).std(unbiased=False))
 
 
+@producer("method.adsa", 1)
 def adaptive_soft_label_alignment(teacher_logits: torch.Tensor, labels: torch.Tensor, class_counts,
                                   taus=None) -> tuple[float, torch.Tensor, torch.Tensor]:
     """tau* on the distilled images' teacher logits (no augmentation) over the grid ``taus``.

@@ -23,7 +23,6 @@ shape as DM in ``ltdd_utils.distill.dm``: random feature nets, real-image initia
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -32,12 +31,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..augment import DEFAULT_STRATEGY, dsa
-from ..cache import atomic_torch_save
 from ..data import ImageData
 from ..distill.baselines import random_subset
 from ..distill.dm import make_net_pool
+from ..distill.pixels import optimise_pixels
 from ..distill.synset import SyntheticSet
-from ..progress import Progress
+from ..models import frozen
+from ..versions import producer
 
 KERNELS = ("gaussian", "laplacian", "cauchy")
 ALPHA_RULES = ("loglinear", "reliability", "two_level", "constant")
@@ -155,6 +155,7 @@ def class_mmd_loss(real_feats: torch.Tensor, real_labels: torch.Tensor, syn_feat
 
 
 # ---------------------------------------------------------------------------------------- alpha(c)
+@producer("method.csdm", 1)
 def alpha_schedule(class_counts, rule: str = "loglinear", alpha_head: float = 0.7, alpha_tail: float = 0.3,
                    alpha0: float = 0.8, n0: float = 100.0, reverse: bool = False) -> torch.Tensor:
     """Amplitude weight alpha_c per class from the real class counts.
@@ -204,6 +205,7 @@ def real_statistics(features: list[torch.Tensor], labels: torch.Tensor, num_clas
 
 
 # ---------------------------------------------------------------------------------------- distillation
+@producer("distill.spectral", 1, uses=("pixels", "augment", "models", "distill.random"))
 def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module] | None, alphas: torch.Tensor | None,
                       loss: str = "spectral", iterations: int = 1000, lr: float = 0.01, batch_real: int = 256,
                       use_dsa: bool = True, dsa_strategy: str = DEFAULT_STRATEGY, net_pool: int = 0,
@@ -233,73 +235,50 @@ def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module]
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     syn0 = init or random_subset(data, ipc, seed)
-    syn = syn0.images.clone().to(device).requires_grad_(True)
     syn_y = syn0.labels.to(device)
     present = torch.bincount(syn_y, minlength=data.num_classes) > 0
     alphas = None if alphas is None else alphas.to(device)
-    opt = torch.optim.Adam([syn], lr=lr)
     pools = [(data.labels == c).nonzero().flatten() for c in range(data.num_classes)]
     if nets is None and net_pool:
         nets = make_net_pool(net_fn, net_pool, seed, device)
-    history, start = [], 0
-    if checkpoint is not None and os.path.exists(checkpoint):
-        state = torch.load(checkpoint, weights_only=False)
-        start, history = state["iteration"], state["history"]
-        with torch.no_grad():
-            syn.copy_(state["images"].to(device))
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        print(f"[{loss}] resuming at step {start} from {checkpoint}")
-    name = "csdm" if loss == "spectral" else "mmd"
-    with Progress(iterations, name) as bar:
-        bar.update(start)
-        for it in range(start, iterations):
-            if nets is not None:
-                k = it % len(nets)
-                net = nets[k]
-            else:
-                net = net_fn().to(device).eval()
-                for p in net.parameters():
-                    p.requires_grad_(False)
-            step_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
-            fs = normalize(net.embed(dsa(syn, step_seed, dsa_strategy) if use_dsa else syn))
-            if exact:
-                stat, omega = real_stats[k], (omegas[k].to(device) if omegas is not None else None)
-                if loss == "spectral":
-                    stat = (stat[0].to(device), stat[1].to(device))
-                    fr, yr = None, None
-                else:
-                    fr, yr = stat.to(device), real_labels.to(device)
-            else:
-                idx = torch.cat([p[torch.randperm(len(p), generator=gen)[:batch_real]] for p in pools])
-                xr, yr = data.subset(idx).tensors(device)
-                with torch.no_grad():
-                    fr = normalize(net.embed(dsa(xr, step_seed, dsa_strategy) if use_dsa else xr))
-                omega = sample_frequencies(kernel, num_freqs, fs.shape[1], sigma, gen).to(device) \
-                    if loss == "spectral" else None
-                stat = class_ecf(fr, yr, data.num_classes, omega) if loss == "spectral" else None
+
+    def step_loss(syn, it):
+        if nets is not None:
+            k = it % len(nets)
+            net = nets[k]
+        else:
+            net = frozen(net_fn(), device)
+        step_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+        fs = normalize(net.embed(dsa(syn, step_seed, dsa_strategy) if use_dsa else syn))
+        if exact:
+            stat, omega = real_stats[k], (omegas[k].to(device) if omegas is not None else None)
             if loss == "spectral":
-                amp, phase = class_terms(stat, fs, syn_y, omega)
-                value = csdm_loss(amp, phase, alphas, present, form)
+                stat = (stat[0].to(device), stat[1].to(device))
+                fr, yr = None, None
             else:
-                value = class_mmd_loss(fr, yr, fs, syn_y, data.num_classes, kernel, sigma)
-            opt.zero_grad(set_to_none=True)
-            value.backward()
-            opt.step()
-            history.append(float(value.detach()))
-            bar.update(loss=history[-1])
-            if checkpoint is not None and (it + 1) % checkpoint_every == 0 and it + 1 < iterations:
-                atomic_torch_save({"iteration": it + 1, "history": history, "images": syn.detach().cpu(),
-                                   "optimizer": opt.state_dict(), "generator": gen.get_state(),
-                                   "torch_rng": torch.get_rng_state()}, checkpoint)
-    if checkpoint is not None and os.path.exists(checkpoint):
-        os.remove(checkpoint)
+                fr, yr = stat.to(device), real_labels.to(device)
+        else:
+            idx = torch.cat([p[torch.randperm(len(p), generator=gen)[:batch_real]] for p in pools])
+            xr, yr = data.subset(idx).tensors(device)
+            with torch.no_grad():
+                fr = normalize(net.embed(dsa(xr, step_seed, dsa_strategy) if use_dsa else xr))
+            omega = sample_frequencies(kernel, num_freqs, fs.shape[1], sigma, gen).to(device) \
+                if loss == "spectral" else None
+            stat = class_ecf(fr, yr, data.num_classes, omega) if loss == "spectral" else None
+        if loss == "spectral":
+            amp, phase = class_terms(stat, fs, syn_y, omega)
+            return csdm_loss(amp, phase, alphas, present, form), {}
+        return class_mmd_loss(fr, yr, fs, syn_y, data.num_classes, kernel, sigma), {}
+
+    name = "csdm" if loss == "spectral" else "mmd"
+    images, history = optimise_pixels(syn0.images, step_loss, iterations, optimiser="adam", lr=lr, gen=gen,
+                                      device=device, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                                      desc=name)
     meta = {"method": name, "loss": loss, "iterations": iterations, "lr": lr, "batch_real": batch_real,
             "dsa": use_dsa, "net_pool": len(nets) if nets is not None else 0, "kernel": kernel, "sigma": sigma,
             "num_freqs": num_freqs, "form": form, "seed": seed, "exact_real_statistics": exact,
-            "alphas": None if alphas is None else alphas.cpu().tolist(), "loss_history": history}
-    return SyntheticSet(syn.detach().cpu(), syn_y.cpu(), data.num_classes, meta=meta)
+            "alphas": None if alphas is None else alphas.cpu().tolist(), "loss_history": history["loss"]}
+    return SyntheticSet(images, syn_y.cpu(), data.num_classes, meta=meta)
 
 
 @torch.no_grad()

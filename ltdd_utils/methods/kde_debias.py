@@ -13,6 +13,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..augment import dsa
+from ..models import get_model
+from ..train import cached_net, fit
+from ..versions import producer
+
 
 def kde_density(z: torch.Tensor, labels: torch.Tensor, num_classes: int, bandwidth: float = 0.2,
                 normalize: bool = True) -> torch.Tensor:
@@ -30,6 +35,7 @@ def kde_density(z: torch.Tensor, labels: torch.Tensor, num_classes: int, bandwid
     return dens
 
 
+@producer("method.kde", 1)
 def kde_weights(z: torch.Tensor, labels: torch.Tensor, num_classes: int, bandwidth: float = 0.2,
                 alpha: float = 1.0, normalize: bool = True) -> torch.Tensor:
     """Weights w_i proportional to density^(-alpha), summing to 1 within each class."""
@@ -75,6 +81,7 @@ def supcon_loss(z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1)
     return -(log_prob.masked_fill(~positives, 0).sum(1) / n_pos).mean()
 
 
+@producer("net.supcon", 1, uses=("train.fit", "models", "augment"))
 def train_supcon(data, model: str = "convnet", width: int = 32, depth: int = 3, norm: str = "instancenorm",
                  epochs: int = 3, batch: int = 256, lr: float = 1e-3, temperature: float = 0.1, seed: int = 0,
                  device="cpu", cache_root=None) -> ProjectionNet:
@@ -84,42 +91,21 @@ def train_supcon(data, model: str = "convnet", width: int = 32, depth: int = 3, 
     erase the colour shortcut the density estimate relies on. Trained briefly on purpose (the spec's default
     is 3 epochs): early on the network encodes the easy spurious attribute.
     """
-    from ..augment import dsa
-    from ..cache import cached, config_key
-    from ..evaluate import data_fingerprint
-    from ..models import get_model
-    from ..progress import Progress
+    key = dict(data=data.fingerprint(), model=model, width=width, depth=depth, norm=norm, epochs=epochs,
+               batch=batch, lr=lr, temperature=temperature)
 
-    cfg = dict(data=data_fingerprint(data), model=model, width=width, depth=depth, norm=norm, epochs=epochs,
-               batch=batch, lr=lr, temperature=temperature, seed=seed)
+    def two_views(net, xb, yb, b):
+        views = torch.cat([dsa(xb, strategy="crop", siamese=False, generator=b.gen) for _ in range(2)])
+        return supcon_loss(net(views), torch.cat([yb, yb]), temperature)
 
-    def build():
-        torch.manual_seed(seed)
-        return ProjectionNet(get_model(model, data.shape[0], data.num_classes, data.shape[1:], width=width,
-                                       depth=depth, norm=norm))
+    def train(net):
+        x, y = data.tensors()
+        fit(net, x, y, two_views, epochs=epochs, batch=batch, optimiser="adam", lr=lr, schedule="constant",
+            seed=seed, device=device, desc="supcon")
 
-    def fit():
-        net = build().to(device).train()
-        gen = torch.Generator().manual_seed(seed)
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
-        with Progress(epochs, "supcon") as bar:
-            for _ in range(epochs):
-                perm, total = torch.randperm(len(data), generator=gen), 0.0
-                for i in range(0, len(data), batch):
-                    x, y = data.subset(perm[i:i + batch]).tensors(device)
-                    views = torch.cat([dsa(x, strategy="crop", siamese=False, generator=gen) for _ in range(2)])
-                    loss = supcon_loss(net(views), torch.cat([y, y]), temperature)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    total += float(loss.detach()) * len(y)
-                bar.update(loss=total / len(data))
-        return {k: v.cpu() for k, v in net.state_dict().items()}
-
-    net = build()
-    net.load_state_dict(cached("experts/supcon", cfg, fit, cache_root))
-    net.expert_key = config_key(cfg)
-    return net.to(device).eval()
+    build = lambda: ProjectionNet(get_model(model, data.shape[0], data.num_classes, data.shape[1:], width=width,
+                                            depth=depth, norm=norm))
+    return cached_net("net.supcon", build, train, key, seed=seed, device=device, cache_root=cache_root)
 
 
 # ----------------------------------------------------------------------------- embeddings and weights
@@ -137,7 +123,6 @@ def embeddings(net: ProjectionNet, data, layer: str = "projection", device="cpu"
 def random_init_embedding(data, model: str = "convnet", width: int = 32, depth: int = 3, norm: str = "instancenorm",
                           seed: int = 0):
     """The control embedding: the SupCon architecture left at its random initialisation."""
-    from ..models import get_model
     torch.manual_seed(seed)
     return ProjectionNet(get_model(model, data.shape[0], data.num_classes, data.shape[1:], width=width, depth=depth,
                                    norm=norm)).eval()
@@ -186,7 +171,6 @@ def weight_diagnostics(z_by_name: dict[str, torch.Tensor], labels, aligned, num_
 def lff_trainer(settings, epochs: int | None = None, q: float = 0.7, device="cpu"):
     """A ``train_fn`` for ``evaluate_synset``: LfF (biased GCE net + reweighted debiased net) trained on the
     synthetic set with the evaluation recipe's optimiser, learning rate, batch and augmentation."""
-    from ..models import get_model
     from .debias_baselines import train_lff
 
     def train(model, x, y, seed):

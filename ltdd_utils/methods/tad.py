@@ -24,7 +24,10 @@ import torch
 import torch.nn.functional as F
 
 from ..augment import crop_flip
-from ..progress import Progress
+from ..cache import cached
+from ..models import get_model
+from ..train import cached_net, fit
+from ..versions import key_versions, producer
 
 SPLITS = ("classwise", "global", "small_loss")
 RELIABILITY_TESTS = ("mahalanobis", "cosine", "model", "confidence")
@@ -198,28 +201,18 @@ def train_trust_net(net, x: torch.Tensor, labels: torch.Tensor, trusted: torch.T
     ``trusted`` is None) plus ``lambda_cons`` times the consistency loss on an equal-sized batch of untrusted
     samples, ramped up linearly over the first ``ramp_epochs`` epochs."""
     gen = gen or torch.Generator().manual_seed(0)
-    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)
     t_idx = torch.arange(len(x)) if trusted is None else trusted.nonzero().flatten()
     u_idx = torch.zeros(0, dtype=torch.long) if trusted is None else (~trusted).nonzero().flatten()
-    pad = max(1, x.shape[-1] // 8)
-    net.to(device).train()
-    with Progress(epochs, desc) as bar:
-        for ep in range(epochs):
-            lam = lambda_cons * (min(1.0, (ep + 1) / ramp_epochs) if ramp_epochs else 1.0)
-            perm = t_idx[torch.randperm(len(t_idx), generator=gen)]
-            total = 0.0
-            for i in range(0, len(perm), batch):
-                idx = perm[i:i + batch]
-                loss = F.cross_entropy(net(crop_flip(x[idx].to(device), pad, gen)), labels[idx].to(device))
-                if lam > 0 and len(u_idx):
-                    ub = u_idx[torch.randint(len(u_idx), (min(batch, len(u_idx)),), generator=gen)]
-                    loss = loss + lam * consistency_loss(net, x[ub].to(device), gen)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                total += float(loss.detach()) * len(idx)
-            bar.update(loss=total / max(1, len(perm)))
-    return net.eval()
+
+    def step_loss(net, xb, yb, b):
+        loss = F.cross_entropy(net(xb), yb)
+        lam = lambda_cons * (min(1.0, (b.epoch + 1) / ramp_epochs) if ramp_epochs else 1.0)
+        if lam > 0 and len(u_idx):
+            ub = u_idx[torch.randint(len(u_idx), (min(batch, len(u_idx)),), generator=b.gen)]
+            loss = loss + lam * consistency_loss(net, x[ub].to(xb.device), b.gen)
+        return loss
+    return fit(net, x, labels, step_loss, epochs=epochs, batch=batch, lr=lr, schedule="constant", aug="cropflip",
+               seed=None, gen=gen, index=t_idx, device=device, desc=desc)
 
 
 # ------------------------------------------------------------------------------------------- driver
@@ -307,45 +300,35 @@ def trust_aware_diversion(net, x: torch.Tensor, noisy_labels: torch.Tensor, num_
 
 
 # ----------------------------------------------------------------------------- cached pipeline pieces
+@producer("net.trust", 1, uses=("train.fit", "models", "augment"))
 def warmup_trust_net(data, width: int = 32, depth: int = 3, norm: str = "instancenorm", epochs: int = 5,
                      lr: float = 0.01, batch: int = 256, model: str = "convnet", seed: int = 0, device="cpu",
                      cache_root=None):
     """The trust network after ``epochs`` of cross-entropy on ``data``'s (noisy) labels; cached by configuration
     (the data fingerprint covers the images chosen and their observed labels)."""
-    from ..cache import cached
-    from ..evaluate import data_fingerprint
-    from ..models import get_model
-    key = dict(data=data_fingerprint(data), model=model, width=width, depth=depth, norm=norm, epochs=epochs, lr=lr,
-               batch=batch, seed=seed)
+    key = dict(data=data.fingerprint(), model=model, width=width, depth=depth, norm=norm, epochs=epochs, lr=lr,
+               batch=batch)
 
-    def build():
-        torch.manual_seed(seed)
-        return get_model(model, data.shape[0], data.num_classes, data.shape[1:], width=width, depth=depth, norm=norm)
-
-    def fit():
-        net = build()
+    def train(net):
         x, y = data.tensors()
         train_trust_net(net, x, y, None, epochs, lr, batch, gen=torch.Generator().manual_seed(seed), device=device,
                         desc="trust net warm-up")
-        return {k: v.cpu() for k, v in net.state_dict().items()}
 
-    net = build()
-    net.load_state_dict(cached("tad/warmup", key, fit, cache_root))
-    net.warmup_key = key
-    return net.to(device).eval()
+    build = lambda: get_model(model, data.shape[0], data.num_classes, data.shape[1:], width=width, depth=depth,
+                              norm=norm)
+    return cached_net("net.trust", build, train, key, seed=seed, device=device, cache_root=cache_root)
 
 
+@producer("method.tad", 1, uses=("net.trust",))
 def cached_tad(data, settings: TADSettings, warmup: dict, seed: int = 0, device="cpu", cache_root=None,
                clean_labels: torch.Tensor | None = None) -> list[dict]:
     """:func:`trust_aware_diversion` from the warmed-up net of ``warmup`` (keyword arguments of
     :func:`warmup_trust_net`), cached by configuration; one dict per round (a :class:`RoundState`'s fields)."""
     from dataclasses import asdict
-    from ..cache import cached
-    from ..evaluate import data_fingerprint
     s = asdict(settings)
     s["tests"] = list(s["tests"])
-    key = dict(data=data_fingerprint(data), settings=s, warmup={k: v for k, v in warmup.items() if k != "device"},
-               seed=seed, diagnostics=clean_labels is not None)
+    key = dict(data=data.fingerprint(), settings=s, warmup={k: v for k, v in warmup.items() if k != "device"},
+               seed=seed, diagnostics=clean_labels is not None, versions=key_versions("method.tad"))
 
     def run():
         net = warmup_trust_net(data, seed=seed, device=device, cache_root=cache_root, **warmup)

@@ -24,20 +24,19 @@ them.
 from __future__ import annotations
 
 import math
-import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from ..augment import crop_flip
-from ..cache import cached, config_key
 from ..data import ImageData
+from ..distill.pixels import optimise_pixels
 from ..distill.srr import bn_matching_loss
 from ..distill.synset import SyntheticSet
-from ..evaluate import data_fingerprint
-from ..models import get_model
-from ..progress import Progress
+from ..models import BNStatsHook, frozen, get_model
+from ..train import cross_entropy, fit, cached_net
+from ..versions import producer
 
 
 # ------------------------------------------------------------------------------------------------ experts
@@ -120,6 +119,7 @@ def glmc_step_loss(model: Expert, xa, ya, xb, yb, num_classes: int, weights: tor
     return loss, {"ce": float(plain.detach()) / 2, "robust": float(robust.detach())}
 
 
+@producer("net.expert", 1, uses=("train.fit", "models", "augment"))
 def train_expert(data: ImageData, debias: bool = True, model: str = "convnet_bn", width: int = 32, depth: int = 3,
                  epochs: int = 10, lr: float = 0.05, batch: int = 128, q: float = 1.2, contrast_weight: float = 4.0,
                  weight_decay: float = 5e-4, heads: int = 1, seed: int = 0, device="cpu", cache_root=None) -> Expert:
@@ -129,76 +129,31 @@ def train_expert(data: ImageData, debias: bool = True, model: str = "convnet_bn"
     step t; ``heads=2`` puts the re-weighted term on a second classifier (see :class:`Expert`).
     ``debias=False``: plain cross-entropy on crop/flip batches, same model, optimiser and epochs (one head).
     SGD (momentum 0.9) with a cosine schedule. The BatchNorm running statistics are PyTorch's usual EMA.
-    The returned model carries ``teacher_key`` (its cache key) and ``train_seconds`` (of the first training).
+    The returned model carries ``cache_key`` and ``train_seconds`` (of the first training).
     """
     heads = heads if debias else 1
-    cfg = dict(data=data_fingerprint(data), debias=debias, model=model, width=width, depth=depth, epochs=epochs,
-               lr=lr, batch=batch, q=q, contrast_weight=contrast_weight, weight_decay=weight_decay, seed=seed)
-    if heads == 2:
-        cfg["heads"] = 2
+    key = dict(data=data.fingerprint(), debias=debias, model=model, width=width, depth=depth, epochs=epochs,
+               lr=lr, batch=batch, q=q, contrast_weight=contrast_weight, weight_decay=weight_decay, heads=heads)
+    x, y = data.tensors()
+    weights = reweighting(data.class_counts(), q)
 
-    def build():
-        torch.manual_seed(seed)
-        return Expert(get_model(model, data.shape[0], data.num_classes, data.shape[1:], width=width, depth=depth,
-                                norm="batchnorm"), data.num_classes, heads=heads)
+    def glmc(net, xa, ya, b):
+        ib = torch.randint(0, len(y), (len(ya),), generator=b.gen)
+        return glmc_step_loss(net, xa, ya, x[ib].to(xa.device), y[ib].to(xa.device), data.num_classes, weights,
+                              (b.step / b.total) ** 2, contrast_weight, b.gen)[0]
 
-    def fit():
-        t0 = time.time()
-        net = build().to(device).train()
-        x, y = data.tensors()
-        n, C = len(y), data.num_classes
-        weights = reweighting(data.class_counts(), q)
-        steps_per_epoch = math.ceil(n / batch)
-        total = epochs * steps_per_epoch
-        opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9, weight_decay=weight_decay)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, total)
-        gen = torch.Generator().manual_seed(seed)
-        step = 0
-        with Progress(epochs, "expert (GLMC)" if debias else "expert (CE)") as bar:
-            for _ in range(epochs):
-                perm, tot = torch.randperm(n, generator=gen), 0.0
-                for i in range(0, n, batch):
-                    ia = perm[i:i + batch]
-                    xa, ya = x[ia].to(device), y[ia].to(device)
-                    if debias:
-                        ib = torch.randint(0, n, (len(ia),), generator=gen)
-                        loss, _ = glmc_step_loss(net, xa, ya, x[ib].to(device), y[ib].to(device), C, weights,
-                                                 (step / total) ** 2, contrast_weight, gen)
-                    else:
-                        loss = F.cross_entropy(net(crop_flip(xa, max(1, xa.shape[-1] // 8), generator=gen)), ya)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    sched.step()
-                    step += 1
-                    tot += float(loss.detach()) * len(ia)
-                bar.update(loss=tot / n)
-        return {"state": {k: v.cpu() for k, v in net.state_dict().items()}, "seconds": time.time() - t0}
+    def train(net):
+        fit(net, x, y, glmc if debias else cross_entropy, epochs=epochs, batch=batch, lr=lr,
+            opt_kwargs={"weight_decay": weight_decay}, schedule="cosine", aug="none" if debias else "cropflip",
+            seed=seed, device=device, desc="expert (GLMC)" if debias else "expert (CE)")
 
-    product = cached("experts", cfg, fit, cache_root)
-    net = build()
-    net.load_state_dict(product["state"])
-    net.teacher_key, net.train_seconds = config_key(cfg), product["seconds"]
-    return net.to(device).eval()
+    build = lambda: Expert(get_model(model, data.shape[0], data.num_classes, data.shape[1:], width=width, depth=depth,
+                                     norm="batchnorm"), data.num_classes, heads=heads)
+    return cached_net("net.expert", build, train, key, seed=seed, device=device, cache_root=cache_root)
 
 
 # ------------------------------------------------------------------------------------ BN recalibration
-class _InputHook:
-    """Keeps the input of every BatchNorm2d layer of the last forward pass."""
-
-    def __init__(self, model: nn.Module):
-        self.inputs: list[torch.Tensor] = []
-        self._handles = [m.register_forward_hook(lambda mod, inp, out: self.inputs.append(inp[0]))
-                         for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
-
-    def clear(self):
-        self.inputs = []
-
-    def remove(self):
-        for h in self._handles:
-            h.remove()
-
-
+@producer("method.bn_recalibration", 1, uses=("models",))
 @torch.no_grad()
 def class_bn_statistics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_classes: int, batch: int = 500,
                         device="cpu") -> dict:
@@ -211,10 +166,9 @@ def class_bn_statistics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_
     Returns ``{"mean": [L x (C, ch)], "var": [...], "counts": (C,)}``.
     """
     model = model.to(device).eval()
-    hook = _InputHook(model)
     means = sq = None
     counts = torch.zeros(num_classes)
-    try:
+    with BNStatsHook(model) as hook:
         for i in range(0, len(x), batch):
             xb, yb = x[i:i + batch].to(device), y[i:i + batch].cpu()
             hook.clear()
@@ -233,8 +187,6 @@ def class_bn_statistics(model: nn.Module, x: torch.Tensor, y: torch.Tensor, num_
                 means[l] = (1 - a) * means[l] + a * bm
                 sq[l] = (1 - a) * sq[l] + a * bs
             counts += b
-    finally:
-        hook.remove()
     if means is None:
         raise ValueError("class_bn_statistics needs a model with BatchNorm2d layers and at least one image")
     return {"mean": means, "var": [(s - m * m).clamp_min(0) for m, s in zip(means, sq)], "counts": counts}
@@ -329,6 +281,7 @@ def check_capacity(class_counts, ipc: int, num_crops: int, max_images: int | Non
                              f"crops per image (NUM_CROPS = {num_crops})")
 
 
+@producer("distill.multi_round_init", 1)
 @torch.no_grad()
 def multi_round_init(teacher: nn.Module | None, data: ImageData, ipc: int, num_crops: int = 5,
                      max_images: int | None = 300, scale=(0.08, 1.0), seed: int = 0, device="cpu",
@@ -380,6 +333,7 @@ def _batch_stats(h: torch.Tensor, onehot: torch.Tensor):
     return (mu, var), (cm, cv)
 
 
+@producer("distill.recover_balanced", 1, uses=("pixels", "models"))
 def recover_balanced(observer: nn.Module, init: SyntheticSet, global_targets, class_targets=None,
                      iterations: int = 200, lr: float = 0.05, r_bn: float = 0.01, first_bn_multiplier: float = 10.0,
                      classwise_weight: float = 1.0, ce_weight: float = 1.0, crop_scale=(0.08, 1.0),
@@ -393,52 +347,40 @@ def recover_balanced(observer: nn.Module, init: SyntheticSet, global_targets, cl
     crop (none when ``crop_scale`` is (1, 1)) and, with ``flip``, a random flip per step for the whole batch.
     ``class_targets`` (``{"mean": [...], "var": [...]}`` from :func:`class_bn_statistics`) or None drops the
     class-wise term."""
-    observer = observer.to(device).eval()
-    for p in observer.parameters():
-        p.requires_grad_(False)
+    observer = frozen(observer, device)
     gen = torch.Generator().manual_seed(seed)
-    x = init.images.clone().to(device).requires_grad_(True)
     y = init.labels.to(device)
     onehot = F.one_hot(y, init.num_classes).float()
     present = onehot.sum(0) > 0
-    opt = torch.optim.Adam([x], lr=lr, betas=(0.5, 0.9))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, iterations))
-    hook = _InputHook(observer)
-    history = {"ce": [], "bn_global": [], "bn_class": []}
-    try:
-        with Progress(iterations, "recover") as bar:
-            for _ in range(iterations):
-                hook.clear()
-                xa = resized_crops(x, 1, crop_scale, gen)[:, 0] if crop_scale[0] < 1 else x
-                if flip and torch.rand(1, generator=gen) < 0.5:
-                    xa = xa.flip(3)
-                logits = observer(xa)
-                stats = [_batch_stats(h, onehot) for h in hook.inputs]
-                glob = bn_matching_loss([g for g, _ in stats], global_targets, first_bn_multiplier)
-                cls = torch.zeros((), device=x.device)
-                if class_targets is not None:
-                    for l, (_, (cm, cv)) in enumerate(stats):
-                        w = first_bn_multiplier if l == 0 else 1.0
-                        tm, tv = class_targets["mean"][l].to(x), class_targets["var"][l].to(x)
-                        d = torch.norm(cm - tm, dim=1) + torch.norm(cv - tv, dim=1)
-                        cls = cls + w * d[present].mean()
-                ce = F.cross_entropy(logits, y)
-                loss = ce_weight * ce + r_bn * (glob + classwise_weight * cls)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                history["ce"].append(float(ce.detach()))
-                history["bn_global"].append(float(glob.detach()))
-                history["bn_class"].append(float(cls.detach()))
-                bar.update(ce=history["ce"][-1], bn=history["bn_global"][-1])
-    finally:
-        hook.remove()
+
+    def step_loss(x, it):
+        hook.clear()
+        xa = resized_crops(x, 1, crop_scale, gen)[:, 0] if crop_scale[0] < 1 else x
+        if flip and torch.rand(1, generator=gen) < 0.5:
+            xa = xa.flip(3)
+        logits = observer(xa)
+        stats = [_batch_stats(h, onehot) for h in hook.inputs]
+        glob = bn_matching_loss([g for g, _ in stats], global_targets, first_bn_multiplier)
+        cls = torch.zeros((), device=x.device)
+        if class_targets is not None:
+            for l, (_, (cm, cv)) in enumerate(stats):
+                w = first_bn_multiplier if l == 0 else 1.0
+                tm, tv = class_targets["mean"][l].to(x), class_targets["var"][l].to(x)
+                d = torch.norm(cm - tm, dim=1) + torch.norm(cv - tv, dim=1)
+                cls = cls + w * d[present].mean()
+        ce = F.cross_entropy(logits, y)
+        loss = ce_weight * ce + r_bn * (glob + classwise_weight * cls)
+        return loss, {"ce": float(ce.detach()), "bn_global": float(glob.detach()), "bn_class": float(cls.detach())}
+
+    with BNStatsHook(observer) as hook:
+        images, history = optimise_pixels(init.images, step_loss, iterations, optimiser="adam", lr=lr,
+                                          opt_kwargs={"betas": (0.5, 0.9)}, cosine=True, gen=gen, device=device,
+                                          desc="recover")
     meta = {**init.meta, "method": "recover_balanced", "init": init.meta.get("method"), "iterations": iterations,
             "lr": lr, "r_bn": r_bn, "first_bn_multiplier": first_bn_multiplier, "classwise_weight": classwise_weight,
             "classwise": class_targets is not None, "ce_weight": ce_weight, "crop_scale": list(crop_scale),
-            "seed": seed, "history": history, "observer": getattr(observer, "teacher_key", None)}
-    return SyntheticSet(x.detach().cpu(), init.labels.clone(), init.num_classes, meta=meta)
+            "seed": seed, "history": history, "observer": getattr(observer, "cache_key", None)}
+    return SyntheticSet(images, init.labels.clone(), init.num_classes, meta=meta)
 
 
 # ------------------------------------------------------------------------------------------- relabelling
@@ -455,30 +397,20 @@ def kd_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, gen: torch.Gene
     return xa, target
 
 
+@producer("student.kd", 1, uses=("train.fit", "models"))
 def train_student_kd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, teacher: nn.Module, epochs: int,
                      lr: float = 1e-3, weight_decay: float = 0.01, batch: int = 100, ce_weight: float = 0.025,
                      crop_scale=(0.08, 1.0), cutmix: bool = True, seed: int = 0, device="cpu") -> nn.Module:
     """Relabel online and train: ``MSE(student, teacher logits) + ce_weight * CE`` on every augmented batch
     (the paper's Eq. 10 with EDC's constants); AdamW with a cosine schedule over all steps."""
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    model, teacher = model.to(device).train(), teacher.to(device).eval()
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    n, C = len(y), [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
-    steps = epochs * math.ceil(n / batch)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    for _ in range(epochs):
-        perm = torch.randperm(n, generator=gen)
-        for i in range(0, n, batch):
-            idx = perm[i:i + batch]
-            xb, tb = kd_batch(x[idx].to(device), y[idx].to(device), C, gen, crop_scale, cutmix)
-            with torch.no_grad():
-                t = teacher(xb)
-            s = model(xb)
-            loss = F.mse_loss(s, t) + ce_weight * _soft_ce(s, tb)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-    return model.eval()
+    teacher = teacher.to(device).eval()
+    C = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
 
+    def step_loss(model, xb, yb, b):
+        xb, tb = kd_batch(xb, yb, C, b.gen, crop_scale, cutmix)
+        with torch.no_grad():
+            t = teacher(xb)
+        s = model(xb)
+        return F.mse_loss(s, t) + ce_weight * _soft_ce(s, tb)
+    return fit(model, x, y, step_loss, epochs=epochs, batch=batch, optimiser="adamw", lr=lr,
+               opt_kwargs={"weight_decay": weight_decay}, schedule="cosine", seed=seed, device=device)

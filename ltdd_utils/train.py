@@ -1,0 +1,142 @@
+"""The one network-training loop and the one cached-network helper.
+
+``fit`` trains any model: students, teachers, experts, trust networks, SupCon embeddings, LfF pairs. A caller
+supplies only a per-batch loss ``step_loss(model, xb, yb, batch) -> loss``; the loop owns minibatching
+(a seeded permutation per epoch), augmentation, the optimiser and its schedule, and progress. ``batch`` is
+a :class:`Batch` with the indices, the generator (for extra seeded draws), the step and epoch counters.
+
+``cached_net`` builds a network under a seed, trains it once with ``fit`` (through the caller's ``train``),
+stores its weights atomically under a key made of its arguments and the producers' versions, and loads it
+on every later call.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .augment import augment
+from .cache import cached, config_key
+from .progress import Progress
+from .versions import key_versions, producer
+
+OPTIMISERS: dict[str, Callable] = {
+    "sgd": lambda params, lr, weight_decay=5e-4, momentum=0.9: torch.optim.SGD(params, lr=lr, momentum=momentum,
+                                                                                weight_decay=weight_decay),
+    "adam": lambda params, lr, weight_decay=0.0, betas=(0.9, 0.999): torch.optim.Adam(params, lr=lr, betas=betas,
+                                                                                       weight_decay=weight_decay),
+    "adamw": lambda params, lr, weight_decay=0.01: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay),
+}
+
+# schedule name -> (factory(optimiser, epochs, total_steps), stepped after every step (True) or epoch (False))
+SCHEDULES: dict[str, tuple[Callable, bool]] = {
+    "step_half": (lambda opt, epochs, steps: torch.optim.lr_scheduler.MultiStepLR(opt, [max(1, epochs // 2)], 0.1),
+                  False),
+    "cosine": (lambda opt, epochs, steps: torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps)), True),
+    "constant": (lambda opt, epochs, steps: None, True),
+}
+
+
+@dataclass
+class Batch:
+    """What a step loss may need besides the batch itself."""
+    idx: torch.Tensor           # positions of the batch in the training tensors
+    gen: torch.Generator        # the run's generator: extra draws stay seeded and in order
+    step: int                   # optimiser steps taken before this one
+    total: int                  # optimiser steps of the whole run
+    epoch: int
+
+
+def cross_entropy(model, xb, yb, batch):
+    """The default step loss."""
+    return F.cross_entropy(model(xb), yb)
+
+
+def steps_per_epoch(n: int, batch: int) -> int:
+    return math.ceil(n / batch)
+
+
+@producer("train.fit", 1)
+def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable = cross_entropy, *,
+        epochs: int, batch: int = 256, optimiser: str = "sgd", lr: float = 0.01, opt_kwargs: dict | None = None,
+        schedule: str = "step_half", aug: str = "none", seed: int | None = 0, gen: torch.Generator | None = None,
+        index: torch.Tensor | None = None, device="cpu", desc: str | None = None) -> nn.Module:
+    """Train ``model`` on ``(x, y)`` (CPU tensors, moved batch by batch) and return it in eval mode.
+
+    Each epoch draws a permutation of ``index`` (default: every sample) from the generator; each batch is
+    augmented with ``AUGMENTS[aug]`` and passed to ``step_loss``. ``optimiser`` (``OPTIMISERS``: sgd with
+    momentum 0.9, adam, adamw) with ``lr`` and ``opt_kwargs``; ``schedule`` (``SCHEDULES``): ``step_half``
+    (x0.1 at half of the epochs), ``cosine`` (to 0 over all steps) or ``constant``. ``seed`` seeds both the
+    global RNG and the generator; pass ``gen`` to continue an existing stream instead (then ``seed`` only
+    seeds the global RNG, when not None). ``desc`` prints one progress line per epoch.
+    """
+    if optimiser not in OPTIMISERS:
+        raise ValueError(f"optimiser {optimiser!r} is not allowed: expected one of {list(OPTIMISERS)}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule {schedule!r} is not allowed: expected one of {list(SCHEDULES)}")
+    if seed is not None:
+        torch.manual_seed(seed)
+    gen = gen if gen is not None else torch.Generator().manual_seed(seed or 0)
+    index = torch.arange(len(y)) if index is None else index
+    model = model.to(device).train()
+    opt = OPTIMISERS[optimiser](model.parameters(), lr, **(opt_kwargs or {}))
+    total = epochs * steps_per_epoch(len(index), batch)
+    make_sched, per_step = SCHEDULES[schedule]
+    sched = make_sched(opt, epochs, total)
+    step = 0
+    prog = Progress(epochs, desc) if desc else None
+    for epoch in range(epochs):
+        perm = index[torch.randperm(len(index), generator=gen)]
+        run_loss = 0.0
+        for i in range(0, len(perm), batch):
+            idx = perm[i:i + batch]
+            xb = augment(x[idx].to(device), aug, gen)
+            loss = step_loss(model, xb, y[idx].to(device), Batch(idx, gen, step, total, epoch))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            step += 1
+            if sched is not None and per_step:
+                sched.step()
+            run_loss += float(loss.detach()) * len(idx)
+        if sched is not None and not per_step:
+            sched.step()
+        if prog:
+            prog.update(loss=run_loss / max(1, len(perm)))
+    if prog:
+        prog.__exit__()
+    return model.eval()
+
+
+def cached_net(kind: str, build: Callable[[], nn.Module], train: Callable[[nn.Module], None], key: dict, *,
+               seed: int = 0, device="cpu", cache_root=None, use_cache: bool = True) -> nn.Module:
+    """A trained network, computed once per ``key`` and producer version.
+
+    ``build()`` makes the untrained network (called under ``torch.manual_seed(seed)``), ``train(net)``
+    trains it in place (through :func:`fit`). ``kind`` names a registered producer (``net.teacher``,
+    ``net.expert``, ...); the cache key is ``key``, ``seed`` and the versions of ``kind`` and all it builds on.
+    The returned network, in eval mode on ``device``, carries ``cache_key`` and ``train_seconds`` (of its
+    first training).
+    """
+    full_key = {**key, "seed": seed, "versions": key_versions(kind)}
+
+    def make():
+        torch.manual_seed(seed)
+        return build()
+
+    def compute():
+        t0 = time.time()
+        net = make().to(device)
+        train(net)
+        return {"state": {k: v.detach().cpu() for k, v in net.state_dict().items()}, "seconds": time.time() - t0}
+
+    product = cached(f"nets/{kind}", full_key, compute, cache_root) if use_cache else compute()
+    net = make()
+    net.load_state_dict(product["state"])
+    net.cache_key, net.train_seconds = config_key(full_key), product["seconds"]
+    return net.to(device).eval()
