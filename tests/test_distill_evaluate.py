@@ -177,3 +177,21 @@ def test_online_teacher_relabels_the_augmented_batch():
     expected = torch.nn.functional.kl_div(torch.log_softmax(student / 2, 1), torch.softmax(t / 2, 1),
                                           reduction="batchmean") * 4
     assert float(loss) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_distiller_by_name_is_one_product_across_chapters(digits, tmp_path):
+    from ltdd_utils.distill import distill
+    from ltdd_utils.models import get_model
+    tr = make_longtail(digits[0], 10, 0)
+    common = dict(ipc=2, model="convnet", width=8, depth=2, norm="instancenorm", dm_iterations=3, dm_lr=1.0,
+                  dm_batch_real=8, dm_dsa=True, dm_net_pool=0, cache_dir=str(tmp_path))
+    ch_a, ch_b = {**common, "eval_width": 8, "seeds": [0]}, {**common, "teacher_epochs": 3}   # two chapters' configs
+    a, b = distill("dm", tr, ch_a, 1), distill("dm", tr, ch_b, 1)
+    assert len(list((tmp_path / "synsets" / "dm").glob("*.pt"))) == 1 and torch.equal(a.images, b.images)
+    net_fn = lambda: get_model("convnet", 1, 10, (8, 8), width=8, depth=2, norm="instancenorm")
+    direct = distribution_matching(tr, 2, net_fn, iterations=3, lr=1.0, batch_real=8, seed=1)
+    assert torch.equal(direct.images, a.images)
+    distill("dm", tr, ch_a, 1, width=16)                       # another setting, another product
+    assert len(list((tmp_path / "synsets" / "dm").glob("*.pt"))) == 2
+    with pytest.raises(ValueError, match="no setting"):
+        distill("dm", tr, ch_a, 1, widht=16)

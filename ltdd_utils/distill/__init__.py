@@ -6,6 +6,7 @@ metadata). The papers' methods in ``ltdd_utils.methods`` are built on these.
 from .synset import SyntheticSet
 from .baselines import random_subset, herding
 from .dm import distribution_matching, class_mean_embeddings, dm_loss, make_net_pool, pool_embeddings, pooled_class_means
+from .registry import DISTILLERS, distill
 
 __all__ = ["SyntheticSet", "random_subset", "herding", "distribution_matching", "class_mean_embeddings", "dm_loss",
-           "make_net_pool", "pool_embeddings", "pooled_class_means"]
+           "make_net_pool", "pool_embeddings", "pooled_class_means", "DISTILLERS", "distill"]
