@@ -71,6 +71,14 @@ COMMON: dict[str, Param] = {
     "eval_batch": Param(int_at_least(1), "student batch size"),
     "eval_aug": Param(one_of("dsa", "cropflip", "none"), "student augmentation"),
     "eval_width": Param(int_at_least(1), "student ConvNet width"),
+    # output and test set
+    "test_limit": Param(optional(int_at_least(10)), "use only this many test images (None = the full balanced test set)"),
+    "results_dir": Param(optional(a_string), "where result files go; None = book/results of the checkout"),
+    # recovery (squeeze-recover-relabel chapters)
+    "recover_iterations": Param(int_at_least(0), "recovery Adam steps on the pixels (0 = the initialisation as it is)"),
+    "recover_lr": Param(positive_number, "recovery Adam learning rate on the pixels"),
+    "r_bn": Param(number_at_least(0), "weight of the BatchNorm-statistics terms"),
+    "first_bn_multiplier": Param(positive_number, "extra weight of the first BatchNorm layer"),
     # teacher / expert
     "teacher_epochs": Param(int_at_least(1), "teacher (expert) training epochs on the real data"),
     "teacher_lr": Param(positive_number, "teacher SGD learning rate"),

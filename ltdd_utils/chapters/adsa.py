@@ -16,6 +16,7 @@ def _grid(name, v):
 
 
 SCHEMA = schema_from(
+    "test_limit", "results_dir", "recover_iterations", "recover_lr", "r_bn", "first_bn_multiplier",
     "dataset", "data_root", "cache_dir", "device", "seeds", "model", "depth", "norm", "group_scheme",
     "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
     "teacher_epochs", "teacher_lr", "teacher_width",
@@ -32,14 +33,8 @@ SCHEMA = schema_from(
     teacher_batch=Param(int_at_least(1), "teacher batch size"),
     tau_grid=Param(_grid, "ADSA's tau search grid [start, stop, step] (the paper's range is not known)"),
     temperature=Param(positive_number, "KL temperature of the soft-label students"),
-    recover_iterations=Param(int_at_least(0), "recovery steps (0 = the real initialisation as it is)"),
-    recover_lr=Param(positive_number, "recovery Adam learning rate on the pixels"),
-    r_bn=Param(number_at_least(0), "weight of the BatchNorm-statistics term"),
-    first_bn_multiplier=Param(positive_number, "extra weight of the first BatchNorm layer"),
     jitter=Param(int_at_least(0), "recovery jitter: largest roll in pixels"),
     duplicate_noise=Param(number_at_least(0), "noise std added to duplicated images of classes with < IPC images"),
-    test_limit=Param(optional(int_at_least(10)), "use only this many test images (None = the full test set)"),
-    results_dir=Param(optional(a_string), "where result files go; None = book/results of the checkout"),
 )
 
 _COMMON = {**BASE_PRESET, "dataset": "auto", "imbalance_factor": 100, "methods": list(ARMS),

@@ -23,6 +23,7 @@ def resolve_data(values: dict, check_data: bool) -> dict:
 
 
 SCHEMA = schema_from(
+    "results_dir",
     "dataset", "data_root", "cache_dir", "device", "seeds", "ipc", "model", "width", "depth", "norm",
     "group_scheme", "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
     "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
@@ -46,7 +47,6 @@ SCHEMA = schema_from(
     ablation_freqs=Param(list_of(int_at_least(1), min_len=0), "other numbers of frequencies tried for CSDM"),
     ablation_seeds=Param(list_of(int_at_least(0)), "seeds of the ablations"),
     check_freqs=Param(list_of(int_at_least(1)), "frequency counts of the SDD-vs-MMD numerical check"),
-    results_dir=Param(optional(a_string), "where result files go; None = book/results of the checkout"),
 )
 
 _COMMON = {**BASE_PRESET, "dataset": "auto", "methods": list(METHODS), "sweep_methods": ["random", "dm", "csdm"],

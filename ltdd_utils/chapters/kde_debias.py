@@ -37,6 +37,7 @@ def resolve_data(values: dict, check_data: bool) -> dict:
 
 
 SCHEMA = schema_from(
+    "results_dir",
     "data_root", "cache_dir", "device", "seeds", "model", "width", "depth", "norm",
     "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
     "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
@@ -66,7 +67,6 @@ SCHEMA = schema_from(
     amplification_seeds=Param(list_of(int_at_least(0)), "seeds of the amplification study"),
     full_epochs=Param(int_at_least(1), "epochs of the full-data reference model"),
     sensitivity=Param(a_bool, "run the embedding-network sensitivity arms (backbone, random-init, oracle weights)"),
-    results_dir=Param(optional(a_string), "where result files go; None = book/results of the checkout"),
 )
 
 _COMMON = {**BASE_PRESET, "dataset": "cmnist", "methods": ["random", "dm", "dm_kde", "dm_lff"], "severity": 4,

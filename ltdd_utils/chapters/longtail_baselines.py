@@ -3,6 +3,7 @@ from ..config import (BASE_PRESET, Param, a_string, int_at_least, list_of, numbe
                       schema_from)
 
 SCHEMA = schema_from(
+    "test_limit", "results_dir",
     "dataset", "data_root", "cache_dir", "device", "seeds", "ipc", "model", "width", "depth", "norm",
     "group_scheme", "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
     "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
@@ -11,8 +12,6 @@ SCHEMA = schema_from(
     profile_factors=Param(list_of(number_at_least(1, " (1 = balanced)")), "imbalance factors whose profiles are plotted"),
     methods=Param(list_of(one_of("random", "herding", "dm")), "distillers compared"),
     herding_features=Param(one_of("random", "teacher"), "embedding for herding: a random ConvNet or the teacher"),
-    test_limit=Param(optional(int_at_least(10)), "use only this many test images (None = the full balanced test set)"),
-    results_dir=Param(optional(a_string), "where result files go; None = book/results of the checkout"),
 )
 
 PRESETS = {

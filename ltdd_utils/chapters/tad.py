@@ -49,12 +49,12 @@ def resolve_data(values: dict, check_data: bool) -> dict:
 
 
 SCHEMA = schema_from(
+    "test_limit", "results_dir",
     "dataset", "data_root", "cache_dir", "device", "seeds", "ipc", "model", "width", "depth", "norm",
     "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
     "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
     per_class=Param(optional(int_at_least(1)), "training images per class drawn from the real training split "
                                                "(class-balanced subset; None = all)"),
-    test_limit=Param(optional(int_at_least(10)), "use only this many test images (None = the full test set)"),
     noise_seed=Param(int_at_least(0), "seed of the noise draw (shared by every arm and run seed)"),
     noise_settings=Param(list_of(_setting), "[kind, rate] pairs of the main comparison (kind: symmetric, "
                                             "asymmetric); the ablations run on the first"),
@@ -81,7 +81,6 @@ SCHEMA = schema_from(
                                                        "'+'-joined, e.g. 'mahalanobis+cosine'"),
     ablation_consistency=Param(a_bool, "also run TAD with lambda_cons = 0 (consistency off) on the first setting"),
     ablation_seeds=Param(list_of(int_at_least(0), min_len=0), "seeds of the consistency-off ablation"),
-    results_dir=Param(optional(a_string), "where result files go; None = book/results of the checkout"),
 )
 
 _COMMON = {**BASE_PRESET, "dataset": "auto", "noise_seed": 0, "methods": list(METHODS), "real_noise": "auto",

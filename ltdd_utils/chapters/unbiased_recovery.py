@@ -36,6 +36,7 @@ def _candidate(name, v):
 
 
 SCHEMA = schema_from(
+    "test_limit", "results_dir", "recover_iterations", "recover_lr", "r_bn", "first_bn_multiplier",
     "dataset", "data_root", "cache_dir", "device", "seeds", "model", "depth", "norm", "group_scheme",
     "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
     "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
@@ -65,18 +66,12 @@ SCHEMA = schema_from(
     num_crops=Param(int_at_least(1), "random resized crops per real image in the initialisation pool"),
     max_images=Param(optional(int_at_least(1)), "images per class scored for the initialisation (None = all)"),
     crop_scale=Param(_range01, "area range of the random resized crops (initialisation, recovery, students)"),
-    recover_iterations=Param(int_at_least(0), "recovery Adam steps (0 = the initialisation as it is)"),
-    recover_lr=Param(positive_number, "recovery Adam learning rate on the pixels (cosine)"),
-    r_bn=Param(number_at_least(0), "weight of the BatchNorm-statistics terms"),
-    first_bn_multiplier=Param(positive_number, "extra weight of the first BatchNorm layer"),
     classwise_weight=Param(number_at_least(0), "weight of the class-wise term relative to the global one"),
     recover_ce=Param(number_at_least(0), "weight of the observer's cross-entropy in recovery"),
     mixture_variance=Param(a_bool, "global variance target with the between-class term (default: the literal Eq. 9)"),
     kd_lr=Param(positive_number, "student AdamW learning rate (soft-label arms)"),
     kd_ce_weight=Param(number_at_least(0), "weight of the hard-label CE beside the logit MSE (EDC: 0.025)"),
     kd_cutmix=Param(a_bool, "CutMix in the student batches of the soft-label arms"),
-    test_limit=Param(optional(int_at_least(10)), "use only this many test images (None = the full test set)"),
-    results_dir=Param(optional(a_string), "where result files go; None = book/results of the checkout"),
 )
 
 _MAIN = ["full", "base", "no_debias", "no_recal", "no_init", "teacher_only", "observer_only", "crops_kd",
