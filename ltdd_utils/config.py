@@ -71,6 +71,9 @@ COMMON: dict[str, Param] = {
     "eval_batch": Param(int_at_least(1), "student batch size"),
     "eval_aug": Param(one_of("dsa", "cropflip", "none"), "student augmentation"),
     "eval_width": Param(int_at_least(1), "student ConvNet width"),
+    # verdicts
+    "claim_margin": Param(number_at_least(0), "points by which an arm must beat another for a claim to hold "
+                          "(paired per-seed differences; fixed before the run)"),
     # output and test set
     "test_limit": Param(optional(int_at_least(10)), "use only this many test images (None = the full balanced test set)"),
     "results_dir": Param(optional(a_string), "where result files go; None = book/results of the checkout"),
@@ -96,6 +99,7 @@ def schema_from(*names: str, **extra: Param) -> dict[str, Param]:
 # Defaults every chapter's presets start from.
 BASE_PRESET = dict(data_root=None, cache_dir=None, results_dir=None, device="auto", model="convnet", depth=3,
                    norm="instancenorm", group_scheme="thirds", dm_lr=1.0, dm_dsa=True, eval_lr=0.01, eval_aug="dsa",
+                   claim_margin=1.0,
                    teacher_lr=0.01)
 
 _CHAPTERS_DIR = Path(__file__).resolve().parent / "chapters"
