@@ -74,10 +74,14 @@ def closure(names) -> list[str]:
     return sorted(out)
 
 
-def key_versions(name: str) -> dict[str, int]:
-    """The versions a product of ``name`` depends on: its own and those of everything it builds on."""
+def key_versions(*names: str) -> dict[str, int]:
+    """The versions a product of the producers ``names`` depends on: theirs and those of all they build on
+    (the part of a cache key that changes when a producer's output changes on purpose)."""
     load_all()
-    return {n: PRODUCERS[n] for n in closure([name])}
+    unknown = [n for n in names if n not in PRODUCERS]
+    if unknown:
+        raise ValueError(f"unknown producer(s) {unknown}: registered are {sorted(PRODUCERS)}")
+    return {n: PRODUCERS[n] for n in closure(names)}
 
 
 def used() -> dict[str, int]:
