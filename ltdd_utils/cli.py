@@ -67,17 +67,22 @@ def chapter_inputs(nb_path: Path, preset: str, params: dict) -> dict:
     return {"cells": hashlib.sha1(json.dumps(cell_sources(nb_path)).encode()).hexdigest(), "config": values}
 
 
-def staleness(out: Path, nb_path: Path, preset: str, params: dict) -> list[str]:
+def _metadata(out: Path) -> dict | None:
+    """The runner's provenance in an executed copy, or None when there is no readable copy."""
+    try:
+        return json.loads(out.read_text()).get("metadata", {}).get("ltdd", {})
+    except (json.JSONDecodeError, OSError):
+        return None
+
+
+def staleness(out: Path, nb_path: Path, preset: str, params: dict, meta: dict | None = None) -> list[str]:
     """Why the executed copy ``out`` is stale (empty: up to date). It is stale when its notebook's cells, its
     parameters or the version of a producer it called changed; edits to library code that leave every
     producer's version alone (comments, refactors) do not stale it."""
     from .versions import load_all
-    if not out.exists():
-        return ["no executed copy"]
-    try:
-        meta = json.loads(out.read_text()).get("metadata", {}).get("ltdd", {})
-    except (json.JSONDecodeError, OSError):
-        return ["the executed copy cannot be read"]
+    meta = _metadata(out) if meta is None else meta
+    if meta is None:
+        return ["no executed copy" if not out.exists() else "the executed copy cannot be read"]
     if "producers" not in meta or "inputs" not in meta:
         return ["made before producers were tracked (no record of what it computed with)"]
     reasons, now = [], chapter_inputs(nb_path, preset, params)
@@ -108,11 +113,11 @@ def status(preset: str, names: list[str] | None, params: dict, output_dir: Path 
     stale = 0
     for stem in select(names):
         out = output_dir / f"{stem}.ipynb"
-        reasons = staleness(out, chapters()[stem], preset, params)
+        meta = _metadata(out)
+        reasons = staleness(out, chapters()[stem], preset, params, meta)
         stale += bool(reasons)
         cold = ""
-        if out.exists() and not reasons:
-            meta = json.loads(out.read_text())["metadata"]["ltdd"]
+        if not reasons:
             cold = f" (run {'cold' if meta.get('cold') else 'with a warm cache'}, commit {meta.get('commit')})"
         print(f"{stem} (preset {preset}): " + ("up to date" + cold if not reasons else "stale: " + "; ".join(reasons)))
     return stale

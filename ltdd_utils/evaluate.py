@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from .data import ImageData
 from .data.longtail import GROUPS
 from .distill.synset import SyntheticSet
-from .train import cached_net, fit, steps_per_epoch
+from .train import cached_net, fit
 from .versions import producer
 
 
@@ -131,7 +131,7 @@ class EvalSettings:
     batch: int = 256
     aug: str = "dsa"
     students: int = 5
-    label_mode: str = "hard"        # a key of STUDENT_TRAINERS: hard | soft_kl | soft_mse
+    label_mode: str = "hard"        # one of LABEL_MODES: hard | soft_kl | soft_mse
     temperature: float = 4.0
 
 
@@ -142,18 +142,7 @@ def _hard_or_soft(model, syn, settings, seed, device, teacher=None, logit_offset
                        seed, device, soft_target=target)
 
 
-# Student trainers by name: ``trainer(model, syn, settings, seed, device, teacher=, logit_offset=) -> model``.
-# Methods add their own (the unbiased-recovery chapter's EDC-style KD) with :func:`register_student_trainer`.
-STUDENT_TRAINERS: dict[str, Callable] = {"hard": _hard_or_soft, "soft_kl": _hard_or_soft, "soft_mse": _hard_or_soft}
-
-
-def register_student_trainer(name: str, trainer: Callable) -> None:
-    STUDENT_TRAINERS[name] = trainer
-
-
-def student_steps(n: int, settings: EvalSettings) -> int:
-    """Optimiser steps one student takes on a set of ``n`` images."""
-    return settings.epochs * steps_per_epoch(n, settings.batch)
+LABEL_MODES = ("hard", "soft_kl", "soft_mse")
 
 
 @producer("evaluate", 1, uses=("train.fit", "models", "augment"))
@@ -162,13 +151,14 @@ def evaluate_synset(syn: SyntheticSet, test: ImageData, settings: EvalSettings, 
                     name: str = "eval", train_fn: Callable | None = None) -> list[dict]:
     """Train ``settings.students`` fresh students on ``syn`` and test each; one metrics dict per student.
 
-    The student is trained by ``STUDENT_TRAINERS[settings.label_mode]``; ``train_fn(model, x, y, seed)``
-    replaces it (e.g. a debiasing algorithm applied to the synthetic set) and returns the trained model.
-    Each dict also holds ``student``, ``train_seconds``, ``student_steps`` and ``precision``.
+    ``train_fn(model, x, y, seed)`` replaces the standard training (e.g. a debiasing algorithm or knowledge
+    distillation applied to the synthetic set) and returns the trained model. Each dict also holds
+    ``student``, ``train_seconds``, ``student_steps`` (the optimiser steps :func:`ltdd_utils.train.fit` took)
+    and ``precision``.
     """
     from .models import get_model
-    if settings.label_mode not in STUDENT_TRAINERS:
-        raise ValueError(f"label_mode {settings.label_mode!r}: expected one of {list(STUDENT_TRAINERS)}")
+    if settings.label_mode not in LABEL_MODES:
+        raise ValueError(f"label_mode {settings.label_mode!r}: expected one of {list(LABEL_MODES)}")
     if teacher is not None:
         teacher = teacher.to(device)
     results = []
@@ -181,10 +171,9 @@ def evaluate_synset(syn: SyntheticSet, test: ImageData, settings: EvalSettings, 
         if train_fn is not None:
             model = train_fn(model, syn.images, syn.labels, student_seed)
         else:
-            model = STUDENT_TRAINERS[settings.label_mode](model, syn, settings, student_seed, device, teacher=teacher,
-                                                          logit_offset=logit_offset)
+            model = _hard_or_soft(model, syn, settings, student_seed, device, teacher, logit_offset)
         m = test_model(model, test, groups, device)
-        m.update(student=s, train_seconds=time.time() - t0, student_steps=student_steps(len(syn), settings),
+        m.update(student=s, train_seconds=time.time() - t0, student_steps=getattr(model, "train_steps", None),
                  precision="fp32")
         print(f"[{name}] student {s + 1}/{settings.students}: acc {m['acc']:.2f}"
               + "".join(f" {g} {m[f'acc_{g}']:.1f}" for g in (*GROUPS, "aligned", "conflicting") if f"acc_{g}" in m)

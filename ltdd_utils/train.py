@@ -11,6 +11,7 @@ on every later call.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -73,7 +74,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
     momentum 0.9, adam, adamw) with ``lr`` and ``opt_kwargs``; ``schedule`` (``SCHEDULES``): ``step_half``
     (x0.1 at half of the epochs), ``cosine`` (to 0 over all steps) or ``constant``. ``seed`` seeds both the
     global RNG and the generator; pass ``gen`` to continue an existing stream instead (then ``seed`` only
-    seeds the global RNG, when not None). ``desc`` prints one progress line per epoch.
+    seeds the global RNG, when not None). ``desc`` prints one progress line per epoch. The returned model
+    carries ``train_steps``, the optimiser steps taken.
     """
     if optimiser not in OPTIMISERS:
         raise ValueError(f"optimiser {optimiser!r} is not allowed: expected one of {list(OPTIMISERS)}")
@@ -89,27 +91,27 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
     make_sched, per_step = SCHEDULES[schedule]
     sched = make_sched(opt, epochs, total)
     step = 0
-    prog = Progress(epochs, desc) if desc else None
-    for epoch in range(epochs):
-        perm = index[torch.randperm(len(index), generator=gen)]
-        run_loss = 0.0
-        for i in range(0, len(perm), batch):
-            idx = perm[i:i + batch]
-            xb = augment(x[idx].to(device), aug, gen)
-            loss = step_loss(model, xb, y[idx].to(device), Batch(idx, gen, step, total, epoch))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-            if sched is not None and per_step:
+    prog = Progress(epochs, desc) if desc else contextlib.nullcontext()
+    with prog:
+        for epoch in range(epochs):
+            perm = index[torch.randperm(len(index), generator=gen)]
+            run_loss = 0.0
+            for i in range(0, len(perm), batch):
+                idx = perm[i:i + batch]
+                xb = augment(x[idx].to(device), aug, gen)
+                loss = step_loss(model, xb, y[idx].to(device), Batch(idx, gen, step, total, epoch))
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                step += 1
+                if sched is not None and per_step:
+                    sched.step()
+                run_loss += float(loss.detach()) * len(idx)
+            if sched is not None and not per_step:
                 sched.step()
-            run_loss += float(loss.detach()) * len(idx)
-        if sched is not None and not per_step:
-            sched.step()
-        if prog:
-            prog.update(loss=run_loss / max(1, len(perm)))
-    if prog:
-        prog.__exit__()
+            if desc:
+                prog.update(loss=run_loss / max(1, len(perm)))
+    model.train_steps = step                   # read by the evaluation protocol's records
     return model.eval()
 
 

@@ -1,5 +1,6 @@
 """End to end: every chapter runs in the smoke preset through the batch runner; notebook hygiene."""
 import json
+import os
 import subprocess
 import sys
 
@@ -103,7 +104,7 @@ def _copy_with_executed(tmp_path):
 def _status(root):
     r = subprocess.run([sys.executable, "-m", "ltdd_utils", "reproduce", "--preset", "smoke", "--status",
                         "--chapters", "00"], cwd=root, capture_output=True, text=True,
-                       env={**__import__("os").environ, "PYTHONPATH": str(root)})
+                       env={**os.environ, "PYTHONPATH": str(root)})
     assert r.returncode == 0, r.stderr
     return r.stdout
 
@@ -139,6 +140,6 @@ def test_a_changed_output_without_a_version_bump_fails_its_golden_test(tmp_path)
     (root / "tests" / "golden").mkdir(parents=True)
     (root / "tests" / "golden" / "producers.json").write_text((ROOT / "tests" / "golden" / "producers.json").read_text())
     r = subprocess.run([sys.executable, "-m", "ltdd_utils", "golden", "distill.dm"], cwd=root, capture_output=True,
-                       text=True, env={**__import__("os").environ, "PYTHONPATH": str(root)})
+                       text=True, env={**os.environ, "PYTHONPATH": str(root)})
     assert r.returncode == 1 and "output of producer 'distill.dm' changed but its version did not" in r.stdout
     assert "bump it to 2" in r.stdout

@@ -1,3 +1,4 @@
+import json
 
 from ltdd_utils.cache import cached, config_key
 from ltdd_utils.results import make_record, read_records, summarize, to_frame, write_records
@@ -47,4 +48,4 @@ def test_paired_comparison_and_its_three_verdicts(tmp_path):
     assert nt["verdict"] == "not testable at this scale" and "base loses" in describe_claim(nt)
     assert compare(recs, {"method": "new"}, {"method": "other"})["verdict"] == "not testable at this scale"
     out = write_claims([c, nt], tmp_path / "ch_smoke")
-    assert out.name == "ch_smoke_claims.json" and len(__import__("json").loads(out.read_text())) == 2
+    assert out.name == "ch_smoke_claims.json" and len(json.loads(out.read_text())) == 2

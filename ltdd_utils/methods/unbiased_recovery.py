@@ -134,15 +134,15 @@ def train_expert(data: ImageData, debias: bool = True, model: str = "convnet_bn"
     heads = heads if debias else 1
     key = dict(data=data.fingerprint(), debias=debias, model=model, width=width, depth=depth, epochs=epochs,
                lr=lr, batch=batch, q=q, contrast_weight=contrast_weight, weight_decay=weight_decay, heads=heads)
-    x, y = data.tensors()
-    weights = reweighting(data.class_counts(), q)
 
-    def glmc(net, xa, ya, b):
-        ib = torch.randint(0, len(y), (len(ya),), generator=b.gen)
-        return glmc_step_loss(net, xa, ya, x[ib].to(xa.device), y[ib].to(xa.device), data.num_classes, weights,
-                              (b.step / b.total) ** 2, contrast_weight, b.gen)[0]
+    def train(net):                              # runs only when the expert is not in the cache
+        x, y = data.tensors()
+        weights = reweighting(data.class_counts(), q)
 
-    def train(net):
+        def glmc(net, xa, ya, b):
+            ib = torch.randint(0, len(y), (len(ya),), generator=b.gen)
+            return glmc_step_loss(net, xa, ya, x[ib].to(xa.device), y[ib].to(xa.device), data.num_classes, weights,
+                                  (b.step / b.total) ** 2, contrast_weight, b.gen)[0]
         fit(net, x, y, glmc if debias else cross_entropy, epochs=epochs, batch=batch, lr=lr,
             opt_kwargs={"weight_decay": weight_decay}, schedule="cosine", aug="none" if debias else "cropflip",
             seed=seed, device=device, desc="expert (GLMC)" if debias else "expert (CE)")
