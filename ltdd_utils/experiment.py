@@ -47,3 +47,96 @@ def results_path(cfg: Config, name: str | None = None) -> Path:
     """``<results_dir>/<chapter>_<preset>`` (no suffix); results_dir defaults to the checkout's book/results."""
     root = Path(cfg.results_dir) if cfg.get("results_dir") else Path(__file__).resolve().parent.parent / "book" / "results"
     return root / f"{name or cfg.chapter}_{cfg.preset}"
+
+
+class Run:
+    """One execution of a chapter: its device and provenance, the data, and the records and claims it writes.
+
+    ``run.evaluate(syn, method, setting, ipc, seed, settings=..., groups=...)`` runs the evaluation protocol
+    and keeps one record per student; ``run.claim(a, b, claim, ...)`` judges "arm a beats arm b" from paired
+    per-seed differences (:func:`ltdd_utils.results.compare`, margin ``claim_margin`` unless given);
+    ``run.report(lines)`` writes the records and claims and shows the chapter's "What we saw".
+    """
+
+    def __init__(self, cfg: Config, load: bool = True):
+        import time
+        from .results import provenance
+        self.cfg, self.device = cfg, device(cfg)
+        self.prov = provenance(cfg.preset, self.device, cfg.seeds)
+        self.t_start = time.time()
+        self.records: list = []
+        self.claims: list[dict] = []
+        print(f"preset {cfg.preset} | device {self.prov['device']} | seeds {cfg.seeds} | commit {self.prov['commit']}")
+        if load:
+            self.train, self.test = load_split(cfg)
+            print(f"pixels: {self.train.source}; test set: {len(self.test)} images")
+
+    @property
+    def path(self) -> Path:
+        return results_path(self.cfg)
+
+    def record(self, method: str, setting: dict, ipc: int, seed: int, metrics: dict, wall_s: float, data=None,
+               **extra):
+        from .results import make_record
+        data = data if data is not None else self.train
+        keep = {k: v for k, v in metrics.items() if k not in ("student", "train_seconds")}
+        rec = make_record(self.cfg.chapter, method, data.name, setting, ipc, seed, keep, self.prov, wall_s,
+                          data.source, **extra)
+        self.records.append(rec)
+        return rec
+
+    def evaluate(self, syn, method: str, setting: dict, ipc: int, seed: int, settings=None, groups=None, data=None,
+                 test=None, t0: float | None = None, add: dict | None = None, **kw) -> list[dict]:
+        """The evaluation protocol on ``syn`` (keywords go to :func:`ltdd_utils.evaluate.evaluate_synset`);
+        one record per student, with the metrics ``add`` besides, ``wall_time_s`` counted from ``t0``."""
+        import time
+        from .evaluate import evaluate_synset
+        t0 = time.time() if t0 is None else t0
+        label = " ".join(f"{k} {v}" for k, v in setting.items() if k != "study")
+        out = evaluate_synset(syn, self.test if test is None else test, settings or eval_settings(self.cfg), groups,
+                              seed=seed, device=self.device, name=f"{label} IPC {ipc} {method} seed {seed}", **kw)
+        for m in out:
+            self.record(method, setting, ipc, seed, {**m, **(add or {})}, time.time() - t0, data, student=m["student"])
+        return out
+
+    def write(self):
+        from .results import write_records
+        return write_records(self.records, self.path)
+
+    def frame(self):
+        from .results import to_frame
+        return to_frame(self.records)
+
+    def claim(self, a: dict, b: dict, claim: str, metric: str = "acc", margin: float | None = None,
+              testable: bool = True, why_not: str = "") -> dict:
+        from .results import compare
+        c = compare(self.records, a, b, metric, self.cfg.claim_margin if margin is None else margin, claim,
+                    testable, why_not)
+        self.claims.append(c)
+        return c
+
+    def judge(self, diffs: dict, claim: str, margin: float | None = None, testable: bool = True, why_not: str = "",
+              **about) -> dict:
+        """A claim from paired per-seed differences computed by the chapter (:func:`ltdd_utils.results.judge`)."""
+        from .results import judge
+        c = judge(diffs, self.cfg.claim_margin if margin is None else margin, claim, testable, why_not, **about)
+        self.claims.append(c)
+        return c
+
+    def per_seed(self, select: dict, metric: str = "acc") -> dict:
+        from .results import per_seed
+        return per_seed(self.records, select, metric)
+
+    def report(self, lines=()):
+        """Write records and claims; show ``lines`` (strings, or claim dicts shown by describe_claim)."""
+        from IPython.display import Markdown, display
+        from .results import describe_claim, write_claims
+        self.write()
+        write_claims(self.claims, self.path)
+        text = [f"* {describe_claim(x)}" if isinstance(x, dict) else x for x in lines]
+        display(Markdown("\n".join(text)))
+
+    def finish(self):
+        import time
+        print(f"chapter finished in {time.time() - self.t_start:.0f}s on {self.prov['device']} (preset "
+              f"{self.cfg.preset}, commit {self.prov['commit']})")

@@ -163,13 +163,21 @@ def compare(records, a: dict, b: dict, metric: str = "acc", margin: float = 0.0,
     ``why_not``: e.g. the base method loses to a random subset) or fewer than 2 paired seeds exist. The
     margin is fixed before the run (a chapter's parameter), never read off the results.
     """
-    import math
     pa, pb = per_seed(records, a, metric), per_seed(records, b, metric)
-    seeds = sorted(set(pa) & set(pb))
-    diffs = [pa[s] - pb[s] for s in seeds]
-    n = len(diffs)
-    mean = sum(diffs) / n if n else float("nan")
-    std = math.sqrt(sum((d - mean) ** 2 for d in diffs) / (n - 1)) if n > 1 else float("nan")
+    diffs = {s: pa[s] - pb[s] for s in sorted(set(pa) & set(pb))}
+    return judge(diffs, margin, claim, testable, why_not, a=a, b=b, metric=metric)
+
+
+def judge(diffs: dict[int, float], margin: float = 0.0, claim: str = "", testable: bool = True, why_not: str = "",
+          **about) -> dict:
+    """The verdict rule of :func:`compare` on paired per-seed differences ``{seed: d}`` computed elsewhere (e.g.
+    a difference of drops, (a_lo - a_hi) - (b_lo - b_hi)); ``about`` is stored with the claim."""
+    import math
+    seeds = sorted(diffs)
+    d = [diffs[s] for s in seeds]
+    n = len(d)
+    mean = sum(d) / n if n else float("nan")
+    std = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1)) if n > 1 else float("nan")
     se = std / math.sqrt(n) if n > 1 else float("nan")
     if not testable:
         verdict = VERDICTS[2]
@@ -177,8 +185,9 @@ def compare(records, a: dict, b: dict, metric: str = "acc", margin: float = 0.0,
         verdict, why_not = VERDICTS[2], why_not or f"{n} paired seed(s): a paired verdict needs at least 2"
     else:
         verdict = VERDICTS[0] if mean >= margin and mean - 2 * se > 0 else VERDICTS[1]
-    return {"claim": claim, "a": a, "b": b, "metric": metric, "margin": margin, "seeds": seeds, "diffs": diffs,
-            "mean": mean, "std": std, "n": n, "verdict": verdict, "why_not_testable": why_not if verdict == VERDICTS[2] else ""}
+    return {"claim": claim, **{k: about.get(k) for k in ("a", "b", "metric")}, **about, "margin": margin,
+            "seeds": seeds, "diffs": d, "mean": mean, "std": std, "n": n, "verdict": verdict,
+            "why_not_testable": why_not if verdict == VERDICTS[2] else ""}
 
 
 def describe_claim(c: dict) -> str:

@@ -23,7 +23,7 @@ def resolve_data(values: dict, check_data: bool) -> dict:
 
 
 SCHEMA = schema_from(
-    "results_dir",
+    "claim_margin", "results_dir",
     "dataset", "data_root", "cache_dir", "device", "seeds", "ipc", "model", "width", "depth", "norm",
     "group_scheme", "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
     "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
