@@ -1,0 +1,160 @@
+"""The experiments of the unbiased-recovery chapter (notebooks/02_unbiased_recovery.ipynb): long-tailed
+splits and a balanced validation set, observer and teacher experts (with model selection on the validation
+set), class statistics, the initial sets and the arms of chapters.unbiased_recovery.ARMS."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+from ..cache import cached
+from ..chapters.unbiased_recovery import ARMS
+from ..data.longtail import class_groups, make_longtail
+from ..distill import distill, random_subset
+from ..evaluate import accuracy_metrics, predict
+from ..experiment import Run, eval_settings
+from ..methods import unbiased_recovery as ur
+from ..models import bn_statistics
+from ..versions import key_versions
+
+
+def ema_targets(net):
+    """The running (EMA) BatchNorm statistics of ``net``, one (mean, var) per layer."""
+    return [(m.detach().cpu().clone(), v.detach().cpu().clone()) for m, v in bn_statistics(net)]
+
+
+def per_class_distance(stats, targets) -> list[float]:
+    """Per class, sum over layers of ||mu_c - mu*||: how far each class's mean statistics are from a target."""
+    C = len(stats["mean"][0])
+    return [sum(float(torch.norm(stats["mean"][l][c] - m)) for l, (m, _) in enumerate(targets)) for c in range(C)]
+
+
+class Study:
+    """Splits at every imbalance factor (each class's capacity checked before any training) and a balanced
+    validation set of training images outside every split; then ``select_experts()`` and ``arm(...)``."""
+
+    def __init__(self, run: Run):
+        self.run, self.cfg, self.device, cfg = run, run.cfg, run.device, run.cfg
+        self.full, self.C = run.train, run.train.num_classes
+        self.crop_scale = tuple(cfg.crop_scale)
+        self.IF0 = cfg.imbalance_factor
+        self.factors = list(dict.fromkeys([cfg.imbalance_factor, *cfg.other_factors]))
+        self.splits = {f: make_longtail(self.full, f, seed=0, n_max=cfg.n_max) for f in self.factors}
+        for f, d in self.splits.items():
+            for ipc in ([cfg.ipc, *cfg.other_ipcs] if f == self.IF0 else [cfg.ipc]):
+                ur.check_capacity(d.class_counts(), ipc, cfg.num_crops, cfg.max_images)
+        self.lt = self.splits[self.IF0]
+        self.groups = class_groups(self.lt.class_counts(), cfg.group_scheme)
+        free = torch.ones(len(self.full), dtype=torch.bool)
+        free[torch.cat([d.indices for d in self.splits.values()])] = False
+        gen = torch.Generator().manual_seed(12345)
+        keep = [p[torch.randperm(len(p), generator=gen)[:cfg.val_per_class]]
+                for p in ((free & (self.full.labels == c)).nonzero().flatten() for c in range(self.C))]
+        self.val = self.full.subset(torch.cat(keep).sort().values)
+        self.heads, self.q = cfg.expert_heads, cfg.q
+        self.experts: dict = {}
+        self._stats: dict = {}
+        self.examples: dict = {}
+
+    # ---------------------------------------------------------------------------------------------- experts
+    def expert(self, f, kind, role, heads=None, q=None):
+        """``kind`` debiased | plain; the observer has seed 0, the teacher seed 1 (seed 0 too with SHARE_EXPERTS)."""
+        c = self.cfg
+        seed = 0 if role == "observer" or c.share_experts else 1
+        return ur.train_expert(self.splits[f], kind == "debiased", c.expert_model, c.expert_width, c.depth,
+                               c.expert_epochs, c.expert_lr, c.expert_batch, self.q if q is None else q,
+                               c.contrast_weight, heads=self.heads if heads is None else heads, seed=seed,
+                               device=self.device, cache_root=c.cache_dir)
+
+    def metrics_on(self, net, data) -> dict:
+        x, y = data.tensors()
+        return accuracy_metrics(predict(net, x, device=self.device).argmax(1), y, self.C, self.groups)
+
+    def select_experts(self) -> list[dict]:
+        """Model selection among EXPERT_CANDIDATES on the validation set (never the test set); then every expert."""
+        rows = []
+        for h, q in self.cfg.expert_candidates:
+            net = self.expert(self.IF0, "debiased", "observer", h, q)
+            mv = self.metrics_on(net, self.val)
+            rows.append({"heads": h, "q": q, "val acc": mv["acc"], "val many": mv["acc_many"], "val medium": mv["acc_medium"],
+                         "val few": mv["acc_few"], "training seconds (first run)": net.train_seconds})
+        if rows:
+            best = max(rows, key=lambda r: r["val acc"])
+            self.heads, self.q = int(best["heads"]), float(best["q"])
+        self.experts = {(f, kind, role): self.expert(f, kind, role) for f in self.factors
+                        for kind in ("debiased", "plain") for role in ("observer", "teacher")}
+        return rows
+
+    def expert_table(self) -> list[dict]:
+        rows = []
+        for (f, kind, role), net in self.experts.items():
+            if self.cfg.share_experts and role == "teacher":
+                continue
+            m, mv = self.metrics_on(net, self.run.test), self.metrics_on(net, self.val)
+            rows.append({"IF": f, "expert": kind, "role": "observer = teacher" if self.cfg.share_experts else role,
+                         "val acc": mv["acc"], "val few": mv["acc_few"], "test acc": m["acc"], "test many": m["acc_many"],
+                         "test medium": m["acc_medium"], "test few": m["acc_few"],
+                         "training seconds (first run)": net.train_seconds})
+        return rows
+
+    def class_stats(self, f, kind, data_f=None):
+        """Class statistics through the (f, kind) observer of the split with imbalance ``data_f`` (default f)."""
+        key = (f, kind, f if data_f is None else data_f)
+        if key not in self._stats:
+            d = self.splits.get(key[2]) or make_longtail(self.full, key[2], seed=0, n_max=self.cfg.n_max)
+            x, y = d.tensors()
+            self._stats[key] = ur.class_bn_statistics(self.experts[f, kind, "observer"], x, y, self.C, device=self.device)
+        return self._stats[key]
+
+    # ------------------------------------------------------------------------------------------------- arms
+    def init_set(self, f, ipc, init, teacher, seed):
+        c = self.cfg
+        if init == "random_real":
+            return random_subset(self.splits[f], ipc, seed)
+        scored = init == "multi_round"
+        return ur.multi_round_init(teacher if scored else None, self.splits[f], ipc, c.num_crops, c.max_images,
+                                   self.crop_scale, seed, self.device, "teacher" if scored else "random")
+
+    def synset(self, f, ipc, arm, seed):
+        c = self.cfg
+        obs_kind, t_kind, mode, init, rec = ARMS[arm]
+        d = self.splits[f]
+        if init == "dm":
+            return distill("dm", d, c, seed, self.device, ipc=ipc, width=c.eval_width)
+        teacher = self.experts[f, t_kind, "teacher"] if t_kind else None
+        if not rec or c.recover_iterations == 0:
+            return self.init_set(f, ipc, init, teacher, seed)
+        obs = self.experts[f, obs_kind, "observer"]
+        key = dict(data=d.fingerprint(), ipc=ipc, seed=seed, observer=obs.cache_key, mode=mode, init=init,
+                   teacher=teacher.cache_key, crops=c.num_crops, max_images=c.max_images, scale=self.crop_scale,
+                   iterations=c.recover_iterations, lr=c.recover_lr, r_bn=c.r_bn, first=c.first_bn_multiplier,
+                   classwise=c.classwise_weight, ce=c.recover_ce, mixture=c.mixture_variance)
+        key["versions"] = key_versions("distill.recover_balanced", "distill.multi_round_init", "distill.random")
+
+        def compute():
+            if mode == "recal":
+                s = self.class_stats(f, obs_kind)
+                glob, per_class = ur.balanced_targets(s, c.mixture_variance), s
+            else:
+                glob, per_class = ema_targets(obs), None
+            return ur.recover_balanced(obs, self.init_set(f, ipc, init, teacher, seed), glob, per_class,
+                                       c.recover_iterations, c.recover_lr, c.r_bn, c.first_bn_multiplier,
+                                       c.classwise_weight, c.recover_ce, self.crop_scale, seed=seed, device=self.device)
+        return cached("synsets/unbiased_recovery", key, compute, c.cache_dir)
+
+    def arm(self, study, f, ipc, arm, seed):
+        """One arm: its synthetic set, then hard-label students or KD students of the arm's teacher."""
+        t0, c = time.time(), self.cfg
+        s = self.synset(f, ipc, arm, seed)
+        if seed == c.seeds[0] and study == "main":
+            self.examples[arm] = s
+        t_kind, fit = ARMS[arm][1], None
+        if t_kind is not None:
+            teacher = self.experts[f, t_kind, "teacher"]
+
+            def fit(model, x, y, student_seed):
+                return ur.train_student_kd(model, x, y, teacher, c.eval_epochs, c.kd_lr, 0.01, c.eval_batch,
+                                           c.kd_ce_weight, self.crop_scale, c.kd_cutmix, student_seed, self.device)
+        settings = eval_settings(c, label_mode="hard") if fit is None else eval_settings(c)
+        return self.run.evaluate(s, arm, {"study": study, "imbalance_factor": f}, ipc, seed, settings=settings,
+                                 groups=self.groups, train_fn=fit, t0=t0)
