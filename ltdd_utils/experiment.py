@@ -9,7 +9,7 @@ import torch
 from .config import Config, resolve_device
 from .data import ImageData, load_dataset
 from .evaluate import EvalSettings
-from .models import get_model
+from . import models
 
 
 def load_split(cfg: Config) -> tuple[ImageData, ImageData]:
@@ -27,8 +27,7 @@ def load_split(cfg: Config) -> tuple[ImageData, ImageData]:
 
 def net_factory(cfg: Config, data: ImageData, width: int | None = None):
     """A function returning a fresh randomly initialised network of the config's architecture."""
-    return lambda: get_model(cfg.model, data.shape[0], data.num_classes, data.shape[1:],
-                             width=width or cfg.width, depth=cfg.depth, norm=cfg.norm)
+    return models.net_factory(cfg.model, data, width or cfg.width, cfg.depth, cfg.norm)
 
 
 def eval_settings(cfg: Config, **overrides) -> EvalSettings:

@@ -261,6 +261,17 @@ def _adsa():
     return [tau] + summary(values)
 
 
+@case("verdict")
+def _verdict():
+    from .results import VERDICTS, judge
+    out = []
+    for diffs, margin in (({0: 2.0, 1: 3.0, 2: 2.5}, 1.0), ({0: 2.0, 1: -1.0, 2: 2.5}, 1.0), ({0: 0.5, 1: 0.6}, 1.0),
+                          ({0: 3.0}, 1.0)):
+        c = judge(diffs, margin)
+        out += [VERDICTS.index(c["verdict"]), c["mean"], c["n"]]
+    return out
+
+
 def compute(names=None) -> dict[str, list[float]]:
     threads = torch.get_num_threads()
     torch.set_num_threads(1)                   # the same reduction order on every machine
@@ -286,8 +297,10 @@ def update(names=None) -> dict:
     return stored
 
 
-def check(name: str, stored: dict, values: list[float], version: int, rtol=1e-4, atol=1e-5) -> str | None:
-    """Why the producer ``name`` fails its golden case, or None."""
+def check(name: str, stored: dict, values: list[float], version: int, rtol=1e-3, atol=1e-5) -> str | None:
+    """Why the producer ``name`` fails its golden case, or None. ``rtol`` absorbs the float differences between
+    CPUs (the largest measured: 2.5e-4, SupCon training, recorded on an Intel AMX machine, checked on an AMD
+    EPYC); a changed producer moves its numbers by far more."""
     import math
     if name not in stored:
         return f"producer {name!r} has no golden numbers: run `python -m ltdd_utils golden --update {name}`"

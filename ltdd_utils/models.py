@@ -106,6 +106,11 @@ def get_model(name: str, channels: int, num_classes: int, im_size=(32, 32), **kw
     return MODELS[name](channels, num_classes, tuple(im_size), **kwargs)
 
 
+def net_factory(name: str, data, width: int | None = None, depth: int = 3, norm: str = "instancenorm"):
+    """A function returning a fresh randomly initialised network ``name`` for ``data``'s images and classes."""
+    return lambda: get_model(name, data.shape[0], data.num_classes, data.shape[1:], width=width, depth=depth, norm=norm)
+
+
 def bn_statistics(model: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(running_mean, running_var) of every BatchNorm layer, in module order."""
     return [(m.running_mean, m.running_var) for m in model.modules() if isinstance(m, nn.BatchNorm2d)]

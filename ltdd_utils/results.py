@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .cache import atomic_write_text
+from .versions import producer
 
 
 def git_commit(path: str | Path = ".") -> str:
@@ -168,6 +169,7 @@ def compare(records, a: dict, b: dict, metric: str = "acc", margin: float = 0.0,
     return judge(diffs, margin, claim, testable, why_not, a=a, b=b, metric=metric)
 
 
+@producer("verdict", 1)
 def judge(diffs: dict[int, float], margin: float = 0.0, claim: str = "", testable: bool = True, why_not: str = "",
           **about) -> dict:
     """The verdict rule of :func:`compare` on paired per-seed differences ``{seed: d}`` computed elsewhere (e.g.
@@ -182,7 +184,7 @@ def judge(diffs: dict[int, float], margin: float = 0.0, claim: str = "", testabl
     if not testable:
         verdict = VERDICTS[2]
     elif n < 2:
-        verdict, why_not = VERDICTS[2], why_not or f"{n} paired seed(s): a paired verdict needs at least 2"
+        verdict, why_not = VERDICTS[2], f"{n} paired seed(s): a paired verdict needs at least 2"
     else:
         verdict = VERDICTS[0] if mean >= margin and mean - 2 * se > 0 else VERDICTS[1]
     return {"claim": claim, **{k: about.get(k) for k in ("a", "b", "metric")}, **about, "margin": margin,

@@ -93,7 +93,7 @@ def load_all() -> dict[str, int]:
     """Import every module that registers producers; returns the registry."""
     import importlib
     for mod in ("data", "data.longtail", "data.bias", "data.noise", "models", "augment", "train", "distill",
-                "evaluate", "methods.adsa", "methods.csdm", "methods.kde_debias", "methods.debias_baselines",
+                "evaluate", "results", "methods.adsa", "methods.csdm", "methods.kde_debias", "methods.debias_baselines",
                 "methods.tad", "methods.unbiased_recovery"):
         importlib.import_module(f"{__package__}.{mod}")
     return dict(PRODUCERS)

@@ -2,17 +2,26 @@
 
 A distiller reads the settings it needs from a chapter's config (:func:`settings_of`; any of them can be
 overridden by keyword) and computes its own cache key from the data's fingerprint, those settings, the
-seed and the versions of the producers it builds on, so the same DM run in two chapters is one product.
+seed, the per-image ``weights`` when given, and the versions of the producers it builds on, so the same DM
+run in two chapters is one product.
+
+The real side follows one rule in every chapter: with ``dm_dsa`` off and a pool of ``dm_net_pool > 0`` random
+networks, the real statistics are exact, over whole classes, precomputed once per (data, networks)
+(:func:`exact_pool`); otherwise each step draws real batches of ``dm_batch_real`` per class, with DSA when on,
+through a fresh network (pool 0) or the pool's next one.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Callable
+
+import torch
 
 from ..cache import cached, partial_path
 from ..versions import key_versions
 from .baselines import random_subset
-from .dm import distribution_matching
+from .dm import distribution_matching, make_net_pool, pool_embeddings, pooled_class_means
 from .synset import SyntheticSet
 
 
@@ -20,28 +29,130 @@ from .synset import SyntheticSet
 class Distiller:
     producer: str                                  # the registered producer (versions.py)
     settings: Callable[[dict], dict]               # config -> the settings this distiller uses
-    run: Callable[..., SyntheticSet]               # run(split, settings, seed, device, checkpoint)
+    run: Callable[..., SyntheticSet]               # run(split, settings, seed, device, checkpoint, weights)
     cache: bool = True
 
 
-def _dm_settings(cfg) -> dict:
+def _net_settings(cfg) -> dict:
     return dict(ipc=cfg["ipc"], model=cfg["model"], width=cfg.get("width"), depth=cfg["depth"], norm=cfg["norm"],
-                iterations=cfg["dm_iterations"], lr=cfg["dm_lr"], batch_real=cfg["dm_batch_real"], dsa=cfg["dm_dsa"],
+                iterations=cfg["dm_iterations"], batch_real=cfg["dm_batch_real"], dsa=cfg["dm_dsa"],
                 net_pool=cfg["dm_net_pool"])
 
 
-def _run_dm(split, s, seed, device, checkpoint):
-    from ..models import get_model
-    net_fn = lambda: get_model(s["model"], split.shape[0], split.num_classes, split.shape[1:], width=s["width"],
-                               depth=s["depth"], norm=s["norm"])
-    return distribution_matching(split, s["ipc"], net_fn, s["iterations"], s["lr"], s["batch_real"], s["dsa"],
-                                 net_pool=s["net_pool"], seed=seed, device=device, checkpoint=checkpoint)
+def is_exact(s: dict) -> bool:
+    """Exact real statistics: no DSA and a fixed pool of networks."""
+    return not s["dsa"] and s["net_pool"] > 0
+
+
+def net_fn(s: dict, split):
+    """A function returning a fresh random embedding network of the settings' architecture."""
+    from ..models import net_factory
+    return net_factory(s["model"], split, s["width"], s["depth"], s["norm"])
+
+
+_MEMO: dict = {}          # a few (data, networks) -> in-memory products; the oldest goes first
+
+
+def _memo(key, compute, size: int = 4):
+    if key not in _MEMO:
+        while len(_MEMO) >= size:
+            _MEMO.pop(next(iter(_MEMO)))
+        _MEMO[key] = compute()
+    return _MEMO[key]
+
+
+def exact_pool(split, s: dict, seed: int, device="cpu"):
+    """The pool of ``net_pool`` random networks of ``seed`` and the embeddings of all of ``split`` under each,
+    kept in memory for the arms that share them."""
+    arch = tuple(s[k] for k in ("model", "width", "depth", "norm", "net_pool"))
+
+    def compute():
+        nets = make_net_pool(net_fn(s, split), s["net_pool"], seed, device)
+        return nets, pool_embeddings(split, nets, device)
+    return _memo(("pool", split.fingerprint(), arch, seed), compute)
+
+
+def spectral_frequencies(s: dict, seed: int, dim: int) -> list[torch.Tensor]:
+    """One fixed draw of frequencies per pool network (exact spectral matching)."""
+    from ..methods.csdm import sample_frequencies
+    g = torch.Generator().manual_seed(10_000 + seed)
+    return [sample_frequencies(s["kernel"], s["num_freqs"], dim, s["sigma"], g) for _ in range(s["net_pool"])]
+
+
+def real_cfs(split, s: dict, seed: int, device="cpu"):
+    """Pool networks, fixed frequencies and the exact real class characteristic functions, shared by SDD, CSDM and
+    its variants."""
+    from ..methods.csdm import real_statistics
+    nets, feats = exact_pool(split, s, seed, device)
+    arch = tuple(s[k] for k in ("model", "width", "depth", "norm", "net_pool", "kernel", "sigma", "num_freqs"))
+
+    def compute():
+        omegas = spectral_frequencies(s, seed, feats[0].shape[1])
+        return omegas, real_statistics(feats, split.labels, split.num_classes, "spectral", omegas)
+    omegas, cfs = _memo(("cf", split.fingerprint(), arch, seed), compute)
+    return nets, omegas, cfs
+
+
+# -------------------------------------------------------------------------------------------------- DM
+def _dm_settings(cfg) -> dict:
+    return {**_net_settings(cfg), "lr": cfg["dm_lr"]}
+
+
+def _run_dm(split, s, seed, device, checkpoint, weights=None):
+    init = random_subset(split, s["ipc"], seed)
+    if is_exact(s):
+        nets, feats = exact_pool(split, s, seed, device)
+        means = pooled_class_means(feats, split.labels, split.num_classes, weights)
+        return distribution_matching(split, s["ipc"], None, s["iterations"], s["lr"], use_dsa=False, seed=seed,
+                                     device=device, init=init, nets=nets, real_means=means, checkpoint=checkpoint)
+    return distribution_matching(split, s["ipc"], net_fn(s, split), s["iterations"], s["lr"], s["batch_real"],
+                                 s["dsa"], net_pool=s["net_pool"], seed=seed, device=device, init=init,
+                                 sample_weights=weights, checkpoint=checkpoint)
+
+
+# ------------------------------------------------------------------------------ spectral matching (CSDM)
+def _mmd_settings(cfg) -> dict:
+    return {**_net_settings(cfg), "lr": cfg["spectral_lr"], "kernel": cfg["kernel"], "sigma": cfg["sigma"]}
+
+
+def _spectral_settings(variant):
+    def settings(cfg) -> dict:
+        return {**_mmd_settings(cfg), "num_freqs": cfg["num_freqs"], "form": cfg["cf_form"], "variant": variant,
+                **{k: cfg[k] for k in ("alpha_rule", "alpha_head", "alpha_tail", "alpha0", "n0")}}
+    return settings
+
+
+def _run_spectral(split, s, seed, device, checkpoint, weights=None):
+    from ..methods import csdm
+    if weights is not None:
+        raise ValueError("spectral matching takes no sample weights")
+    loss = "mmd" if "variant" not in s else "spectral"
+    alphas = None if loss == "mmd" else csdm.class_alphas(
+        split.class_counts(), s["variant"], s["alpha_rule"], s["alpha_head"], s["alpha_tail"], s["alpha0"], s["n0"])
+    common = dict(loss=loss, iterations=s["iterations"], lr=s["lr"], batch_real=s["batch_real"], kernel=s["kernel"],
+                  sigma=s["sigma"], num_freqs=s.get("num_freqs", 1024), form=s.get("form", "mmd"), seed=seed,
+                  device=device, init=random_subset(split, s["ipc"], seed), checkpoint=checkpoint)
+    if not is_exact(s):
+        return csdm.spectral_matching(split, s["ipc"], net_fn(s, split), alphas, use_dsa=s["dsa"],
+                                      net_pool=s["net_pool"], **common)
+    if loss == "mmd":
+        nets, feats = exact_pool(split, s, seed, device)
+        stats = csdm.real_statistics(feats, split.labels, split.num_classes, "mmd")
+        return csdm.spectral_matching(split, s["ipc"], None, None, use_dsa=False, nets=nets, real_stats=stats,
+                                      real_labels=split.labels, **common)
+    nets, omegas, cfs = real_cfs(split, s, seed, device)
+    return csdm.spectral_matching(split, s["ipc"], None, alphas, use_dsa=False, nets=nets, omegas=omegas,
+                                  real_stats=cfs, **common)
 
 
 DISTILLERS: dict[str, Distiller] = {
     "random": Distiller("distill.random", lambda cfg: {"ipc": cfg["ipc"]},
-                        lambda split, s, seed, device, checkpoint: random_subset(split, s["ipc"], seed), cache=False),
+                        lambda split, s, seed, device, checkpoint, weights=None: random_subset(split, s["ipc"], seed),
+                        cache=False),
     "dm": Distiller("distill.dm", _dm_settings, _run_dm),
+    "mmd": Distiller("distill.spectral", _mmd_settings, _run_spectral),
+    "sdd": Distiller("distill.spectral", _spectral_settings("sdd"), _run_spectral),
+    "csdm": Distiller("distill.spectral", _spectral_settings("csdm"), _run_spectral),
 }
 
 
@@ -55,14 +166,18 @@ def settings_of(name: str, cfg, **overrides) -> dict:
     return {**s, **overrides}
 
 
-def distill(name: str, split, cfg, seed: int, device="cpu", **overrides) -> SyntheticSet:
-    """The synthetic set of distiller ``name`` on ``split``, computed once per key and resumable."""
+def distill(name: str, split, cfg, seed: int, device="cpu", weights: torch.Tensor | None = None,
+            **overrides) -> SyntheticSet:
+    """The synthetic set of distiller ``name`` on ``split``, computed once per key and resumable. ``weights``
+    (one per real image of ``split``) turn DM's real class means into weighted means (KDE debiasing)."""
     s = settings_of(name, cfg, **overrides)
     spec = DISTILLERS[name]
     if not spec.cache:
         return spec.run(split, s, seed, device, None)
-    key = {"distiller": name, "data": split.fingerprint(), "settings": s, "seed": seed,
+    # keyed by the producer, not the name: "sdd" and "csdm" with the same variant are one product
+    key = {"distiller": spec.producer, "data": split.fingerprint(), "settings": s, "seed": seed,
            "versions": key_versions(spec.producer)}
-    root = cfg.get("cache_dir")
-    return cached(f"synsets/{name}", key,
-                  lambda: spec.run(split, s, seed, device, partial_path(f"synsets/{name}", key, root)), root)
+    if weights is not None:
+        key["weights"] = hashlib.sha1(weights.float().numpy().tobytes()).hexdigest()[:16]
+    root, kind = cfg.get("cache_dir"), "synsets/" + spec.producer.split(".")[-1]
+    return cached(kind, key, lambda: spec.run(split, s, seed, device, partial_path(kind, key, root), weights), root)

@@ -185,6 +185,25 @@ def alpha_schedule(class_counts, rule: str = "loglinear", alpha_head: float = 0.
     return a.float()
 
 
+VARIANTS = ("sdd", "csdm", "amplitude_only", "phase_only", "constant_low", "constant_high", "reversed",
+            "reliability", "two_level")
+
+
+def class_alphas(class_counts, variant: str = "csdm", rule: str = "loglinear", alpha_head: float = 0.7,
+                 alpha_tail: float = 0.3, alpha0: float = 0.8, n0: float = 100.0) -> torch.Tensor:
+    """alpha_c of one arm: ``sdd`` 0.5 for every class (plain SDD); ``amplitude_only`` 1, ``phase_only`` 0,
+    ``constant_low`` / ``constant_high`` alpha_tail / alpha_head everywhere; ``csdm`` the schedule of ``rule``,
+    ``reversed`` its mirror, ``reliability`` / ``two_level`` those rules (the ablations)."""
+    n = len(class_counts)
+    fixed = {"sdd": 0.5, "amplitude_only": 1.0, "phase_only": 0.0, "constant_low": alpha_tail, "constant_high": alpha_head}
+    if variant in fixed:
+        return torch.full((n,), float(fixed[variant]))
+    if variant not in VARIANTS:
+        raise ValueError(f"alpha variant {variant!r} is not allowed: expected one of {VARIANTS}")
+    rule = variant if variant in ("reliability", "two_level") else rule
+    return alpha_schedule(class_counts, rule, alpha_head, alpha_tail, alpha0, n0, reverse=variant == "reversed")
+
+
 # ---------------------------------------------------------------------------------------- features
 def normalize(z: torch.Tensor) -> torch.Tensor:
     return F.normalize(z, dim=1)
