@@ -181,10 +181,10 @@ def judge(diffs: dict[int, float], margin: float = 0.0, claim: str = "", testabl
     mean = sum(d) / n if n else float("nan")
     std = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1)) if n > 1 else float("nan")
     se = std / math.sqrt(n) if n > 1 else float("nan")
-    if not testable:
-        verdict = VERDICTS[2]
-    elif n < 2:
+    if n < 2:
         verdict, why_not = VERDICTS[2], f"{n} paired seed(s): a paired verdict needs at least 2"
+    elif not testable:
+        verdict = VERDICTS[2]
     else:
         verdict = VERDICTS[0] if mean >= margin and mean - 2 * se > 0 else VERDICTS[1]
     return {"claim": claim, **{k: about.get(k) for k in ("a", "b", "metric")}, **about, "margin": margin,

@@ -34,7 +34,7 @@ class Distiller:
 
 
 def _net_settings(cfg) -> dict:
-    return dict(ipc=cfg["ipc"], model=cfg["model"], width=cfg.get("width"), depth=cfg["depth"], norm=cfg["norm"],
+    return dict(ipc=cfg.get("ipc"), model=cfg["model"], width=cfg.get("width"), depth=cfg["depth"], norm=cfg["norm"],
                 iterations=cfg["dm_iterations"], batch_real=cfg["dm_batch_real"], dsa=cfg["dm_dsa"],
                 net_pool=cfg["dm_net_pool"])
 
@@ -171,6 +171,8 @@ def distill(name: str, split, cfg, seed: int, device="cpu", weights: torch.Tenso
     """The synthetic set of distiller ``name`` on ``split``, computed once per key and resumable. ``weights``
     (one per real image of ``split``) turn DM's real class means into weighted means (KDE debiasing)."""
     s = settings_of(name, cfg, **overrides)
+    if s["ipc"] is None:
+        raise ValueError(f"distiller {name!r}: the config has no IPC; pass ipc=...")
     spec = DISTILLERS[name]
     if not spec.cache:
         return spec.run(split, s, seed, device, None)
