@@ -81,12 +81,14 @@ class ImageData:
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
         return (x * std + mean).clamp(0, 1)
 
-    def fingerprint(self) -> str:
+    def fingerprint(self, labels: bool = True) -> str:
         """Identifies a training set: dataset, pixel source, the exact indices and labels used and, for biased
-        data, the bias attributes. Part of every cache key of a product made from this data."""
+        data, the bias attributes. Part of every cache key of a product made from this data. With
+        ``labels=False`` it identifies the images only (e.g. their embeddings under random networks)."""
         idx = self.indices if self.indices is not None else torch.arange(len(self))
         extra = b"" if getattr(self, "bias", None) is None else self.bias.numpy().tobytes()
-        h = hashlib.sha1(idx.numpy().tobytes() + self.labels.numpy().tobytes() + extra).hexdigest()[:16]
+        lab = self.labels.numpy().tobytes() if labels else b""
+        h = hashlib.sha1(idx.numpy().tobytes() + lab + extra).hexdigest()[:16]
         return f"{self.name}|{self.source}|{h}"
 
     def tensors(self, device="cpu") -> tuple[torch.Tensor, torch.Tensor]:

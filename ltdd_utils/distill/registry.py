@@ -69,7 +69,7 @@ def exact_pool(split, s: dict, seed: int, device="cpu"):
     def compute():
         nets = make_net_pool(net_fn(s, split), s["net_pool"], seed, device)
         return nets, pool_embeddings(split, nets, device)
-    return _memo(("pool", split.fingerprint(), arch, seed), compute)
+    return _memo(("pool", split.fingerprint(labels=False), arch, seed), compute)     # embeddings ignore labels
 
 
 def spectral_frequencies(s: dict, seed: int, dim: int) -> list[torch.Tensor]:
