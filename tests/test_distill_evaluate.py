@@ -196,3 +196,79 @@ def test_distiller_by_name_is_one_product_across_chapters(digits, tmp_path):
     assert len(list((tmp_path / "synsets" / "dm").glob("*.pt"))) == 2
     with pytest.raises(ValueError, match="no setting"):
         distill("dm", tr, ch_a, 1, widht=16)
+
+
+def _spectral_cfg(tmp_path, **kw):
+    return dict(ipc=2, model="convnet", width=8, depth=2, norm="instancenorm", dm_iterations=2, dm_lr=1.0,
+                dm_batch_real=8, dm_dsa=False, dm_net_pool=2, spectral_lr=0.05, kernel="gaussian", sigma=1.0,
+                num_freqs=16, cf_form="mmd", alpha_rule="loglinear", alpha_head=0.7, alpha_tail=0.3, alpha0=0.8,
+                n0=100.0, cache_dir=str(tmp_path), **kw)
+
+
+def test_exact_pool_rule_weights_and_spectral_variants(digits, tmp_path):
+    from ltdd_utils.distill import distill, pool_embeddings, pooled_class_means
+    from ltdd_utils.distill.registry import exact_pool, is_exact, settings_of
+    tr = make_longtail(digits[0], 10, 0)
+    cfg = _spectral_cfg(tmp_path)
+    s = settings_of("dm", cfg)
+    assert is_exact(s) and not is_exact({**s, "dsa": True}) and not is_exact({**s, "net_pool": 0})
+    # exact DM = DM on the pool's precomputed whole-class means
+    nets, feats = exact_pool(tr, s, 1)
+    direct = distribution_matching(tr, 2, None, iterations=2, lr=1.0, use_dsa=False, seed=1, nets=nets,
+                                   real_means=pooled_class_means(feats, tr.labels, 10))
+    assert torch.equal(distill("dm", tr, cfg, 1).images, direct.images)
+    # the pool's embeddings follow the images, not the labels
+    from dataclasses import replace
+    relabelled = replace(tr, labels=torch.roll(tr.labels, 1))
+    assert relabelled.fingerprint() != tr.fingerprint() and exact_pool(relabelled, s, 1)[1][0] is feats[0]
+    # per-image weights are part of the product
+    w = torch.rand(len(tr), generator=torch.Generator().manual_seed(0))
+    weighted = distill("dm", tr, cfg, 1, weights=w)
+    assert not torch.equal(weighted.images, direct.images)
+    assert len(list((tmp_path / "synsets" / "dm").glob("*.pt"))) == 2
+    # sdd and csdm with the same alpha variant are one product; another variant is another
+    a = distill("sdd", tr, cfg, 1, variant="reversed")
+    b = distill("csdm", tr, cfg, 1, variant="reversed")
+    assert torch.equal(a.images, b.images) and len(list((tmp_path / "synsets" / "spectral").glob("*.pt"))) == 1
+    distill("csdm", tr, cfg, 1)
+    distill("mmd", tr, cfg, 1)
+    assert len(list((tmp_path / "synsets" / "spectral").glob("*.pt"))) == 3
+    with pytest.raises(ValueError, match="no IPC"):
+        distill("dm", tr, {**cfg, "ipc": None}, 1)
+
+
+def test_class_alphas_variants():
+    from ltdd_utils.methods.csdm import alpha_schedule, class_alphas
+    counts = [500, 100, 20]
+    assert torch.allclose(class_alphas(counts, "sdd"), torch.full((3,), 0.5))
+    assert class_alphas(counts, "amplitude_only").tolist() == [1, 1, 1]
+    assert class_alphas(counts, "phase_only").tolist() == [0, 0, 0]
+    assert torch.allclose(class_alphas(counts, "csdm"), alpha_schedule(counts, "loglinear"))
+    assert torch.allclose(class_alphas(counts, "reversed"), alpha_schedule(counts, "loglinear", reverse=True))
+    assert torch.allclose(class_alphas(counts, "two_level"), alpha_schedule(counts, "two_level"))
+    with pytest.raises(ValueError, match="variant"):
+        class_alphas(counts, "sqrt")
+
+
+def test_run_records_claims_and_report(tmp_path, monkeypatch):
+    from ltdd_utils.config import make_config
+    from ltdd_utils.experiment import Run
+    from ltdd_utils.results import read_records
+    import json
+    cfg = make_config("longtail_baselines", "smoke", results_dir=str(tmp_path), cache_dir=str(tmp_path / "c"),
+                      seeds=[0, 1], eval_epochs=2)
+    run = Run(cfg)
+    tr = make_longtail(run.train, 10, 0)
+    for seed in cfg.seeds:
+        for method in ("a", "b"):
+            run.evaluate(random_subset(tr, 2, seed), method, {"imbalance_factor": 10}, 2, seed, add={"tag": 1})
+    assert len(run.records) == 4 and all(r.student_steps and r.metrics["tag"] == 1 for r in run.records)
+    c = run.claim({"method": "a"}, {"method": "b"}, "a beats b")
+    assert c["n"] == 2 and c["diffs"] == [0.0, 0.0] and c["verdict"] == "did not hold"   # same sets: no gain
+    j = run.judge({0: 3.0, 1: 4.0, 2: 3.5}, "a difference computed elsewhere", margin=1.0)
+    assert j["verdict"] == "held"
+    assert run.judge({0: 5.0}, "one seed")["why_not_testable"].startswith("1 paired seed")
+    run.report(["* a line", c])
+    assert len(read_records(run.path)) == 4
+    claims = json.loads((tmp_path / "longtail_baselines_smoke_claims.json").read_text())
+    assert [x["claim"] for x in claims] == ["a beats b", "a difference computed elsewhere", "one seed"]
