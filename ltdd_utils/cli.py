@@ -223,11 +223,20 @@ def main(argv=None) -> int:
     g.add_argument("names", nargs="*", help="producers (default: all)")
     p = sub.add_parser("params", help="list a chapter's parameters and preset values")
     p.add_argument("chapter")
+    b = sub.add_parser("bench", help="time DM, students and inference in fp32 and on the fast path on this machine")
+    b.add_argument("--quick", action="store_true", help="fewer repeats (a minute or two)")
+    b.add_argument("--accuracy", action="store_true", help="also DM + evaluation accuracy, fp32 vs fast path, 3 seeds")
+    b.add_argument("--data-root", default=None)
+    b.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
     args = ap.parse_args(argv)
     from .config import ConfigError, describe
     try:
         if args.cmd == "params":
             print(describe(args.chapter))
+            return 0
+        if args.cmd == "bench":
+            from . import bench
+            bench.run(args.quick, args.data_root, args.out, args.accuracy)
             return 0
         if args.cmd == "golden":
             from . import golden

@@ -51,6 +51,8 @@ COMMON: dict[str, Param] = {
     "data_root": Param(optional(a_string), "data root; None = $LTDD_DATA, else ~/.cache/ltdd/data"),
     "cache_dir": Param(optional(a_string), "cache for teachers, experts and distilled sets; None = $LTDD_CACHE"),
     "device": Param(device_check, "'auto' (CUDA if present, else CPU), 'cpu' or 'cuda'"),
+    "precision": Param(one_of("auto", "fp32", "bf16"), "compute precision: 'auto' = bf16 where the CPU (AMX or "
+                       "AVX512-bf16) or the GPU has it, else fp32; resolved when the config is made"),
     "seeds": Param(list_of(int_at_least(0)), "seeds; every result is repeated per seed"),
     "ipc": Param(int_at_least(1), "images per class of the synthetic set"),
     "model": Param(_registry_check("model"), "architecture, by name (models.MODELS)"),
@@ -99,7 +101,7 @@ def schema_from(*names: str, **extra: Param) -> dict[str, Param]:
 # Defaults every chapter's presets start from.
 BASE_PRESET = dict(data_root=None, cache_dir=None, results_dir=None, device="auto", model="convnet", depth=3,
                    norm="instancenorm", group_scheme="thirds", dm_lr=1.0, dm_dsa=True, eval_lr=0.01, eval_aug="dsa",
-                   claim_margin=1.0,
+                   claim_margin=1.0, precision="auto",
                    teacher_lr=0.01)
 
 _CHAPTERS_DIR = Path(__file__).resolve().parent / "chapters"
@@ -164,6 +166,12 @@ def make_config(chapter: str, preset: str = "cpu", check_data: bool = True, **ov
             raise ConfigError(f"preset {preset!r} of {chapter!r} does not set {key!r}")
         param.check(key, values[key])
     values["chapter"], values["preset"] = chapter, preset
+    if "precision" in values:                    # 'auto' -> what this machine runs, recorded with the run
+        from .precision import resolve
+        try:
+            values["precision"] = resolve(values["precision"], resolve_device(values.get("device", "auto")))
+        except ConfigError:
+            values["precision"] = resolve(values["precision"], "cpu")
     module = chapter_module(chapter)
     if hasattr(module, "resolve_data"):          # a chapter whose datasets are built from registry datasets
         values = module.resolve_data(values, check_data)

@@ -61,11 +61,12 @@ class Run:
         import time
         from .results import provenance
         self.cfg, self.device = cfg, device(cfg)
-        self.prov = provenance(cfg.preset, self.device, cfg.seeds)
+        self.prov = {**provenance(cfg.preset, self.device, cfg.seeds), "precision": cfg.get("precision", "fp32")}
         self.t_start = time.time()
         self.records: list = []
         self.claims: list[dict] = []
-        print(f"preset {cfg.preset} | device {self.prov['device']} | seeds {cfg.seeds} | commit {self.prov['commit']}")
+        print(f"preset {cfg.preset} | device {self.prov['device']} | precision {self.prov['precision']} | seeds "
+              f"{cfg.seeds} | commit {self.prov['commit']}")
         if load:
             self.train, self.test = load_split(cfg)
             print(f"pixels: {self.train.source}; test set: {len(self.test)} images")

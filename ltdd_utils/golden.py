@@ -273,10 +273,13 @@ def _verdict():
 
 
 def compute(names=None) -> dict[str, list[float]]:
+    """The golden numbers, in fp32 (``auto`` pinned: bf16 is machine-dependent and checked by the parity test)."""
+    from .precision import default
     threads = torch.get_num_threads()
     torch.set_num_threads(1)                   # the same reduction order on every machine
     try:
-        return {n: CASES[n]() for n in (names or sorted(CASES))}
+        with default("fp32"):
+            return {n: CASES[n]() for n in (names or sorted(CASES))}
     finally:
         torch.set_num_threads(threads)
 

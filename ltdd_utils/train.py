@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from .augment import augment
 from .cache import cached, config_key
+from .precision import autocast, resolve as resolve_precision
 from .progress import Progress
 from .versions import key_versions, producer
 
@@ -66,7 +67,8 @@ def steps_per_epoch(n: int, batch: int) -> int:
 def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable = cross_entropy, *,
         epochs: int, batch: int = 256, optimiser: str = "sgd", lr: float = 0.01, opt_kwargs: dict | None = None,
         schedule: str = "step_half", aug: str = "none", seed: int | None = 0, gen: torch.Generator | None = None,
-        index: torch.Tensor | None = None, device="cpu", desc: str | None = None) -> nn.Module:
+        index: torch.Tensor | None = None, device="cpu", desc: str | None = None,
+        precision: str = "auto") -> nn.Module:
     """Train ``model`` on ``(x, y)`` (CPU tensors, moved batch by batch) and return it in eval mode.
 
     Each epoch draws a permutation of ``index`` (default: every sample) from the generator; each batch is
@@ -74,13 +76,16 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
     momentum 0.9, adam, adamw) with ``lr`` and ``opt_kwargs``; ``schedule`` (``SCHEDULES``): ``step_half``
     (x0.1 at half of the epochs), ``cosine`` (to 0 over all steps) or ``constant``. ``seed`` seeds both the
     global RNG and the generator; pass ``gen`` to continue an existing stream instead (then ``seed`` only
-    seeds the global RNG, when not None). ``desc`` prints one progress line per epoch. The returned model
-    carries ``train_steps``, the optimiser steps taken.
+    seeds the global RNG, when not None). ``desc`` prints one progress line per epoch. ``precision``
+    (:mod:`ltdd_utils.precision`): under bf16 the forward pass and the loss run under autocast (convolutions
+    and matrix products in bf16), the weights, their gradients and the optimiser state stay fp32. The returned
+    model carries ``train_steps`` (the optimiser steps taken) and ``precision`` (the one resolved).
     """
     if optimiser not in OPTIMISERS:
         raise ValueError(f"optimiser {optimiser!r} is not allowed: expected one of {list(OPTIMISERS)}")
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule {schedule!r} is not allowed: expected one of {list(SCHEDULES)}")
+    precision = resolve_precision(precision, device)
     if seed is not None:
         torch.manual_seed(seed)
     gen = gen if gen is not None else torch.Generator().manual_seed(seed or 0)
@@ -99,7 +104,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
             for i in range(0, len(perm), batch):
                 idx = perm[i:i + batch]
                 xb = augment(x[idx].to(device), aug, gen)
-                loss = step_loss(model, xb, y[idx].to(device), Batch(idx, gen, step, total, epoch))
+                with autocast(precision, device):
+                    loss = step_loss(model, xb, y[idx].to(device), Batch(idx, gen, step, total, epoch)).float()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -111,7 +117,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
                 sched.step()
             if desc:
                 prog.update(loss=run_loss / max(1, len(perm)))
-    model.train_steps = step                   # read by the evaluation protocol's records
+    model.train_steps, model.precision = step, precision      # read by the evaluation protocol's records
     return model.eval()
 
 
@@ -125,7 +131,7 @@ def cached_net(kind: str, build: Callable[[], nn.Module], train: Callable[[nn.Mo
     The returned network, in eval mode on ``device``, carries ``cache_key`` and ``train_seconds`` (of its
     first training).
     """
-    full_key = {**key, "seed": seed, "versions": key_versions(kind)}
+    full_key = {**key, "seed": seed, "versions": key_versions(kind), "precision": resolve_precision("auto", device)}
 
     def make():
         torch.manual_seed(seed)

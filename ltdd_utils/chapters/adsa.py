@@ -17,7 +17,7 @@ def _grid(name, v):
 
 SCHEMA = schema_from(
     "claim_margin", "test_limit", "results_dir", "recover_iterations", "recover_lr", "r_bn", "first_bn_multiplier",
-    "dataset", "data_root", "cache_dir", "device", "seeds", "model", "depth", "norm", "group_scheme",
+    "dataset", "data_root", "cache_dir", "device", "precision", "seeds", "model", "depth", "norm", "group_scheme",
     "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
     "teacher_epochs", "teacher_lr", "teacher_width",
     n_max=Param(int_at_least(1), "images of the head class in the long-tailed split"),

@@ -24,7 +24,7 @@ def resolve_data(values: dict, check_data: bool) -> dict:
 
 SCHEMA = schema_from(
     "claim_margin", "results_dir",
-    "dataset", "data_root", "cache_dir", "device", "seeds", "ipc", "model", "width", "depth", "norm",
+    "dataset", "data_root", "cache_dir", "device", "precision", "seeds", "ipc", "model", "width", "depth", "norm",
     "group_scheme", "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
     "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
     imbalance_factors=Param(list_of(number_at_least(1, " (1 = balanced)")), "imbalance factors of the main comparison"),

@@ -38,7 +38,7 @@ def resolve_data(values: dict, check_data: bool) -> dict:
 
 SCHEMA = schema_from(
     "claim_margin", "results_dir",
-    "data_root", "cache_dir", "device", "seeds", "model", "width", "depth", "norm",
+    "data_root", "cache_dir", "device", "precision", "seeds", "model", "width", "depth", "norm",
     "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
     "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
     dataset=Param(one_of(*BIASED), "biased dataset of the main comparison (Claims 2 and 3)"),

@@ -4,7 +4,7 @@ from ..config import (BASE_PRESET, Param, a_string, int_at_least, list_of, numbe
 
 SCHEMA = schema_from(
     "test_limit", "results_dir", "claim_margin",
-    "dataset", "data_root", "cache_dir", "device", "seeds", "ipc", "model", "width", "depth", "norm",
+    "dataset", "data_root", "cache_dir", "device", "precision", "seeds", "ipc", "model", "width", "depth", "norm",
     "group_scheme", "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
     "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
     "teacher_epochs", "teacher_lr", "teacher_width",

@@ -37,7 +37,7 @@ def _candidate(name, v):
 
 SCHEMA = schema_from(
     "claim_margin", "test_limit", "results_dir", "recover_iterations", "recover_lr", "r_bn", "first_bn_multiplier",
-    "dataset", "data_root", "cache_dir", "device", "seeds", "model", "depth", "norm", "group_scheme",
+    "dataset", "data_root", "cache_dir", "device", "precision", "seeds", "model", "depth", "norm", "group_scheme",
     "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
     "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
     n_max=Param(int_at_least(1), "images of the head class in the long-tailed split"),

@@ -6,8 +6,9 @@ initialised network matches the mean embedding of a real batch of class c:
     L = sum_c || mean_{x in R_c} f(A(x)) - mean_{s in S_c} f(A(s)) ||^2
 
 with a fresh random network f each step and the same DSA draw A on both sides. Our implementation embeds
-the real batches of all classes in one forward without autograd and the synthetic set in a second forward;
-per-class means come from one ``index_add``. One DSA draw is shared by all classes in a step (the original
+the real batches of all classes without autograd, in chunks (:func:`ltdd_utils.models.embed_in_chunks`), and
+the synthetic set in a second forward; per-class means come from one ``index_add``, in fp32. Under bf16
+(``precision``, see :mod:`ltdd_utils.precision`) the convolutions run in bf16 and the pixels stay fp32. One DSA draw is shared by all classes in a step (the original
 draws one per class); this is the ``same_aug_all_classes`` choice, documented in the chapters.
 """
 from __future__ import annotations
@@ -21,7 +22,8 @@ import torch.nn as nn
 
 from ..augment import DEFAULT_STRATEGY, dsa
 from ..data import ImageData
-from ..models import frozen
+from ..models import compile_wanted, embed_in_chunks, frozen
+from ..precision import autocast, resolve as resolve_precision
 from ..progress import Progress
 from ..versions import producer
 from .pixels import optimise_pixels
@@ -57,14 +59,17 @@ def make_net_pool(net_fn: Callable[[], nn.Module], size: int, seed: int, device=
 
 
 @torch.no_grad()
-def pool_embeddings(data: ImageData, nets: list[nn.Module], device="cpu", batch: int = 500) -> list[torch.Tensor]:
-    """Embeddings of all of ``data`` under each pool net (CPU tensors): one pass over the real images per net,
-    reused for every weighting of the real samples (see :func:`pooled_class_means`)."""
+def pool_embeddings(data: ImageData, nets: list[nn.Module], device="cpu", batch: int = 500,
+                    precision: str = "auto") -> list[torch.Tensor]:
+    """Embeddings of all of ``data`` under each pool net (fp32 CPU tensors): one pass over the real images per
+    net, reused for every weighting of the real samples (see :func:`pooled_class_means`)."""
     x = data.tensors()[0]
+    precision = resolve_precision(precision, device)
     out = []
     with Progress(len(nets), "real embeddings") as bar:
         for net in nets:
-            out.append(torch.cat([net.embed(x[i:i + batch].to(device)).cpu() for i in range(0, len(x), batch)]))
+            out.append(torch.cat([embed_in_chunks(net, x[i:i + batch].to(device), precision).cpu()
+                                  for i in range(0, len(x), batch)]))
             bar.update()
     return out
 
@@ -83,7 +88,8 @@ def distribution_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Mod
                           device="cpu", init: SyntheticSet | None = None,
                           sample_weights: torch.Tensor | None = None, checkpoint: str | Path | None = None,
                           checkpoint_every: int = 200, nets: list[nn.Module] | None = None,
-                          real_means: list[torch.Tensor] | None = None) -> SyntheticSet:
+                          real_means: list[torch.Tensor] | None = None, precision: str = "auto",
+                          compile: bool | None = None) -> SyntheticSet:
     """Run DM on ``data`` and return the synthetic set.
 
     ``net_fn()`` builds a randomly initialised embedding network (called under the run's seed). With
@@ -94,9 +100,13 @@ def distribution_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Mod
     interrupted run resumes from it; the file is removed when the run completes.
     ``nets`` (a pool from :func:`make_net_pool`) with ``real_means`` (one (C, d) tensor per net, from
     :func:`pooled_class_means`) switch to exact precomputed real means: no real batches, no augmentation.
+    ``precision`` (``auto`` | ``fp32`` | ``bf16``, :mod:`ltdd_utils.precision`) and ``compile`` (None: auto,
+    :func:`ltdd_utils.models.compile_wanted`) choose the fast path; the pixels and the loss stay fp32.
     """
     if real_means is not None and (nets is None or len(nets) != len(real_means) or use_dsa):
         raise ValueError("real_means needs the matching nets (one mean tensor per net) and use_dsa=False")
+    precision = resolve_precision(precision, device)
+    fast = compile_wanted(precision, device, iterations if real_means is None else 0, compile)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     syn0 = init or random_subset(data, ipc, seed)
@@ -116,10 +126,12 @@ def distribution_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Mod
             idx = torch.cat([p[torch.randperm(len(p), generator=gen)[:batch_real]] for p in pools])
             xr, yr = data.subset(idx).tensors(device)
             with torch.no_grad():
-                fr = net.embed(dsa(xr, step_seed, dsa_strategy) if use_dsa else xr)
+                fr = embed_in_chunks(net, dsa(xr, step_seed, dsa_strategy) if use_dsa else xr, precision,
+                                     compile=fast)
                 w = None if sample_weights is None else sample_weights[idx].to(device)
                 target = class_mean_embeddings(fr, yr, data.num_classes, w)
-        fs = net.embed(dsa(syn, step_seed, dsa_strategy) if use_dsa else syn)
+        with autocast(precision, device):
+            fs = net.embed(dsa(syn, step_seed, dsa_strategy) if use_dsa else syn).float()
         return dm_loss(target, fs, syn_y), {}
 
     images, history = optimise_pixels(syn0.images, step_loss, iterations, optimiser="sgd", lr=lr, gen=gen,
@@ -128,5 +140,5 @@ def distribution_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Mod
     meta = {"method": "dm", "iterations": iterations, "lr": lr, "batch_real": batch_real, "dsa": use_dsa,
             "dsa_strategy": dsa_strategy, "net_pool": net_pool, "seed": seed, "loss_history": history["loss"],
             "init": syn0.meta.get("method"), "weighted": sample_weights is not None,
-            "exact_real_means": real_means is not None}
+            "exact_real_means": real_means is not None, "precision": precision}
     return SyntheticSet(images, syn_y.cpu(), data.num_classes, meta=meta)

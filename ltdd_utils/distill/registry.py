@@ -19,6 +19,7 @@ from typing import Callable
 import torch
 
 from ..cache import cached, partial_path
+from ..precision import resolve as resolve_precision
 from ..versions import key_versions
 from .baselines import random_subset
 from .dm import distribution_matching, make_net_pool, pool_embeddings, pooled_class_means
@@ -36,7 +37,7 @@ class Distiller:
 def _net_settings(cfg) -> dict:
     return dict(ipc=cfg.get("ipc"), model=cfg["model"], width=cfg.get("width"), depth=cfg["depth"], norm=cfg["norm"],
                 iterations=cfg["dm_iterations"], batch_real=cfg["dm_batch_real"], dsa=cfg["dm_dsa"],
-                net_pool=cfg["dm_net_pool"])
+                net_pool=cfg["dm_net_pool"], precision=cfg.get("precision", "auto"))
 
 
 def is_exact(s: dict) -> bool:
@@ -68,8 +69,8 @@ def exact_pool(split, s: dict, seed: int, device="cpu"):
 
     def compute():
         nets = make_net_pool(net_fn(s, split), s["net_pool"], seed, device)
-        return nets, pool_embeddings(split, nets, device)
-    return _memo(("pool", split.fingerprint(labels=False), arch, seed), compute)     # embeddings ignore labels
+        return nets, pool_embeddings(split, nets, device, precision=s.get("precision", "auto"))
+    return _memo(("pool", split.fingerprint(labels=False), arch, s.get("precision"), seed), compute)     # embeddings ignore labels
 
 
 def spectral_frequencies(s: dict, seed: int, dim: int) -> list[torch.Tensor]:
@@ -104,10 +105,11 @@ def _run_dm(split, s, seed, device, checkpoint, weights=None):
         nets, feats = exact_pool(split, s, seed, device)
         means = pooled_class_means(feats, split.labels, split.num_classes, weights)
         return distribution_matching(split, s["ipc"], None, s["iterations"], s["lr"], use_dsa=False, seed=seed,
-                                     device=device, init=init, nets=nets, real_means=means, checkpoint=checkpoint)
+                                     device=device, init=init, nets=nets, real_means=means, checkpoint=checkpoint,
+                                     precision=s["precision"])
     return distribution_matching(split, s["ipc"], net_fn(s, split), s["iterations"], s["lr"], s["batch_real"],
                                  s["dsa"], net_pool=s["net_pool"], seed=seed, device=device, init=init,
-                                 sample_weights=weights, checkpoint=checkpoint)
+                                 sample_weights=weights, checkpoint=checkpoint, precision=s["precision"])
 
 
 # ------------------------------------------------------------------------------ spectral matching (CSDM)
@@ -131,7 +133,8 @@ def _run_spectral(split, s, seed, device, checkpoint, weights=None):
         split.class_counts(), s["variant"], s["alpha_rule"], s["alpha_head"], s["alpha_tail"], s["alpha0"], s["n0"])
     common = dict(loss=loss, iterations=s["iterations"], lr=s["lr"], batch_real=s["batch_real"], kernel=s["kernel"],
                   sigma=s["sigma"], num_freqs=s.get("num_freqs", 1024), form=s.get("form", "mmd"), seed=seed,
-                  device=device, init=random_subset(split, s["ipc"], seed), checkpoint=checkpoint)
+                  device=device, init=random_subset(split, s["ipc"], seed), checkpoint=checkpoint,
+                  precision=s["precision"])
     if not is_exact(s):
         return csdm.spectral_matching(split, s["ipc"], net_fn(s, split), alphas, use_dsa=s["dsa"],
                                       net_pool=s["net_pool"], **common)
@@ -171,6 +174,8 @@ def distill(name: str, split, cfg, seed: int, device="cpu", weights: torch.Tenso
     """The synthetic set of distiller ``name`` on ``split``, computed once per key and resumable. ``weights``
     (one per real image of ``split``) turn DM's real class means into weighted means (KDE debiasing)."""
     s = settings_of(name, cfg, **overrides)
+    if "precision" in s:                       # the key holds what ran: fp32 or bf16
+        s["precision"] = resolve_precision(s["precision"], device)
     if s["ipc"] is None:
         raise ValueError(f"distiller {name!r}: the config has no IPC; pass ipc=...")
     spec = DISTILLERS[name]

@@ -36,7 +36,8 @@ from ..distill.baselines import random_subset
 from ..distill.dm import make_net_pool
 from ..distill.pixels import optimise_pixels
 from ..distill.synset import SyntheticSet
-from ..models import frozen
+from ..models import compile_wanted, embed_in_chunks, frozen
+from ..precision import autocast, resolve as resolve_precision
 from ..versions import producer
 
 KERNELS = ("gaussian", "laplacian", "cauchy")
@@ -232,7 +233,8 @@ def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module]
                       seed: int = 0, device="cpu", init: SyntheticSet | None = None,
                       nets: list[nn.Module] | None = None, omegas: list[torch.Tensor] | None = None,
                       real_stats: list | None = None, real_labels: torch.Tensor | None = None,
-                      checkpoint: str | Path | None = None, checkpoint_every: int = 200) -> SyntheticSet:
+                      checkpoint: str | Path | None = None, checkpoint_every: int = 200,
+                      precision: str = "auto", compile: bool | None = None) -> SyntheticSet:
     """Distil ``ipc`` images per class by matching L2-normalised features with SDD/CSDM (``loss='spectral'``,
     per-class ``alphas``) or with the exact kernel MMD (``loss='mmd'``). Adam on the pixels.
 
@@ -251,6 +253,8 @@ def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module]
                   or (loss == "spectral" and (omegas is None or len(omegas) != len(nets)))
                   or (loss == "mmd" and real_labels is None)):
         raise ValueError("exact real statistics need the matching nets (and frequencies or labels) and use_dsa=False")
+    precision = resolve_precision(precision, device)
+    fast = compile_wanted(precision, device, 0 if exact else iterations, compile)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     syn0 = init or random_subset(data, ipc, seed)
@@ -268,7 +272,8 @@ def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module]
         else:
             net = frozen(net_fn(), device)
         step_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
-        fs = normalize(net.embed(dsa(syn, step_seed, dsa_strategy) if use_dsa else syn))
+        with autocast(precision, device):
+            fs = normalize(net.embed(dsa(syn, step_seed, dsa_strategy) if use_dsa else syn).float())
         if exact:
             stat, omega = real_stats[k], (omegas[k].to(device) if omegas is not None else None)
             if loss == "spectral":
@@ -279,8 +284,8 @@ def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module]
         else:
             idx = torch.cat([p[torch.randperm(len(p), generator=gen)[:batch_real]] for p in pools])
             xr, yr = data.subset(idx).tensors(device)
-            with torch.no_grad():
-                fr = normalize(net.embed(dsa(xr, step_seed, dsa_strategy) if use_dsa else xr))
+            fr = normalize(embed_in_chunks(net, dsa(xr, step_seed, dsa_strategy) if use_dsa else xr, precision,
+                                           compile=fast))
             omega = sample_frequencies(kernel, num_freqs, fs.shape[1], sigma, gen).to(device) \
                 if loss == "spectral" else None
             stat = class_ecf(fr, yr, data.num_classes, omega) if loss == "spectral" else None
@@ -296,7 +301,8 @@ def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module]
     meta = {"method": name, "loss": loss, "iterations": iterations, "lr": lr, "batch_real": batch_real,
             "dsa": use_dsa, "net_pool": len(nets) if nets is not None else 0, "kernel": kernel, "sigma": sigma,
             "num_freqs": num_freqs, "form": form, "seed": seed, "exact_real_statistics": exact,
-            "alphas": None if alphas is None else alphas.cpu().tolist(), "loss_history": history["loss"]}
+            "alphas": None if alphas is None else alphas.cpu().tolist(), "loss_history": history["loss"],
+            "precision": precision}
     return SyntheticSet(images, syn_y.cpu(), data.num_classes, meta=meta)
 
 
