@@ -161,9 +161,9 @@ def frozen(net: nn.Module, device="cpu") -> nn.Module:
 _COMPILED: dict = {}
 
 
-def compile_wanted(precision: str, device, work: int, setting=None) -> bool:
-    """Whether to compile the embedding: ``setting`` True/False decides; ``None`` (auto, or $LTDD_COMPILE=0/1)
-    compiles on a CPU in bf16 when the run embeds real images ``work`` >= 100 times (compiling takes
+def compile_wanted(precision: str, device, work: int, setting=None, threshold: int = 100) -> bool:
+    """Whether to compile: ``setting`` True/False decides; ``None`` (auto, or $LTDD_COMPILE=0/1) compiles on a
+    CPU in bf16 when the run repeats the compiled computation ``work >= threshold`` times (compiling takes
     seconds to tens of seconds; a short run, e.g. a test, never pays for it)."""
     import os
     import shutil
@@ -173,22 +173,27 @@ def compile_wanted(precision: str, device, work: int, setting=None) -> bool:
         setting = env == "1"
     if setting is not None:
         return bool(setting)
-    return (torch.device(device).type == "cpu" and resolve(precision, device) == "bf16" and work >= 100
+    return (torch.device(device).type == "cpu" and resolve(precision, device) == "bf16" and work >= threshold
             and shutil.which(os.environ.get("CXX", "g++")) is not None)
 
 
-def _compiled_embed(net: nn.Module, device):
-    """One compiled ``embed`` per architecture (a persistent copy of the network): each call copies ``net``'s
-    weights into it, so a fresh random network per step does not recompile."""
-    import copy
+def quiet_compile():
+    """Silence the one-line notice torch's C++ builder prints on a machine without CUDA."""
     import logging
-    sig = (type(net).__name__, tuple((k, tuple(v.shape)) for k, v in net.state_dict().items()), str(device))
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+
+
+def _compiled_embed(net: nn.Module, device, method: str = "embed"):
+    """One compiled ``embed`` (or ``forward``) per architecture (a persistent copy of the network): each call
+    copies ``net``'s weights into it, so a fresh random network per step does not recompile."""
+    import copy
+    sig = (type(net).__name__, tuple((k, tuple(v.shape)) for k, v in net.state_dict().items()), str(device), method)
     if sig not in _COMPILED:
-        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)   # "no CUDA runtime" on CPU
+        quiet_compile()
         mod = copy.deepcopy(net).to(device).eval().to(memory_format=torch.channels_last)
         for p in mod.parameters():
             p.requires_grad_(False)
-        _COMPILED[sig] = (mod, torch.compile(mod.embed, dynamic=False))
+        _COMPILED[sig] = (mod, torch.compile(getattr(mod, method), dynamic=False))
     mod, fn = _COMPILED[sig]
     with torch.no_grad():
         for dst, src in zip(mod.state_dict().values(), net.state_dict().values()):
@@ -197,8 +202,8 @@ def _compiled_embed(net: nn.Module, device):
 
 
 def embed_in_chunks(net: nn.Module, x: torch.Tensor, precision: str = "fp32", chunk: int | None = None,
-                    compile: bool = False) -> torch.Tensor:
-    """``net.embed(x)`` without gradients, ``chunk`` images at a time (on a CPU, 64: small activations stay in
+                    compile: bool = False, method: str = "embed") -> torch.Tensor:
+    """``net.embed(x)`` (or ``net.<method>(x)``) without gradients, ``chunk`` images at a time (on a CPU, 64: small activations stay in
     cache, several times faster than one large batch), under ``precision``; fp32 features. ``compile``: through
     one compiled copy of the network (channels_last; see :func:`compile_wanted`), a short last chunk padded so
     that every call has one input shape. Images are embedded independently (instance norm, or batch norm in
@@ -207,8 +212,8 @@ def embed_in_chunks(net: nn.Module, x: torch.Tensor, precision: str = "fp32", ch
     chunk = chunk or (64 if x.device.type == "cpu" else 4096)
     if not compile:
         with torch.no_grad(), autocast(precision, x.device):
-            return torch.cat([net.embed(x[i:i + chunk]).float() for i in range(0, len(x), chunk)])
-    fn, out = _compiled_embed(net, x.device), []
+            return torch.cat([getattr(net, method)(x[i:i + chunk]).float() for i in range(0, len(x), chunk)])
+    fn, out = _compiled_embed(net, x.device, method), []
     with torch.no_grad(), autocast(precision, x.device):
         for i in range(0, len(x), chunk):
             xb = x[i:i + chunk]

@@ -68,7 +68,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
         epochs: int, batch: int = 256, optimiser: str = "sgd", lr: float = 0.01, opt_kwargs: dict | None = None,
         schedule: str = "step_half", aug: str = "none", seed: int | None = 0, gen: torch.Generator | None = None,
         index: torch.Tensor | None = None, device="cpu", desc: str | None = None,
-        precision: str = "auto") -> nn.Module:
+        precision: str = "auto", compile: bool | None = None) -> nn.Module:
     """Train ``model`` on ``(x, y)`` (CPU tensors, moved batch by batch) and return it in eval mode.
 
     Each epoch draws a permutation of ``index`` (default: every sample) from the generator; each batch is
@@ -78,9 +78,12 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
     global RNG and the generator; pass ``gen`` to continue an existing stream instead (then ``seed`` only
     seeds the global RNG, when not None). ``desc`` prints one progress line per epoch. ``precision``
     (:mod:`ltdd_utils.precision`): under bf16 the forward pass and the loss run under autocast (convolutions
-    and matrix products in bf16), the weights, their gradients and the optimiser state stay fp32. The returned
-    model carries ``train_steps`` (the optimiser steps taken) and ``precision`` (the one resolved).
+    and matrix products in bf16), the weights, their gradients and the optimiser state stay fp32. ``compile``
+    (None: auto, :func:`ltdd_utils.models.compile_wanted`: bf16 on a CPU, 500 steps or more) runs the model's
+    forward compiled, channels_last (a new model of the same architecture reuses the compiled code). The
+    returned model carries ``train_steps`` (the optimiser steps taken) and ``precision`` (the one resolved).
     """
+    from .models import compile_wanted, quiet_compile
     if optimiser not in OPTIMISERS:
         raise ValueError(f"optimiser {optimiser!r} is not allowed: expected one of {list(OPTIMISERS)}")
     if schedule not in SCHEDULES:
@@ -93,6 +96,12 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
     model = model.to(device).train()
     opt = OPTIMISERS[optimiser](model.parameters(), lr, **(opt_kwargs or {}))
     total = epochs * steps_per_epoch(len(index), batch)
+    fast = compile_wanted(precision, device, total, compile, threshold=500)
+    run_model, fmt = model, torch.contiguous_format
+    if fast:
+        quiet_compile()
+        fmt = torch.channels_last
+        run_model = torch.compile(model.to(memory_format=fmt))
     make_sched, per_step = SCHEDULES[schedule]
     sched = make_sched(opt, epochs, total)
     step = 0
@@ -103,9 +112,9 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
             run_loss = 0.0
             for i in range(0, len(perm), batch):
                 idx = perm[i:i + batch]
-                xb = augment(x[idx].to(device), aug, gen)
+                xb = augment(x[idx].to(device), aug, gen).contiguous(memory_format=fmt)
                 with autocast(precision, device):
-                    loss = step_loss(model, xb, y[idx].to(device), Batch(idx, gen, step, total, epoch)).float()
+                    loss = step_loss(run_model, xb, y[idx].to(device), Batch(idx, gen, step, total, epoch)).float()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -118,7 +127,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
             if desc:
                 prog.update(loss=run_loss / max(1, len(perm)))
     model.train_steps, model.precision = step, precision      # read by the evaluation protocol's records
-    return model.eval()
+    return model.to(memory_format=torch.contiguous_format).eval()
 
 
 def cached_net(kind: str, build: Callable[[], nn.Module], train: Callable[[nn.Module], None], key: dict, *,

@@ -54,3 +54,13 @@ def test_compiled_embedding_follows_each_fresh_network():
         eager = embed_in_chunks(net, x, "fp32", chunk=16)
         compiled = embed_in_chunks(net, x, "fp32", chunk=16, compile=True)
         assert torch.allclose(eager, compiled, atol=1e-4)
+
+
+def test_a_cpu_without_bf16_runs_fp32_quietly(monkeypatch, recwarn):
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ())
+    assert precision.resolve("auto", "cpu") == "fp32"
+    from ltdd_utils.models import compile_wanted
+    assert not compile_wanted("auto", "cpu", 10_000)
+    tr = load_dataset("digits", train=True)
+    syn = distribution_matching(tr, 2, lambda: get_model("convnet", 1, 10, (8, 8), width=8), iterations=2, seed=0)
+    assert syn.meta["precision"] == "fp32" and not [w for w in recwarn if "bf16" in str(w.message).lower()]
