@@ -21,6 +21,17 @@ import torch.nn.functional as F
 from .precision import cpu_bf16_flags, resolve
 
 
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _timed(fn, repeat: int) -> float:
     fn()                                            # warm-up (and compile)
     t = time.perf_counter()
@@ -160,7 +171,7 @@ def accuracy(data, seeds=(0, 1, 2), iterations: int = 100, student_epochs: int =
 
 def run(quick: bool = False, data_root=None, out=None, with_accuracy: bool = False) -> dict:
     data, source = _data(data_root)
-    res = {"date": time.strftime("%Y-%m-%d"), "machine": platform.processor() or platform.machine(),
+    res = {"date": time.strftime("%Y-%m-%d"), "machine": _cpu_name(),
            "threads": torch.get_num_threads(), "torch": torch.__version__, "bf16 flags": list(cpu_bf16_flags()),
            "fast path": resolve("auto"), "data": source}
     print(json.dumps(res, indent=1), flush=True)
@@ -183,3 +194,46 @@ def run(quick: bool = False, data_root=None, out=None, with_accuracy: bool = Fal
         from .cache import atomic_write_text
         atomic_write_text(out, json.dumps(res, indent=1) + "\n")
     return res
+
+
+def to_markdown(res: dict) -> str:
+    """The figures of one :func:`run` as the tables of the "Running the book" page."""
+    dm = res["DM seconds per iteration"]
+    lines = [f"Measured with `python -m ltdd_utils bench --accuracy` on {res['date']}: {res['machine']}, "
+             f"{res['threads']} threads, bf16 extensions {', '.join(res['bf16 flags']) or 'none'}, torch {res['torch']}, "
+             f"{res['data']}.", "",
+             "| what | fp32 | fast path | speed-up |", "|---|---|---|---|"]
+    conv = res["conv GFLOP/s"]
+    lines.append(f"| 3x3 convolution 128→128, 2,560 images of 16x16 (GFLOP/s) | {conv['fp32 NCHW']:.0f} (NCHW), "
+                 f"{conv['fp32 channels_last']:.0f} (channels_last) | {conv.get('bf16 channels_last', float('nan')):.0f} "
+                 f"(bf16, channels_last) | {conv.get('bf16 channels_last', float('nan')) / conv['fp32 NCHW']:.1f}x |")
+    fast = next(k for k in dm if k.startswith("library, fast path"))
+    ref = dm["official-structure loop, fp32"]
+    lines.append(f"| DM iteration, official-structure loop (s) | {ref:.2f} | {dm[fast]:.2f} | {ref / dm[fast]:.1f}x |")
+    lines.append(f"| DM iteration, library (s) | {dm['library, fp32']:.2f} | {dm[fast]:.2f} | "
+                 f"{dm['library, fp32'] / dm[fast]:.1f}x |")
+    st = res["students"]
+    p = res["fast path"]
+    for what, key in (("student training, IPC 10, width 128, batch 25 (s per 1,000 steps)", "student per 1,000 steps"),
+                      ("test-set inference, width 128 (s)", next(k.rsplit(",", 1)[0] for k in st if k.startswith("inference")))):
+        a, b = st[f"{key}, fp32"], st[f"{key}, {p}"]
+        lines.append(f"| {what} | {a:.1f} | {b:.1f} | {a / b:.1f}x |")
+    lines += ["", f"The fast path's first DM iteration, compile included: {dm['fast path: first iteration (compile included)']:.1f} s. "
+              f"DM on the fast path uses {res['DM share of the measured convolution peak']:.0%} of the measured bf16 "
+              "convolution throughput."]
+    if res.get("accuracy"):
+        import statistics
+        lines += ["", "| DM, IPC 10, 100 iterations, one student (300 steps) per seed | seeds | accuracy (%) | DM seconds |",
+                  "|---|---|---|---|"]
+        for prec in dict.fromkeys(r["precision"] for r in res["accuracy"]):
+            rows = [r for r in res["accuracy"] if r["precision"] == prec]
+            accs = [r["acc"] for r in rows]
+            lines.append(f"| {prec} | {', '.join(str(r['seed']) for r in rows)} | {statistics.mean(accs):.1f} ± "
+                         f"{statistics.stdev(accs) if len(accs) > 1 else 0:.1f} ({', '.join(f'{a:.1f}' for a in accs)}) | "
+                         f"{statistics.mean(r['dm_seconds'] for r in rows):.0f} |")
+        by = {(r["precision"], r["seed"]): r["acc"] for r in res["accuracy"]}
+        diffs = [by[(p, s)] - by[("fp32", s)] for (q, s) in by if q == "fp32" and (p, s) in by]
+        if p != "fp32" and diffs:
+            lines.append(f"\nPaired per seed, {p} − fp32: {statistics.mean(diffs):+.2f} ± "
+                         f"{statistics.stdev(diffs) if len(diffs) > 1 else 0:.2f} points.")
+    return "\n".join(lines)

@@ -64,3 +64,12 @@ def test_a_cpu_without_bf16_runs_fp32_quietly(monkeypatch, recwarn):
     tr = load_dataset("digits", train=True)
     syn = distribution_matching(tr, 2, lambda: get_model("convnet", 1, 10, (8, 8), width=8), iterations=2, seed=0)
     assert syn.meta["precision"] == "fp32" and not [w for w in recwarn if "bf16" in str(w.message).lower()]
+
+
+def test_the_stored_benchmark_renders_as_the_pages_tables():
+    import json
+    from pathlib import Path
+    from ltdd_utils import bench
+    res = json.loads((Path(__file__).resolve().parent.parent / "book" / "results" / "bench.json").read_text())
+    md = bench.to_markdown(res)
+    assert "| DM iteration, official-structure loop (s) |" in md and "Paired per seed" in md
