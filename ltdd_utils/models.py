@@ -183,11 +183,14 @@ def quiet_compile():
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
 
 
-def _compiled_embed(net: nn.Module, device, method: str = "embed"):
+def _compiled_embed(net: nn.Module, device, method: str = "embed", grad: bool = False):
     """One compiled ``embed`` (or ``forward``) per architecture (a persistent copy of the network): each call
-    copies ``net``'s weights into it, so a fresh random network per step does not recompile."""
+    copies ``net``'s weights into it, so a fresh random network per step does not recompile. ``grad``: a
+    separate copy whose compiled code also differentiates with respect to the input (the frozen networks of
+    DM and spectral matching)."""
     import copy
-    sig = (type(net).__name__, tuple((k, tuple(v.shape)) for k, v in net.state_dict().items()), str(device), method)
+    sig = (type(net).__name__, tuple((k, tuple(v.shape)) for k, v in net.state_dict().items()), str(device), method,
+           grad)
     if sig not in _COMPILED:
         quiet_compile()
         mod = copy.deepcopy(net).to(device).eval().to(memory_format=torch.channels_last)
@@ -222,3 +225,15 @@ def embed_in_chunks(net: nn.Module, x: torch.Tensor, precision: str = "fp32", ch
                 xb = torch.cat([xb, xb.new_zeros((chunk - n, *xb.shape[1:]))])
             out.append(fn(xb.contiguous(memory_format=torch.channels_last)).float()[:n])
     return torch.cat(out)
+
+
+def embed_with_input_grad(net: nn.Module, x: torch.Tensor, precision: str = "fp32", compile: bool = False) -> torch.Tensor:
+    """``net.embed(x)`` differentiable with respect to ``x`` (the synthetic images) under ``precision``; fp32
+    features. ``compile``: through one compiled channels_last copy of the (frozen) network, as in
+    :func:`embed_in_chunks`."""
+    from .precision import autocast
+    with autocast(precision, x.device):
+        if not compile:
+            return net.embed(x).float()
+        fn = _compiled_embed(net, x.device, "embed", grad=True)
+        return fn(x.contiguous(memory_format=torch.channels_last)).float()

@@ -6,7 +6,7 @@ from ltdd_utils import precision
 from ltdd_utils.data import load_dataset
 from ltdd_utils.distill import distribution_matching
 from ltdd_utils.evaluate import EvalSettings, evaluate_synset
-from ltdd_utils.models import embed_in_chunks, get_model
+from ltdd_utils.models import embed_in_chunks, embed_with_input_grad, get_model
 
 
 def test_resolution_and_the_default_context():
@@ -54,6 +54,12 @@ def test_compiled_embedding_follows_each_fresh_network():
         eager = embed_in_chunks(net, x, "fp32", chunk=16)
         compiled = embed_in_chunks(net, x, "fp32", chunk=16, compile=True)
         assert torch.allclose(eager, compiled, atol=1e-4)
+        grads = []                                 # the synthetic side: gradients reach the input images
+        for c in (False, True):
+            xg = x.clone().requires_grad_(True)
+            embed_with_input_grad(net, xg, "fp32", compile=c).pow(2).sum().backward()
+            grads.append(xg.grad)
+        assert torch.allclose(grads[0], grads[1], rtol=1e-3, atol=1e-4)
 
 
 def test_a_cpu_without_bf16_runs_fp32_quietly(monkeypatch, recwarn):

@@ -22,8 +22,8 @@ import torch.nn as nn
 
 from ..augment import DEFAULT_STRATEGY, dsa
 from ..data import ImageData
-from ..models import compile_wanted, embed_in_chunks, frozen
-from ..precision import autocast, resolve as resolve_precision
+from ..models import compile_wanted, embed_in_chunks, embed_with_input_grad, frozen
+from ..precision import resolve as resolve_precision
 from ..progress import Progress
 from ..versions import producer
 from .pixels import optimise_pixels
@@ -106,7 +106,8 @@ def distribution_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Mod
     if real_means is not None and (nets is None or len(nets) != len(real_means) or use_dsa):
         raise ValueError("real_means needs the matching nets (one mean tensor per net) and use_dsa=False")
     precision = resolve_precision(precision, device)
-    fast = compile_wanted(precision, device, iterations if real_means is None else 0, compile)
+    fast = compile_wanted(precision, device, iterations if real_means is None else 0, compile)   # real side
+    fast_syn = compile_wanted(precision, device, iterations, compile)                          # synthetic side
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     syn0 = init or random_subset(data, ipc, seed)
@@ -130,8 +131,7 @@ def distribution_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Mod
                                      compile=fast)
                 w = None if sample_weights is None else sample_weights[idx].to(device)
                 target = class_mean_embeddings(fr, yr, data.num_classes, w)
-        with autocast(precision, device):
-            fs = net.embed(dsa(syn, step_seed, dsa_strategy) if use_dsa else syn).float()
+        fs = embed_with_input_grad(net, dsa(syn, step_seed, dsa_strategy) if use_dsa else syn, precision, fast_syn)
         return dm_loss(target, fs, syn_y), {}
 
     images, history = optimise_pixels(syn0.images, step_loss, iterations, optimiser="sgd", lr=lr, gen=gen,

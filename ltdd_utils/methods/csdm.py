@@ -36,8 +36,8 @@ from ..distill.baselines import random_subset
 from ..distill.dm import make_net_pool
 from ..distill.pixels import optimise_pixels
 from ..distill.synset import SyntheticSet
-from ..models import compile_wanted, embed_in_chunks, frozen
-from ..precision import autocast, resolve as resolve_precision
+from ..models import compile_wanted, embed_in_chunks, embed_with_input_grad, frozen
+from ..precision import resolve as resolve_precision
 from ..versions import producer
 
 KERNELS = ("gaussian", "laplacian", "cauchy")
@@ -254,7 +254,8 @@ def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module]
                   or (loss == "mmd" and real_labels is None)):
         raise ValueError("exact real statistics need the matching nets (and frequencies or labels) and use_dsa=False")
     precision = resolve_precision(precision, device)
-    fast = compile_wanted(precision, device, 0 if exact else iterations, compile)
+    fast = compile_wanted(precision, device, 0 if exact else iterations, compile)     # real side
+    fast_syn = compile_wanted(precision, device, iterations, compile)                  # synthetic side
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     syn0 = init or random_subset(data, ipc, seed)
@@ -272,8 +273,8 @@ def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module]
         else:
             net = frozen(net_fn(), device)
         step_seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
-        with autocast(precision, device):
-            fs = normalize(net.embed(dsa(syn, step_seed, dsa_strategy) if use_dsa else syn).float())
+        fs = normalize(embed_with_input_grad(net, dsa(syn, step_seed, dsa_strategy) if use_dsa else syn, precision,
+                                             fast_syn))
         if exact:
             stat, omega = real_stats[k], (omegas[k].to(device) if omegas is not None else None)
             if loss == "spectral":
