@@ -197,7 +197,7 @@ def run(quick: bool = False, data_root=None, out=None, with_accuracy: bool = Fal
 
 
 def to_markdown(res: dict) -> str:
-    """The figures of one :func:`run` as the tables of the "Running the book" page."""
+    """The speed figures of one :func:`run` as the table of the "Running the book" page."""
     dm = res["DM seconds per iteration"]
     lines = [f"Measured with `python -m ltdd_utils bench --accuracy` on {res['date']}: {res['machine']}, "
              f"{res['threads']} threads, bf16 extensions {', '.join(res['bf16 flags']) or 'none'}, torch {res['torch']}, "
@@ -221,6 +221,13 @@ def to_markdown(res: dict) -> str:
     lines += ["", f"The fast path's first DM iteration, compile included: {dm['fast path: first iteration (compile included)']:.1f} s. "
               f"DM on the fast path uses {res['DM share of the measured convolution peak']:.0%} of the measured bf16 "
               "convolution throughput."]
+    return "\n".join(lines)
+
+
+def accuracy_markdown(res: dict) -> str:
+    """The fp32-versus-fast-path accuracy table of a run with ``--accuracy``."""
+    p, lines = res["fast path"], [f"Accuracy, measured with `python -m ltdd_utils bench --accuracy` on {res['date']} "
+                                  f"({res['machine']}, {res['threads']} threads):"]
     if res.get("accuracy"):
         import statistics
         lines += ["", "| DM, IPC 10, 100 iterations, one student (300 steps) per seed | seeds | accuracy (%) | DM seconds |",
