@@ -142,7 +142,10 @@ def student_seconds(data, steps: int = 1000) -> dict:
                 out[f"student per 1,000 steps, {prec}"] = (time.perf_counter() - t) * 1000 / (max(1, steps // 4) * 4)
                 out[f"inference of {len(xt)} images, {prec}"] = _timed(lambda: predict(m, xt, precision=prec), 1)
         finally:
-            os.environ.pop("LTDD_COMPILE") if env is None else os.environ.__setitem__("LTDD_COMPILE", env)
+            if env is None:
+                del os.environ["LTDD_COMPILE"]
+            else:
+                os.environ["LTDD_COMPILE"] = env
     return {k: round(v, 2) for k, v in out.items()}
 
 

@@ -36,8 +36,7 @@ def predict(model: nn.Module, x: torch.Tensor, batch: int | None = None, device=
     precision = resolve_precision(precision, device)
     batch = batch or (64 if torch.device(device).type == "cpu" else 1000)
     fast = compile_wanted(precision, device, len(x) // batch, compile, threshold=50)
-    return torch.cat([embed_in_chunks(model, x[i:i + 4096].to(device), precision, batch, fast, "forward").cpu()
-                      for i in range(0, len(x), 4096)])
+    return embed_in_chunks(model, x.to(device), precision, batch, fast, "forward").cpu()
 
 
 def accuracy_metrics(pred: torch.Tensor, labels: torch.Tensor, num_classes: int,

@@ -115,6 +115,14 @@ class Run:
         self.claims.append(c)
         return c
 
+    def base_claim(self, a: dict, b: dict, claim: str, base: str, other: str = "a random real subset"):
+        """The claim "the base method ``a`` beats ``b`` (a random subset)", and whether the claims built on the base
+        are testable: not when the base loses (a negative paired mean over two or more seeds). Returns (claim,
+        testable, why_not) for those claims."""
+        c = self.claim(a, b, claim)
+        testable = c["n"] < 2 or c["mean"] >= 0          # with fewer than 2 seeds nothing is judged anyway
+        return c, testable, "" if testable else f"{base} loses to {other} ({c['mean']:+.1f} points)"
+
     def judge(self, diffs: dict, claim: str, margin: float | None = None, testable: bool = True, why_not: str = "",
               **about) -> dict:
         """A claim from paired per-seed differences computed by the chapter (:func:`ltdd_utils.results.judge`)."""

@@ -206,8 +206,9 @@ def _compiled_embed(net: nn.Module, device, method: str = "embed", grad: bool = 
 
 def embed_in_chunks(net: nn.Module, x: torch.Tensor, precision: str = "fp32", chunk: int | None = None,
                     compile: bool = False, method: str = "embed") -> torch.Tensor:
-    """``net.embed(x)`` (or ``net.<method>(x)``) without gradients, ``chunk`` images at a time (on a CPU, 64: small activations stay in
-    cache, several times faster than one large batch), under ``precision``; fp32 features. ``compile``: through
+    """``net.embed(x)`` (or ``net.<method>(x)``) without gradients, ``chunk`` images at a time (on a CPU, 64:
+    small activations stay in cache, several times faster than one large batch), under ``precision``; fp32
+    features. ``compile``: through
     one compiled copy of the network (channels_last; see :func:`compile_wanted`), a short last chunk padded so
     that every call has one input shape. Images are embedded independently (instance norm, or batch norm in
     eval mode), so the padding changes nothing."""

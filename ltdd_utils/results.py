@@ -187,7 +187,7 @@ def judge(diffs: dict[int, float], margin: float = 0.0, claim: str = "", testabl
         verdict = VERDICTS[2]
     else:
         verdict = VERDICTS[0] if mean >= margin and mean - 2 * se > 0 else VERDICTS[1]
-    return {"claim": claim, **{k: about.get(k) for k in ("a", "b", "metric")}, **about, "margin": margin,
+    return {"claim": claim, "a": None, "b": None, "metric": None, **about, "margin": margin,
             "seeds": seeds, "diffs": d, "mean": mean, "std": std, "n": n, "verdict": verdict,
             "why_not_testable": why_not if verdict == VERDICTS[2] else ""}
 

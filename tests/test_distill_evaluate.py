@@ -269,6 +269,9 @@ def test_run_records_claims_and_report(tmp_path, monkeypatch):
     j = run.judge({0: 3.0, 1: 4.0, 2: 3.5}, "a difference computed elsewhere", margin=1.0)
     assert j["verdict"] == "held"
     assert run.judge({0: 5.0}, "one seed")["why_not_testable"].startswith("1 paired seed")
+    base, ok, why = run.base_claim({"method": "a"}, {"method": "b"}, "the base beats b", "a")
+    assert base["n"] == 2 and ok and why == ""                 # it does not lose (mean 0): claims on it testable
+    run.claims.remove(base)
     run.report(["* a line", c])
     assert len(read_records(run.path)) == 4
     claims = json.loads((tmp_path / "longtail_baselines_smoke_claims.json").read_text())

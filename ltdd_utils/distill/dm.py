@@ -8,8 +8,9 @@ initialised network matches the mean embedding of a real batch of class c:
 with a fresh random network f each step and the same DSA draw A on both sides. Our implementation embeds
 the real batches of all classes without autograd, in chunks (:func:`ltdd_utils.models.embed_in_chunks`), and
 the synthetic set in a second forward; per-class means come from one ``index_add``, in fp32. Under bf16
-(``precision``, see :mod:`ltdd_utils.precision`) the convolutions run in bf16 and the pixels stay fp32. One DSA draw is shared by all classes in a step (the original
-draws one per class); this is the ``same_aug_all_classes`` choice, documented in the chapters.
+(``precision``, see :mod:`ltdd_utils.precision`) the convolutions run in bf16 and the pixels stay fp32.
+One DSA draw is shared by all classes in a step (the original draws one per class); this is the
+``same_aug_all_classes`` choice, documented in the chapters.
 """
 from __future__ import annotations
 
