@@ -1,22 +1,32 @@
 """``python -m ltdd_utils bench``: what the compute costs on this machine, in fp32 and on the fast path.
 
-Prints (and with ``--out`` writes as JSON): the machine's convolution throughput (a 3x3 convolution 128->128 on
-2,560 images of 16x16, in fp32 NCHW, fp32 channels_last and bf16 channels_last), one DM iteration at the
-book's reference setting (CIFAR-10, ConvNet-128 with instance norm, IPC 10, 256 real images per class, DSA,
-a fresh network per step) for a loop with the structure of the official DM code and for the library in
-fp32 and on the fast path (compile time reported apart), student training per 1,000 steps (IPC 10, width
-128, batch 25, DSA) and test-set inference (10,000 images, width 128). With ``--accuracy`` it also trains
-DM sets in fp32 and bf16 for a few seeds and evaluates them the same way (the fast path's parity on real
-data, a benchmark rather than a test).
+Prints (and with ``--out F.json`` writes as JSON, with the page's tables beside it in ``F.md``):
+
+* the machine's convolution throughput: a 3x3 convolution 128->128 on 2,560 images of 16x16 in one call
+  (fp32 NCHW, fp32 channels_last, bf16 channels_last) and in bf16 64 images at a time (as the library runs it);
+* one DM iteration at the book's reference setting (CIFAR-10, ConvNet-128 with instance norm, IPC 10, 256 real
+  images per class, DSA, a fresh network per step): a loop with the structure of the official DM code, the
+  library in fp32 and the library on the fast path (its compile time reported apart);
+* student training per 1,000 steps (IPC 10, width 128, DSA) at batch 25 and at the chapters' batch (all 100
+  images of IPC 10 in one step): the fp32 path before this fast path (eager, whole batches), fp32 micro-batched
+  and the fast path; and test-set inference (10,000 images, width 128).
+
+Every timing is interleaved: after one warm-up call each (which compiles), ``rounds`` rounds call every
+variant in turn, and the median per variant is reported with its range, so that a slow spell of a shared
+machine hits all variants alike. With ``--accuracy`` it also trains DM sets in fp32 and on the fast path for
+three seeds and evaluates them the same way (the fast path's parity on real data: a benchmark, not a test).
 """
 from __future__ import annotations
 
+import copy
 import json
 import platform
+import statistics
 import time
+from pathlib import Path
+from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from .precision import cpu_bf16_flags, resolve
 
@@ -32,27 +42,44 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _timed(fn, repeat: int) -> float:
-    fn()                                            # warm-up (and compile)
-    t = time.perf_counter()
-    for _ in range(repeat):
+def interleaved(variants: dict[str, Callable[[], float]], rounds: int) -> dict[str, dict]:
+    """Time each variant: one warm-up call each, then ``rounds`` rounds calling every variant in turn.
+
+    A variant returns the seconds of its unit of work (an iteration, 1,000 steps, a pass); the result holds,
+    per variant, the ``median``, ``min`` and ``max`` over the rounds and the warm-up call's figure
+    (``first``: compile time included)."""
+    first = {k: fn() for k, fn in variants.items()}
+    runs: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(rounds):
+        for k, fn in variants.items():
+            runs[k].append(fn())
+    return {k: {"median": round(statistics.median(v), 3), "min": round(min(v), 3), "max": round(max(v), 3),
+                "first": round(first[k], 3), "rounds": rounds} for k, v in runs.items()}
+
+
+def _per_call(fn: Callable[[], None], units: float = 1.0) -> Callable[[], float]:
+    """``fn`` as a variant for :func:`interleaved`: its seconds divided by ``units``."""
+    def timed():
+        t = time.perf_counter()
         fn()
-    return (time.perf_counter() - t) / repeat
+        return (time.perf_counter() - t) / units
+    return timed
 
 
-def conv_gflops(repeat: int = 3) -> dict:
+def conv_gflops(rounds: int = 3) -> dict:
+    """GFLOP/s of a 3x3 convolution 128->128 on 2,560 images of 16x16 (no gradients)."""
     x = torch.randn(2560, 128, 16, 16)
     conv = torch.nn.Conv2d(128, 128, 3, padding=1)
     flops = 2 * 2560 * 128 * 128 * 9 * 16 * 16
-    out = {}
+    cl, xc = conv.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    variants = {"fp32 NCHW": _per_call(lambda: conv(x)), "fp32 channels_last": _per_call(lambda: cl(xc))}
+    if resolve("auto") == "bf16":
+        cb, xb = copy.deepcopy(cl).bfloat16(), xc.bfloat16()      # (.bfloat16() converts in place)
+        variants["bf16 channels_last"] = _per_call(lambda: cb(xb))
+        variants["bf16 channels_last, 64 images at a time"] = _per_call(lambda: [cb(c) for c in xb.split(64)])
     with torch.no_grad():
-        out["fp32 NCHW"] = flops / _timed(lambda: conv(x), repeat) / 1e9
-        cl, xc = conv.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-        out["fp32 channels_last"] = flops / _timed(lambda: cl(xc), repeat) / 1e9
-        if resolve("auto") == "bf16":
-            cb, xb = cl.bfloat16(), xc.bfloat16()
-            out["bf16 channels_last"] = flops / _timed(lambda: cb(xb), repeat) / 1e9
-    return {k: round(v, 1) for k, v in out.items()}
+        t = interleaved(variants, rounds)
+    return {k: round(flops / v["median"] / 1e9, 1) for k, v in t.items()}
 
 
 def _convnet_flops(width: int, depth: int, channels: int, hw: int) -> int:
@@ -97,66 +124,69 @@ def reference_dm_iteration(data, net_fn, syn: torch.Tensor, ipc: int, batch_real
         syn -= 1.0 * syn.grad
 
 
-def dm_seconds(data, iterations: int = 3) -> dict:
+def dm_seconds(data, rounds: int = 5, iterations: int = 2) -> dict:
+    """Seconds per DM iteration (``iterations`` per call): the official-structure loop, the library in fp32,
+    the library on the fast path; interleaved (:func:`interleaved`)."""
     from .distill import distribution_matching
     from .models import net_factory
     net_fn = net_factory("convnet", data, 128, 3, "instancenorm")
     gen = torch.Generator().manual_seed(0)
     syn = data.subset(torch.arange(100)).tensors()[0].clone().requires_grad_(True)
-    out = {"official-structure loop, fp32": _timed(lambda: reference_dm_iteration(data, net_fn, syn, 10, 256, gen),
-                                                   iterations)}
-    kw = dict(ipc=10, net_fn=net_fn, lr=1.0, batch_real=256, use_dsa=True, seed=0)
-    t = time.perf_counter()
-    distribution_matching(data, iterations=1, precision="fp32", compile=False, **kw)
-    t = time.perf_counter()
-    distribution_matching(data, iterations=iterations, precision="fp32", compile=False, **kw)
-    out["library, fp32"] = (time.perf_counter() - t) / iterations
+    kw = dict(ipc=10, net_fn=net_fn, lr=1.0, batch_real=256, use_dsa=True, seed=0, iterations=iterations)
     fast = resolve("auto")
-    t = time.perf_counter()
-    distribution_matching(data, iterations=1, precision=fast, compile=fast == "bf16", **kw)
-    first = time.perf_counter() - t
-    t = time.perf_counter()
-    distribution_matching(data, iterations=iterations, precision=fast, compile=fast == "bf16", **kw)
-    out[f"library, fast path ({fast})"] = (time.perf_counter() - t) / iterations
-    out["fast path: first iteration (compile included)"] = first
-    return {k: round(v, 3) for k, v in out.items()}
+
+    def reference():
+        for _ in range(iterations):
+            reference_dm_iteration(data, net_fn, syn, 10, 256, gen)
+    return interleaved({
+        "official-structure loop, fp32": _per_call(reference, iterations),
+        "library, fp32": _per_call(lambda: distribution_matching(data, precision="fp32", compile=False, **kw),
+                                   iterations),
+        f"library, fast path ({fast})": _per_call(
+            lambda: distribution_matching(data, precision=fast, compile=fast == "bf16", **kw), iterations),
+    }, rounds)
 
 
-def student_seconds(data, steps: int = 1000) -> dict:
-    from .evaluate import predict, train_model
+def student_seconds(data, rounds: int = 3, steps: int = 100) -> dict:
+    """Seconds per 1,000 student steps (IPC 10: 100 images, width 128, DSA, the book's SGD recipe) at batch 25
+    and at batch 100 (the chapters' batch of 256 over IPC 10), for the fp32 path before the fast path (eager,
+    whole batches), fp32 micro-batched, and the fast path; each call trains about ``steps`` steps. Also the
+    test-set inference of 10,000 images in fp32 (eager) and on the fast path."""
+    from .evaluate import predict
     from .models import get_model
+    from .train import fit
     x, y = data.subset(torch.arange(100)).tensors()
     xt = data.subset(torch.arange(min(10000, len(data)))).tensors()[0]
-    import os
-    from .precision import default
-    out, env = {}, os.environ.get("LTDD_COMPILE")
-    for prec in dict.fromkeys(["fp32", resolve("auto")]):
-        os.environ["LTDD_COMPILE"] = "1" if prec == "bf16" else "0"   # as a chapter's long run would (>= 500 steps)
-        try:
-            with default(prec):
-                train_model(get_model("convnet", 3, 10, (32, 32), width=128), x, y, epochs=2, batch=25, aug="dsa")
-                torch.manual_seed(0)                  # (the warm-up above compiled the fast path)
-                m = get_model("convnet", 3, 10, (32, 32), width=128)
-                t = time.perf_counter()
-                train_model(m, x, y, epochs=max(1, steps // 4), lr=0.01, batch=25, aug="dsa", seed=0)
-                out[f"student per 1,000 steps, {prec}"] = (time.perf_counter() - t) * 1000 / (max(1, steps // 4) * 4)
-                out[f"inference of {len(xt)} images, {prec}"] = _timed(lambda: predict(m, xt, precision=prec), 1)
-        finally:
-            if env is None:
-                del os.environ["LTDD_COMPILE"]
-            else:
-                os.environ["LTDD_COMPILE"] = env
-    return {k: round(v, 2) for k, v in out.items()}
+    fast = resolve("auto")
+    paths = {"fp32, whole batches (before the fast path)": dict(precision="fp32", compile=False, micro_batch=0),
+             "fp32, micro-batched": dict(precision="fp32", compile=False, micro_batch="auto"),
+             f"fast path ({fast}, micro-batched)": dict(precision=fast, compile=fast == "bf16", micro_batch="auto")}
+
+    def student(batch: int, kw: dict) -> Callable[[], float]:
+        epochs = max(1, steps * batch // len(x))
+
+        def train():
+            torch.manual_seed(0)
+            fit(get_model("convnet", 3, 10, (32, 32), width=128), x, y, epochs=epochs, batch=batch, lr=0.01,
+                aug="dsa", seed=0, **kw)
+        return _per_call(train, epochs * -(-len(x) // batch) / 1000)
+    out = {"students": interleaved({f"batch {b}, {name}": student(b, kw) for b in (25, 100)
+                                    for name, kw in paths.items()}, rounds)}
+    m = get_model("convnet", 3, 10, (32, 32), width=128)
+    out["inference"] = interleaved({"fp32 (eager)": _per_call(lambda: predict(m, xt, precision="fp32", compile=False)),
+                                    f"fast path ({fast})": _per_call(lambda: predict(m, xt, precision=fast))}, rounds)
+    return out
 
 
-def accuracy(data, seeds=(0, 1, 2), iterations: int = 100, student_epochs: int = 300) -> list[dict]:
+def accuracy(data, seeds=(0, 1, 2), iterations: int = 100, student_epochs: int = 300,
+             data_root=None) -> list[dict]:
     """DM at IPC 10 in fp32 and on the fast path, one student per seed (width 128, DSA), same seeds."""
     from .data import load_dataset
     from .distill import distribution_matching
     from .evaluate import EvalSettings, evaluate_synset
     from .models import net_factory
     from .precision import default
-    test = load_dataset("cifar10", None, train=False) if data.name == "cifar10" else data
+    test = load_dataset("cifar10", data_root, train=False) if data.name == "cifar10" else data
     rows = []
     for prec in dict.fromkeys(["fp32", resolve("auto")]):
         for seed in seeds:
@@ -168,7 +198,7 @@ def accuracy(data, seeds=(0, 1, 2), iterations: int = 100, student_epochs: int =
                 m = evaluate_synset(syn, test, EvalSettings(width=128, epochs=student_epochs, batch=256, students=1),
                                     seed=seed, name=f"bench {prec} seed {seed}")[0]
             rows.append({"precision": prec, "seed": seed, "acc": round(m["acc"], 2), "dm_seconds": round(dm_s, 1),
-                         "student_steps": m["student_steps"]})
+                         "student_steps": m["student_steps"], "student_seconds": round(m["train_seconds"], 1)})
     return rows
 
 
@@ -181,69 +211,97 @@ def run(quick: bool = False, data_root=None, out=None, with_accuracy: bool = Fal
     res["conv GFLOP/s"] = conv_gflops(2 if quick else 5)
     print("conv GFLOP/s:", res["conv GFLOP/s"], flush=True)
     res["DM seconds per iteration"] = dm = dm_seconds(data, 2 if quick else 5)
-    fast_key = next(k for k in dm if k.startswith("library, fast path"))
-    ref = dm["official-structure loop, fp32"]
+    print("DM:", json.dumps(dm, indent=1), flush=True)
+    ref, fast = dm["official-structure loop, fp32"]["median"], dm[_fast_key(dm)]["median"]
     flops = 2560 * _convnet_flops(128, 3, 3, 32) + 3 * 100 * _convnet_flops(128, 3, 3, 32)
-    peak = res["conv GFLOP/s"].get("bf16 channels_last", res["conv GFLOP/s"]["fp32 channels_last"])
-    res["DM speed-up over the official-structure loop"] = round(ref / dm[fast_key], 2)
-    res["DM share of the measured convolution peak"] = round(flops / dm[fast_key] / 1e9 / peak, 3)
-    print("DM:", dm, flush=True)
-    res["students"] = student_seconds(data, 200 if quick else 1000)
-    print("students:", res["students"], flush=True)
+    conv = res["conv GFLOP/s"]
+    peak = max(conv.values())
+    res["DM speed-up over the official-structure loop"] = round(ref / fast, 2)
+    res["DM GFLOP/s on the fast path"] = round(flops / fast / 1e9, 1)
+    res["DM share of the best measured convolution throughput"] = round(flops / fast / 1e9 / peak, 3)
+    st = student_seconds(data, 2 if quick else 3, 40 if quick else 100)
+    res["student seconds per 1,000 steps"], res["inference seconds, 10,000 images"] = st["students"], st["inference"]
+    print("students:", json.dumps(st, indent=1), flush=True)
     if with_accuracy:
-        res["accuracy"] = accuracy(data, iterations=20 if quick else 100, student_epochs=20 if quick else 300)
+        res["accuracy"] = accuracy(data, iterations=20 if quick else 100, student_epochs=20 if quick else 300,
+                                   data_root=data_root)
         print("accuracy:", res["accuracy"], flush=True)
     if out:
         from .cache import atomic_write_text
         atomic_write_text(out, json.dumps(res, indent=1) + "\n")
+        atomic_write_text(Path(out).with_suffix(".md"), page_markdown(res))
+    print(page_markdown(res))
     return res
+
+
+def _fast_key(d: dict) -> str:
+    return next(k for k in d if "fast path" in k)
+
+
+def _fmt(t: dict, digits: int = 2) -> str:
+    return f"{t['median']:.{digits}f} ({t['min']:.{digits}f}–{t['max']:.{digits}f})"
 
 
 def to_markdown(res: dict) -> str:
     """The speed figures of one :func:`run` as the table of the "Running the book" page."""
-    dm = res["DM seconds per iteration"]
-    lines = [f"Measured with `python -m ltdd_utils bench --accuracy` on {res['date']}: {res['machine']}, "
-             f"{res['threads']} threads, bf16 extensions {', '.join(res['bf16 flags']) or 'none'}, torch {res['torch']}, "
-             f"{res['data']}.", "",
-             "| what | fp32 | fast path | speed-up |", "|---|---|---|---|"]
-    conv = res["conv GFLOP/s"]
-    lines.append(f"| 3x3 convolution 128→128, 2,560 images of 16x16 (GFLOP/s) | {conv['fp32 NCHW']:.0f} (NCHW), "
-                 f"{conv['fp32 channels_last']:.0f} (channels_last) | {conv.get('bf16 channels_last', float('nan')):.0f} "
-                 f"(bf16, channels_last) | {conv.get('bf16 channels_last', float('nan')) / conv['fp32 NCHW']:.1f}x |")
-    fast = next(k for k in dm if k.startswith("library, fast path"))
-    ref = dm["official-structure loop, fp32"]
-    lines.append(f"| DM iteration, official-structure loop (s) | {ref:.2f} | {dm[fast]:.2f} | {ref / dm[fast]:.1f}x |")
-    lines.append(f"| DM iteration, library (s) | {dm['library, fp32']:.2f} | {dm[fast]:.2f} | "
-                 f"{dm['library, fp32'] / dm[fast]:.1f}x |")
-    st = res["students"]
+    conv, dm = res["conv GFLOP/s"], res["DM seconds per iteration"]
     p = res["fast path"]
-    for what, key in (("student training, IPC 10, width 128, batch 25 (s per 1,000 steps)", "student per 1,000 steps"),
-                      ("test-set inference, width 128 (s)", next(k.rsplit(",", 1)[0] for k in st if k.startswith("inference")))):
-        a, b = st[f"{key}, fp32"], st[f"{key}, {p}"]
-        lines.append(f"| {what} | {a:.1f} | {b:.1f} | {a / b:.1f}x |")
-    lines += ["", f"The fast path's first DM iteration, compile included: {dm['fast path: first iteration (compile included)']:.1f} s. "
-              f"DM on the fast path uses {res['DM share of the measured convolution peak']:.0%} of the measured bf16 "
-              "convolution throughput."]
+    lines = [f"Measured with `python -m ltdd_utils bench{' --accuracy' if res.get('accuracy') else ''}` on "
+             f"{res['date']}: {res['machine']}, {res['threads']} threads, bf16 extensions "
+             f"{', '.join(res['bf16 flags']) or 'none'}, torch {res['torch']}, {res['data']}. Each figure is the "
+             f"median of {dm[_fast_key(dm)]['rounds']} interleaved rounds (range in brackets), after a warm-up call "
+             "that compiles.", "",
+             "| what | before the fast path (fp32) | fast path | speed-up |", "|---|---|---|---|"]
+    best_bf16 = max((v for k, v in conv.items() if k.startswith("bf16")), default=float("nan"))
+    lines.append(f"| 3x3 convolution 128→128, 2,560 images of 16x16 (GFLOP/s) | {conv['fp32 NCHW']:.0f} (NCHW), "
+                 f"{conv['fp32 channels_last']:.0f} (channels_last) | "
+                 + ", ".join(f"{v:.0f} ({k[5:]})" for k, v in conv.items() if k.startswith("bf16"))
+                 + f" | {best_bf16 / conv['fp32 NCHW']:.1f}x |")
+    ref, lib, fast = dm["official-structure loop, fp32"], dm["library, fp32"], dm[_fast_key(dm)]
+    lines.append(f"| DM iteration (s), against a loop with the official code's structure | {_fmt(ref)} | {_fmt(fast)} | "
+                 f"**{ref['median'] / fast['median']:.1f}x** |")
+    lines.append(f"| DM iteration (s), against the library in fp32 | {_fmt(lib)} | {_fmt(fast)} | "
+                 f"{lib['median'] / fast['median']:.1f}x |")
+    st = res["student seconds per 1,000 steps"]
+    for b in sorted({int(k.split(",")[0].split()[1]) for k in st}):
+        before = st[f"batch {b}, fp32, whole batches (before the fast path)"]
+        mb = st[f"batch {b}, fp32, micro-batched"]
+        fp = next(v for k, v in st.items() if k.startswith(f"batch {b}, fast path"))
+        lines.append(f"| student, IPC 10, width 128, DSA, batch {b} (s per 1,000 steps) | {_fmt(before, 1)} | "
+                     f"{_fmt(fp, 1)} (fp32 micro-batched: {mb['median']:.1f}) | **{before['median'] / fp['median']:.1f}x** |")
+    inf = res["inference seconds, 10,000 images"]
+    a, b = inf["fp32 (eager)"], inf[_fast_key(inf)]
+    lines.append(f"| test-set inference, 10,000 images, width 128 (s) | {_fmt(a)} | {_fmt(b)} | "
+                 f"**{a['median'] / b['median']:.1f}x** |")
+    lines += ["", f"The fast path's first DM call, compile included, took {fast['first']:.1f} s per iteration. On the "
+              "fast path DM runs "
+              f"at {res['DM GFLOP/s on the fast path']:.0f} GFLOP/s, "
+              f"{res['DM share of the best measured convolution throughput']:.0%} of the best convolution "
+              "throughput measured above."]
     return "\n".join(lines)
 
 
 def accuracy_markdown(res: dict) -> str:
-    """The fp32-versus-fast-path accuracy table of a run with ``--accuracy``."""
-    p, lines = res["fast path"], [f"Accuracy, measured with `python -m ltdd_utils bench --accuracy` on {res['date']} "
-                                  f"({res['machine']}, {res['threads']} threads):"]
-    if res.get("accuracy"):
-        import statistics
-        lines += ["", "| DM, IPC 10, 100 iterations, one student (300 steps) per seed | seeds | accuracy (%) | DM seconds |",
-                  "|---|---|---|---|"]
-        for prec in dict.fromkeys(r["precision"] for r in res["accuracy"]):
-            rows = [r for r in res["accuracy"] if r["precision"] == prec]
-            accs = [r["acc"] for r in rows]
-            lines.append(f"| {prec} | {', '.join(str(r['seed']) for r in rows)} | {statistics.mean(accs):.1f} ± "
-                         f"{statistics.stdev(accs) if len(accs) > 1 else 0:.1f} ({', '.join(f'{a:.1f}' for a in accs)}) | "
-                         f"{statistics.mean(r['dm_seconds'] for r in rows):.0f} |")
-        by = {(r["precision"], r["seed"]): r["acc"] for r in res["accuracy"]}
-        diffs = [by[(p, s)] - by[("fp32", s)] for (q, s) in by if q == "fp32" and (p, s) in by]
-        if p != "fp32" and diffs:
-            lines.append(f"\nPaired per seed, {p} − fp32: {statistics.mean(diffs):+.2f} ± "
-                         f"{statistics.stdev(diffs) if len(diffs) > 1 else 0:.2f} points.")
+    """The fp32-versus-fast-path accuracy table of a run with ``--accuracy`` (empty without one). Its seconds stay
+    in the JSON only: the speed figures are the interleaved ones of :func:`to_markdown`."""
+    if not res.get("accuracy"):
+        return ""
+    p = res["fast path"]
+    lines = ["| DM, IPC 10, 100 iterations, one student (300 steps) per seed | seeds | accuracy (%) |", "|---|---|---|"]
+    for prec in dict.fromkeys(r["precision"] for r in res["accuracy"]):
+        rows = [r for r in res["accuracy"] if r["precision"] == prec]
+        accs = [r["acc"] for r in rows]
+        lines.append(f"| {prec} | {', '.join(str(r['seed']) for r in rows)} | {statistics.mean(accs):.1f} ± "
+                     f"{statistics.stdev(accs) if len(accs) > 1 else 0:.1f} ({', '.join(f'{a:.1f}' for a in accs)}) |")
+    by = {(r["precision"], r["seed"]): r["acc"] for r in res["accuracy"]}
+    diffs = [by[(p, s)] - by[("fp32", s)] for (q, s) in by if q == "fp32" and (p, s) in by]
+    if p != "fp32" and diffs:
+        lines.append(f"\nPaired per seed, {p} − fp32: {statistics.mean(diffs):+.2f} ± "
+                     f"{statistics.stdev(diffs) if len(diffs) > 1 else 0:.2f} points (mean ± std over seeds).")
     return "\n".join(lines)
+
+
+def page_markdown(res: dict) -> str:
+    """What the "Running the book" page includes (``bench.md`` beside ``bench.json``): both tables."""
+    acc = accuracy_markdown(res)
+    return to_markdown(res) + ("\n\nAccuracy of the same run:\n\n" + acc if acc else "") + "\n"

@@ -84,13 +84,14 @@ def test_model(model: nn.Module, test: ImageData, groups=None, device="cpu") -> 
 def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float = 0.01,
                 batch: int = 256, aug: str = "dsa", seed: int = 0, device="cpu", weight_decay: float = 5e-4,
                 soft_target: Callable | None = None, class_weights: torch.Tensor | None = None,
-                desc: str | None = None) -> nn.Module:
+                desc: str | None = None, micro_batch: int | str = "auto") -> nn.Module:
     """The book's standard recipe through :func:`ltdd_utils.train.fit`: SGD (momentum 0.9), lr x0.1 at half
     of training, ``aug`` per batch.
 
     The loss is cross-entropy (with optional per-class ``class_weights``) unless ``soft_target`` is given:
-    ``soft_target(student_logits, augmented_batch, batch_indices)`` then returns the loss
-    (see :func:`soft_label_loss`).
+    ``soft_target(student_logits, augmented_batch, batch_indices)`` then returns the loss, a mean over the
+    images (see :func:`soft_label_loss`). Batches are micro-batched (``fit``'s ``micro_batch``, ``auto`` by
+    default) except with ``class_weights``, whose weighted mean does not split by image counts.
     """
     def step_loss(model, xb, yb, b):
         logits = model(xb)
@@ -98,7 +99,8 @@ def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int,
             return soft_target(logits, xb, b.idx)
         return F.cross_entropy(logits, yb, weight=class_weights)
     return fit(model, x, y, step_loss, epochs=epochs, batch=batch, lr=lr, opt_kwargs={"weight_decay": weight_decay},
-               schedule="step_half", aug=aug, seed=seed, device=device, desc=desc)
+               schedule="step_half", aug=aug, seed=seed, device=device, desc=desc,
+               micro_batch=0 if class_weights is not None else micro_batch)
 
 
 def soft_label_loss(mode: str, teacher: nn.Module | None = None, stored_logits: torch.Tensor | None = None,

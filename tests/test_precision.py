@@ -72,10 +72,59 @@ def test_a_cpu_without_bf16_runs_fp32_quietly(monkeypatch, recwarn):
     assert syn.meta["precision"] == "fp32" and not [w for w in recwarn if "bf16" in str(w.message).lower()]
 
 
-def test_the_stored_benchmark_renders_as_the_pages_tables():
+def test_the_page_includes_the_stored_benchmark_as_rendered():
+    """book/results/bench.md (included by the "Running the book" page) is what bench.json renders to."""
     import json
     from pathlib import Path
     from ltdd_utils import bench
-    res = json.loads((Path(__file__).resolve().parent.parent / "book" / "results" / "bench.json").read_text())
-    assert "| DM iteration, official-structure loop (s) |" in bench.to_markdown(res)
-    assert "Paired per seed" in bench.accuracy_markdown(res)
+    results = Path(__file__).resolve().parent.parent / "book" / "results"
+    res = json.loads((results / "bench.json").read_text())
+    page = (results / "bench.md").read_text()
+    assert page == bench.page_markdown(res)
+    assert "| DM iteration (s), against a loop with the official code's structure |" in page
+    assert "Paired per seed" in page and "batch 25" in page
+    assert "```{include} results/bench.md" in (results.parent / "running.md").read_text()
+
+
+def test_interleaved_timing_alternates_variants_and_reports_medians():
+    from ltdd_utils.bench import interleaved
+    order, values = [], {"a": iter([100.0, 1.0, 3.0, 2.0]), "b": iter([7.0, 5.0, 4.0, 6.0])}
+
+    def variant(k):
+        def run():
+            order.append(k)
+            return next(values[k])
+        return run
+    t = interleaved({"a": variant("a"), "b": variant("b")}, rounds=3)
+    assert order == ["a", "b"] * 4                     # warm-up, then rounds taking turns
+    assert t["a"] == {"median": 2.0, "min": 1.0, "max": 3.0, "first": 100.0, "rounds": 3}
+    assert t["b"]["median"] == 5.0 and t["b"]["first"] == 7.0
+
+
+def test_a_micro_batched_step_is_the_whole_batch_step():
+    """Chunks forwarded and backwarded apart, their gradients summed, give the whole batch's step (fp32, float
+    rounding: weights within 1e-4 after 12 steps with DSA, soft targets too); BatchNorm models refuse it."""
+    from ltdd_utils.evaluate import soft_label_loss, train_model
+    from ltdd_utils.models import micro_batch_size
+    tr = load_dataset("digits", train=True)
+    x, y = tr.tensors()
+    x, y = x[:60], y[:60]
+    teacher = get_model("convnet", 1, 10, (8, 8), width=8).eval()
+    with precision.default("fp32"):
+        for target in (None, soft_label_loss("soft_kl", teacher)):
+            nets = []
+            for mb in (0, 7):
+                torch.manual_seed(0)
+                net = get_model("convnet", 1, 10, (8, 8), width=16)
+                nets.append(train_model(net, x, y, epochs=4, lr=0.05, batch=20, aug="dsa", soft_target=target,
+                                        micro_batch=mb))
+            for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+                assert torch.allclose(a, b, atol=1e-4)
+    bn = get_model("convnet_bn", 1, 10, (8, 8), width=8)
+    assert micro_batch_size(bn, (8, 8)) == 0
+    assert micro_batch_size(get_model("convnet", 3, 10, (32, 32), width=128), (32, 32)) == 24
+    assert micro_batch_size(teacher, (8, 8), device="cuda") == 0
+    with pytest.raises(ValueError, match="BatchNorm"):
+        train_model(bn, x, y, epochs=1, batch=20, micro_batch=5)
+    with pytest.raises(ValueError, match="micro_batch"):
+        train_model(teacher, x, y, epochs=1, batch=20, micro_batch=-1)
