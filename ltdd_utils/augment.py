@@ -145,6 +145,38 @@ def standard_crop_flip(x: torch.Tensor, generator: torch.Generator | None = None
 
 
 # Training-time augmentations by name: ``AUGMENTS[name](batch, generator)``, a fresh draw per image.
+def resized_crops(x: torch.Tensor, num_crops: int, scale=(0.08, 1.0), gen: torch.Generator | None = None,
+                  flip: bool = False) -> torch.Tensor:
+    """``num_crops`` square random-resized crops of every image (area fraction ~ U(scale)), resized back to
+    the full size (bilinear): (N, M, C, H, W). One crop per image and draw, through one affine grid."""
+    n = len(x)
+    if n == 0:
+        return x.new_zeros((0, num_crops, *x.shape[1:]))
+    k = n * num_crops
+    s = torch.empty(k).uniform_(scale[0], scale[1], generator=gen).sqrt()            # side / full side
+    cx = (torch.rand(k, generator=gen) * 2 - 1) * (1 - s)
+    cy = (torch.rand(k, generator=gen) * 2 - 1) * (1 - s)
+    sx = s * (torch.where(torch.rand(k, generator=gen) < 0.5, -1.0, 1.0) if flip else 1.0)
+    theta = torch.zeros(k, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, s, cy
+    src = x.repeat_interleave(num_crops, 0)
+    grid = F.affine_grid(theta.to(x), list(src.shape), align_corners=False)
+    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    return out.view(n, num_crops, *x.shape[1:])
+
+
+def cutmix_images(xa, xb, lam: float, gen: torch.Generator):
+    """Paste a box of area (1 - lam) of ``xb`` into ``xa``; returns the images and the exact kept fraction."""
+    H, W = xa.shape[-2:]
+    r = math.sqrt(1 - lam)
+    h, w = int(H * r), int(W * r)
+    cy, cx = (int(v) for v in (torch.randint(0, H, (1,), generator=gen), torch.randint(0, W, (1,), generator=gen)))
+    y0, y1, x0, x1 = max(cy - h // 2, 0), min(cy + h // 2, H), max(cx - w // 2, 0), min(cx + w // 2, W)
+    out = xa.clone()
+    out[..., y0:y1, x0:x1] = xb[..., y0:y1, x0:x1]
+    return out, 1 - (y1 - y0) * (x1 - x0) / (H * W)
+
+
 AUGMENTS = {
     "dsa": lambda x, g: dsa(x, siamese=False, generator=g),
     "cropflip": standard_crop_flip,

@@ -73,6 +73,12 @@ COMMON: dict[str, Param] = {
     "eval_batch": Param(int_at_least(1), "student batch size"),
     "eval_aug": Param(one_of("dsa", "cropflip", "none"), "student augmentation"),
     "eval_width": Param(int_at_least(1), "student ConvNet width"),
+    # EDC's student recipe (evaluate.train_student_kd: soft-label arms relabelled online)
+    "kd_lr": Param(positive_number, "student AdamW learning rate (soft-label arms)"),
+    "kd_ce_weight": Param(number_at_least(0), "weight of the hard-label CE beside the logit MSE (EDC: 0.025)"),
+    "kd_cutmix": Param(a_bool, "CutMix in the student batches of the soft-label arms"),
+    "val_per_class": Param(int_at_least(1), "held-out balanced validation images per class (training images outside "
+                           "every split)"),
     # verdicts
     "claim_margin": Param(number_at_least(0), "points by which an arm must beat another for a claim to hold "
                           "(paired per-seed differences; fixed before the run)"),

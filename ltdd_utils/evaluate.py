@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .augment import cutmix_images, resized_crops
 from .data import ImageData
 from .data.longtail import GROUPS
 from .distill.synset import SyntheticSet
@@ -127,6 +128,53 @@ def soft_label_loss(mode: str, teacher: nn.Module | None = None, stored_logits: 
         return F.kl_div(F.log_softmax(student_logits / temperature, 1), F.softmax(t / temperature, 1),
                         reduction="batchmean") * temperature ** 2
     return loss
+
+
+def soft_cross_entropy(logits, target, weights=None):
+    """Cross-entropy against target distributions (e.g. CutMix-mixed one-hot labels), optionally class-weighted."""
+    t = target if weights is None else target * weights
+    return -(t * F.log_softmax(logits, 1)).sum(1).mean()
+
+
+def kd_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, gen: torch.Generator, crop_scale=(0.08, 1.0),
+             cutmix: bool = True):
+    """EDC's student augmentation without RandAugment: a random resized crop and flip per image, then CutMix
+    with lam ~ U(0, 1) against a shuffled copy of the batch. Returns images, soft hard-label targets."""
+    xa = resized_crops(x, 1, crop_scale, gen, flip=True)[:, 0]
+    target = F.one_hot(y, num_classes).float()
+    if cutmix and len(x) > 1:
+        perm = torch.randperm(len(x), generator=gen).to(x.device)
+        xa, kept = cutmix_images(xa, xa[perm], float(torch.rand(1, generator=gen)), gen)
+        target = kept * target + (1 - kept) * target[perm]
+    return xa, target
+
+
+@producer("student.kd", 1, uses=("train.fit", "models"))
+def train_student_kd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, teacher: nn.Module | None, epochs: int,
+                     lr: float = 1e-3, weight_decay: float = 0.01, batch: int = 100, ce_weight: float = 0.025,
+                     crop_scale=(0.08, 1.0), cutmix: bool = True, seed: int = 0, device="cpu",
+                     logit_offset: torch.Tensor | None = None) -> nn.Module:
+    """EDC's student recipe: relabel online and train ``MSE(student, teacher logits) + ce_weight * CE`` on every
+    augmented batch (:func:`kd_batch`); AdamW with a cosine schedule over all steps. ``logit_offset`` (per class)
+    is subtracted from the teacher's logits first (ADSA's ``tau * log pi``). Without a teacher: the same
+    recipe with hard labels, the cross-entropy against the (CutMix-mixed) labels alone."""
+    if teacher is not None:
+        teacher = teacher.to(device).eval()
+    C = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
+    offset = None if logit_offset is None else logit_offset.to(device)
+
+    def step_loss(model, xb, yb, b):
+        xb, tb = kd_batch(xb, yb, C, b.gen, crop_scale, cutmix)
+        s = model(xb)
+        if teacher is None:
+            return soft_cross_entropy(s, tb)
+        with torch.no_grad():
+            t = teacher(xb).float()
+            if offset is not None:
+                t = t - offset
+        return F.mse_loss(s.float(), t) + ce_weight * soft_cross_entropy(s, tb)
+    return fit(model, x, y, step_loss, epochs=epochs, batch=batch, optimiser="adamw", lr=lr,
+               opt_kwargs={"weight_decay": weight_decay}, schedule="cosine", seed=seed, device=device)
 
 
 @dataclass

@@ -230,7 +230,7 @@ def _supcon():
 
 @case("student.kd")
 def _kd():
-    from .methods.unbiased_recovery import train_student_kd
+    from .evaluate import train_student_kd
     d = _small()
     x, y = d.tensors()
     torch.manual_seed(3)

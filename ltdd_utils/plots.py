@@ -35,16 +35,18 @@ def compare_methods(df, x: str, y: str = "acc", hue: str = "method", ax=None, ti
 
 
 def per_class_accuracy(df, num_classes: int, hue: str = "method", class_names=None, ax=None, title=None,
-                       ylabel: str = "test accuracy (%)"):
-    """Per-class test accuracy (mean ± std over records), one line per ``hue`` value."""
+                       ylabel: str = "test accuracy (%)", order=None):
+    """Per-class test accuracy (mean ± std over records), one line per ``hue`` value; classes from head to
+    tail: ``order[r]`` is the class of rank r (default: class r)."""
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    order = list(range(num_classes)) if order is None else list(order)
     cols = [f"per_class.{c}" for c in range(num_classes)]
     long = df.melt(id_vars=[hue], value_vars=cols, var_name="class", value_name="accuracy")
-    long["class"] = long["class"].str.split(".").str[1].astype(int)
+    long["class"] = long["class"].str.split(".").str[1].astype(int).map(order.index)
     sns.lineplot(data=long, x="class", y="accuracy", hue=hue, errorbar="sd", marker="o", ax=ax)
     ax.set_xticks(range(num_classes))
     if class_names:
-        ax.set_xticklabels(class_names, rotation=45, ha="right")
+        ax.set_xticklabels([class_names[c] for c in order], rotation=45, ha="right")
     ax.set_xlabel("class (head → tail)")
     ax.set_ylabel(ylabel)
     if title:

@@ -196,10 +196,11 @@ def describe_claim(c: dict) -> str:
     """One line for a chapter's "What we saw"."""
     if c["n"] == 0:
         return f"{c['claim']}: {c['verdict']} ({c['why_not_testable']})"
-    spread = f" ± {c['std']:.1f}" if c["n"] > 1 else ""
+    k = c.get("digits", 1)                  # a claim made with judge(..., unit=, digits=) on another scale
+    spread = f" ± {c['std']:.{k}f}" if c["n"] > 1 else ""
     tail = f"; {c['why_not_testable']}" if c["why_not_testable"] else ""
-    return (f"{c['claim']}: {c['mean']:+.1f}{spread} points paired over {c['n']} seeds (margin {c['margin']:g}): "
-            f"**{c['verdict']}**{tail}")
+    return (f"{c['claim']}: {c['mean']:+.{k}f}{spread} {c.get('unit', 'points')} paired over {c['n']} seeds "
+            f"(margin {c['margin']:g}): **{c['verdict']}**{tail}")
 
 
 def write_claims(claims: list[dict], path: str | Path) -> Path:

@@ -60,12 +60,88 @@ def test_criterion_is_flat_for_uniform_priors_and_ignores_constant_shifts():
 
 
 def test_oracle_tau_and_label_term():
+    """The label term of a Bayes teacher for the long-tailed prior is the Jensen gap of the spec (computed here
+    independently), grows with the imbalance and is cancelled by the adjustment at tau = 1."""
     logits, y, counts = gaussian_toy(100, per_class=300, seed=2)
     tau, acc = adsa.oracle_tau(logits, y, counts)
     assert abs(tau - 1) <= 0.3 and acc.max() > acc[0]
-    balanced = logits - adsa.log_prior(counts)[None]       # the balanced-prior Bayes posterior
-    assert adsa.label_term_kl(balanced, logits) > adsa.label_term_kl(balanced, balanced - 0.0) + 1e-3
-    assert abs(adsa.label_term_kl(balanced, balanced)) < 1e-6
+    lp = adsa.log_prior(counts)
+    balanced = logits - lp[None]                           # the balanced-prior Bayes posterior
+    p, k_pi = torch.softmax(balanced, 1).double(), K * lp.double().exp()
+    gap = float(((p * k_pi).sum(1).log() - (p * k_pi.log()).sum(1)).mean())
+    assert adsa.label_term_kl(balanced, logits) == pytest.approx(gap, rel=1e-3) and gap > 0.05
+    assert adsa.label_term_kl(balanced, adsa.adjusted_logits(logits, lp, 1.0)) < 1e-5
+    assert adsa.label_term_kl(balanced, adsa.adjusted_logits(logits, lp, 0.5)) < gap
+    mild, _, mild_counts = gaussian_toy(10, per_class=300, seed=2)
+    assert adsa.label_term_kl(mild - adsa.log_prior(mild_counts)[None], mild) < gap
+
+
+def test_rank_slope_and_gaussian_image_term():
+    assert adsa.rank_slope([0.9, 0.8, 0.7, 0.6]) == pytest.approx(-0.1)
+    design = torch.tensor([[0.0, 1, 2, 3], [1, 1, 1, 1]]).T          # least squares with an intercept
+    assert adsa.rank_slope([0.2, 0.9, 0.1, 0.5]) == pytest.approx(
+        float((design.pinverse() @ torch.tensor([0.2, 0.9, 0.1, 0.5]))[0]), rel=1e-5)
+    g = torch.Generator().manual_seed(0)
+    test = torch.randn(2000, 32, generator=g)
+    assert adsa.gaussian_kl(test, test) == pytest.approx(0.0, abs=1e-6)
+    kls = [adsa.gaussian_kl(test, torch.randn(100, 32, generator=g) + shift) for shift in (0.0, 0.5, 1.0)]
+    assert 0 < kls[0] < kls[1] < kls[2]
+
+
+def test_initial_set_duplicates_a_short_tail_with_noise():
+    from ltdd_utils.data import ImageData
+    from ltdd_utils.studies.adsa import initial_set
+    imgs = (torch.rand(12, 1, 4, 4) * 255).to(torch.uint8)
+    labels = torch.tensor([0] * 6 + [1] * 4 + [2] * 2)
+    d = ImageData(imgs, labels, ["a", "b", "c"], "toy", "toy", (0.5,), (0.25,))
+    s = initial_set(d, 5, seed=0, duplicate_noise=0.1)
+    assert s.labels.tolist() == [0] * 5 + [1] * 5 + [2] * 5 and s.meta["duplicated"] == [0, 1, 3]
+    real = d.tensors()[0]
+    tail = s.images[s.labels == 2]
+    originals = [i for i in range(len(tail)) if any(torch.equal(tail[i], r) for r in real[labels == 2])]
+    assert originals == [0, 1]                              # the two real tail images, then three noisy copies
+    for j, copy in enumerate(tail[2:]):
+        diff = copy - tail[j % 2]
+        assert 0.03 < float(diff.std()) < 0.3               # noise of std duplicate_noise, around its source
+    assert torch.equal(initial_set(d, 5, 0, 0.1).images, s.images) and not torch.equal(initial_set(d, 5, 1, 0.1).images, s.images)
+
+
+def test_tau_star_on_initial_images_and_real_crops():
+    """tau* is computed on any image set through the teacher's logits; real crops are k crops of every real image."""
+    from ltdd_utils.data import load_dataset
+    from ltdd_utils.data.longtail import make_longtail
+    from ltdd_utils.evaluate import predict
+    from ltdd_utils.studies.adsa import initial_set, real_crops, tau_star_of
+    d = make_longtail(load_dataset("digits", train=True), 10, seed=0, n_max=40)
+    torch.manual_seed(0)
+    teacher = get_model("convnet", 1, 10, (8, 8), width=8, depth=2, norm="batchnorm").eval()
+    taus = torch.arange(0, 3.0001, 0.25)
+    xc, yc = real_crops(d, 3, seed=0)
+    assert xc.shape == (3 * len(d), 1, 8, 8) and torch.equal(yc, d.labels.repeat_interleave(3))
+    assert not torch.allclose(xc[::3], d.tensors()[0])          # crops, not the images themselves
+    init = initial_set(d, 5, 0, 0.1)
+    for images, labels in ((init.images, init.labels), (xc, yc)):
+        tau, grid, values = tau_star_of(teacher, images, labels, d.class_counts(), taus)
+        direct = [adsa.alignment_criterion(predict(teacher, images), labels, adsa.log_prior(d.class_counts()),
+                                           float(t), 10) for t in taus]
+        assert torch.allclose(values, torch.tensor(direct), atol=1e-6) and tau == float(taus[int(values.argmin())])
+
+
+def test_kd_student_recipe_applies_the_logit_offset_and_trains_hard_labels():
+    from ltdd_utils.evaluate import train_student_kd
+    torch.manual_seed(0)
+    teacher = get_model("convnet", 1, 3, (8, 8), width=4, depth=2).eval()
+    x, y = torch.randn(12, 1, 8, 8), torch.arange(3).repeat(4)
+
+    def trained(**kw):
+        torch.manual_seed(1)
+        return torch.cat([p.detach().flatten() for p in train_student_kd(
+            get_model("convnet", 1, 3, (8, 8), width=4, depth=2), x, y, epochs=2, batch=6, seed=0, **kw).parameters()])
+    plain = trained(teacher=teacher)
+    assert torch.equal(plain, trained(teacher=teacher, logit_offset=torch.zeros(3)))
+    assert not torch.allclose(plain, trained(teacher=teacher, logit_offset=torch.tensor([2.0, 0.0, -2.0])))
+    hard = trained(teacher=None)
+    assert not torch.allclose(plain, hard) and torch.isfinite(hard).all()
 
 
 def small_teacher():

@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from conftest import SHARED_DATA, need
+from ltdd_utils.checks import ConfigError
 from ltdd_utils.data import DatasetNotFoundError, load_dataset, resolve_dataset
 from ltdd_utils.data.longtail import class_groups, longtail_counts, longtail_indices, make_longtail
 
@@ -97,3 +98,21 @@ def test_tinyimagenet_folder_layout(tmp_path, monkeypatch):
     assert tr.images.shape == (6, 3, 64, 64) and tr.class_counts() == [3, 3]
     assert te.labels.tolist() == [0, 1] and tr.classes == ["goldfish", "European fire salamander"]
     assert int(tr.images[3, 0].float().mean()) in range(95, 106)     # second class is the red-100 one
+
+
+def test_a_seeded_tail_order_assigns_the_profile_by_rank():
+    from ltdd_utils.data.longtail import held_out, tail_order
+    tr = load_dataset("digits", train=True)
+    assert tail_order(10) == list(range(10))
+    order = tail_order(10, seed=0)
+    assert sorted(order) == list(range(10)) and order != list(range(10)) and order == tail_order(10, seed=0)
+    lt = make_longtail(tr, 10, seed=0, n_max=100, order=order)
+    counts = lt.class_counts()
+    assert [counts[c] for c in order] == longtail_counts(100, 10, 10)
+    assert class_groups(counts)["many"] == sorted(order[:3]) and class_groups(counts)["few"] == sorted(order[-3:])
+    with pytest.raises(ConfigError, match="permutation"):
+        make_longtail(tr, 10, order=[0] * 10)
+    val = held_out(tr, [lt], 20)
+    assert val.class_counts() == [20] * 10 and not set(val.indices.tolist()) & set(lt.indices.tolist())
+    with pytest.raises(ConfigError, match="val_per_class"):
+        held_out(tr, [lt], 10_000)

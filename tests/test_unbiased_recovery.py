@@ -9,6 +9,7 @@ import torch.nn as nn
 from ltdd_utils.config import ConfigError, make_config
 from ltdd_utils.data import ImageData
 from ltdd_utils.distill import SyntheticSet
+from ltdd_utils.evaluate import train_student_kd
 from ltdd_utils.methods import unbiased_recovery as ur
 from ltdd_utils.models import BNStatsHook, get_model
 
@@ -146,7 +147,7 @@ def test_experts_train_cache_and_students_learn_from_a_teacher(tmp_path):
     x, y = data.tensors()
     student = get_model("convnet", 3, 3, (8, 8), width=4, depth=2)
     before = [p.clone() for p in student.parameters()]
-    ur.train_student_kd(student, x[:6], y[:6], a, epochs=2, batch=3, seed=0)
+    train_student_kd(student, x[:6], y[:6], a, epochs=2, batch=3, seed=0)
     assert any(not torch.equal(p, q) for p, q in zip(before, student.parameters()))
 
 

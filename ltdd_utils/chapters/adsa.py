@@ -1,7 +1,8 @@
 """Parameters and presets of the soft-label-bias chapter (notebooks/01_adsa.ipynb): the imbalance-aware bound and
-ADSA adaptive soft-label alignment (Jiang et al., NeurIPS 2025) on a squeeze-recover-relabel base."""
-from ..config import (BASE_PRESET, Param, a_bool, a_string, int_at_least, list_of, number_at_least, one_of,
-                      optional, positive_number, schema_from, _fail)
+ADSA adaptive soft-label alignment (Jiang et al., NeurIPS 2025) on a squeeze-recover-relabel base whose students
+follow EDC's recipe (evaluate.train_student_kd)."""
+from ..config import (BASE_PRESET, Param, int_at_least, list_of, number_at_least, one_of, optional, schema_from,
+                      _fail)
 
 ARMS = ("hard", "soft", "tau1", "adsa", "oracle", "balanced_teacher", "random_soft", "random_adsa")
 
@@ -18,42 +19,55 @@ def _grid(name, v):
 SCHEMA = schema_from(
     "claim_margin", "test_limit", "results_dir", "recover_iterations", "recover_lr", "r_bn", "first_bn_multiplier",
     "dataset", "data_root", "cache_dir", "device", "precision", "seeds", "model", "depth", "norm", "group_scheme",
-    "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
+    "eval_students", "eval_batch", "kd_lr", "kd_ce_weight", "kd_cutmix", "val_per_class",
     "teacher_epochs", "teacher_lr", "teacher_width",
     n_max=Param(int_at_least(1), "images of the head class in the long-tailed split"),
     imbalance_factor=Param(number_at_least(1, " (1 = balanced)"), "imbalance factor of the main comparison"),
+    tail_order_seed=Param(optional(int_at_least(0)), "seed of the class -> tail-rank permutation (None: class 0 the "
+                          "head), so that class difficulty is not confounded with tail rank"),
     ipcs=Param(list_of(int_at_least(1)), "images per class of the main comparison (all arms at the first)"),
     methods=Param(list_of(one_of(*ARMS)), "label arms at the first IPC"),
     other_ipc_methods=Param(list_of(one_of(*ARMS), min_len=0), "label arms at the other IPCs"),
+    student_steps=Param(int_at_least(1), "optimiser steps of every student (its epochs follow from the set's size)"),
+    eval_widths=Param(list_of(int_at_least(1)), "student widths; the one with the best validation accuracy of the "
+                      "base pipeline's students is used everywhere"),
     sweep_factors=Param(list_of(number_at_least(1, " (1 = balanced)"), min_len=0),
                         "imbalance factors of the tau* study (teachers and images; students for SWEEP_METHODS)"),
-    sweep_methods=Param(list_of(one_of("soft", "adsa", "tau1", "hard"), min_len=0), "student arms of the IF sweep"),
+    sweep_methods=Param(list_of(one_of("soft", "adsa", "tau1", "hard"), min_len=0),
+                        "student arms of the IF sweep (at the smallest and the largest of SWEEP_FACTORS)"),
     sweep_seeds=Param(list_of(int_at_least(0), min_len=0), "seeds of the IF sweep's students"),
-    grid_2x2=Param(a_bool, "run the two-sources experiment (images x teacher, balanced vs long-tailed)"),
+    sensitivity_taus=Param(list_of(number_at_least(0), min_len=0),
+                           "fixed taus of the student sensitivity curve (besides 0 = soft, 1 = tau1, tau*)"),
+    grid_seeds=Param(list_of(int_at_least(0), min_len=0),
+                     "seeds of the two-sources grid (images x teacher, balanced vs long-tailed); empty: no grid"),
+    real_crops=Param(int_at_least(1), "random resized crops per real image for tau* on real crops"),
     teacher_batch=Param(int_at_least(1), "teacher batch size"),
     tau_grid=Param(_grid, "ADSA's tau search grid [start, stop, step] (the paper's range is not known)"),
-    temperature=Param(positive_number, "KL temperature of the soft-label students"),
     jitter=Param(int_at_least(0), "recovery jitter: largest roll in pixels"),
     duplicate_noise=Param(number_at_least(0), "noise std added to duplicated images of classes with < IPC images"),
 )
 
-_COMMON = {**BASE_PRESET, "dataset": "auto", "imbalance_factor": 100, "methods": list(ARMS),
-           "other_ipc_methods": ["hard", "soft", "adsa"], "sweep_methods": ["soft", "adsa"], "grid_2x2": True,
-           "tau_grid": [0, 3, 0.05], "temperature": 4.0, "recover_lr": 0.05, "r_bn": 0.01,
-           "first_bn_multiplier": 10.0, "jitter": 2, "duplicate_noise": 0.1, "teacher_lr": 0.05, "eval_aug": "cropflip"}
+_COMMON = {**BASE_PRESET, "dataset": "auto", "imbalance_factor": 100, "tail_order_seed": 0, "methods": list(ARMS),
+           "other_ipc_methods": ["hard", "soft", "adsa", "balanced_teacher"], "sweep_methods": ["soft", "adsa"],
+           "tau_grid": [0, 3, 0.05], "recover_lr": 0.05, "r_bn": 0.01, "first_bn_multiplier": 10.0, "jitter": 2,
+           "duplicate_noise": 0.1, "teacher_lr": 0.05, "kd_lr": 1e-3, "kd_ce_weight": 0.025, "kd_cutmix": True,
+           "real_crops": 4}
 
 PRESETS = {
     "smoke": {**_COMMON, "dataset": "digits", "seeds": [0], "n_max": 60, "imbalance_factor": 10, "ipcs": [2, 3],
-              "sweep_factors": [5, 10], "sweep_seeds": [0], "teacher_epochs": 2, "teacher_width": 8,
-              "teacher_batch": 64, "recover_iterations": 3, "eval_students": 1, "eval_epochs": 3, "eval_batch": 64,
-              "eval_width": 8, "test_limit": 200},
-    "cpu": {**_COMMON, "seeds": [0, 1, 2], "n_max": 2000, "ipcs": [10, 50], "other_ipc_methods": ["soft", "adsa"],
-            "sweep_factors": [10, 50, 100],
-            "sweep_seeds": [0], "teacher_epochs": 12, "teacher_width": 32, "teacher_batch": 128,
-            "recover_iterations": 200, "eval_students": 1, "eval_epochs": 300, "eval_batch": 100, "eval_width": 16,
+              "sweep_factors": [1, 5, 10], "sweep_seeds": [0], "sensitivity_taus": [2.0], "grid_seeds": [0],
+              "teacher_epochs": 2, "teacher_width": 8, "teacher_batch": 64, "recover_iterations": 3,
+              "eval_students": 1, "student_steps": 4, "eval_batch": 16, "eval_widths": [8, 16], "val_per_class": 5,
+              "test_limit": 200},
+    "cpu": {**_COMMON, "seeds": [0, 1, 2], "n_max": 2000, "ipcs": [10, 50], "sweep_factors": [10, 50, 100],
+            "sweep_seeds": [0, 1, 2], "sensitivity_taus": [0.5, 2.0], "grid_seeds": [0, 1, 2],
+            "teacher_epochs": 40, "teacher_width": 32, "teacher_batch": 128, "recover_iterations": 200,
+            "eval_students": 1, "student_steps": 1000, "eval_batch": 50, "eval_widths": [32, 64], "val_per_class": 100,
             "test_limit": None},
     "paper": {**_COMMON, "seeds": [0, 1, 2], "n_max": 5000, "ipcs": [10, 50], "sweep_factors": [10, 50, 100],
-              "other_ipc_methods": ["hard", "soft", "tau1", "adsa", "oracle"], "sweep_seeds": [0, 1, 2],
+              "other_ipc_methods": ["hard", "soft", "tau1", "adsa", "oracle", "balanced_teacher"],
+              "sweep_seeds": [0, 1, 2], "sensitivity_taus": [0.5, 1.5, 2.0], "grid_seeds": [0, 1, 2],
               "teacher_epochs": 200, "teacher_width": 128, "teacher_batch": 128, "recover_iterations": 1000,
-              "eval_students": 3, "eval_epochs": 1000, "eval_batch": 100, "eval_width": 128, "test_limit": None},
+              "eval_students": 3, "student_steps": 10000, "eval_batch": 10, "eval_widths": [128],
+              "val_per_class": 100, "test_limit": None},
 }

@@ -39,7 +39,8 @@ SCHEMA = schema_from(
     "claim_margin", "test_limit", "results_dir", "recover_iterations", "recover_lr", "r_bn", "first_bn_multiplier",
     "dataset", "data_root", "cache_dir", "device", "precision", "seeds", "model", "depth", "norm", "group_scheme",
     "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
-    "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
+    "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width", "kd_lr", "kd_ce_weight",
+    "kd_cutmix", "val_per_class",
     n_max=Param(int_at_least(1), "images of the head class in the long-tailed split"),
     imbalance_factor=Param(number_at_least(1, " (1 = balanced)"), "imbalance factor of the main comparison"),
     ipc=Param(int_at_least(1), "images per class of the main comparison"),
@@ -59,7 +60,6 @@ SCHEMA = schema_from(
     expert_candidates=Param(list_of(_candidate, min_len=0),
                             "debiased-expert variants [heads, q] compared on the validation split at the main factor; "
                             "the best is used at every factor (empty: EXPERT_HEADS and Q as given)"),
-    val_per_class=Param(int_at_least(1), "held-out balanced validation images per class (training images outside every split)"),
     share_experts=Param(a_bool, "one model as observer and teacher (a cpu-preset deviation; the paper trains two)"),
     q=Param(number_at_least(0), "sharpness of the re-weighting n_k^-q"),
     contrast_weight=Param(number_at_least(0), "weight of the SimSiam consistency term (GLMC's lambda_c)"),
@@ -69,9 +69,6 @@ SCHEMA = schema_from(
     classwise_weight=Param(number_at_least(0), "weight of the class-wise term relative to the global one"),
     recover_ce=Param(number_at_least(0), "weight of the observer's cross-entropy in recovery"),
     mixture_variance=Param(a_bool, "global variance target with the between-class term (default: the literal Eq. 9)"),
-    kd_lr=Param(positive_number, "student AdamW learning rate (soft-label arms)"),
-    kd_ce_weight=Param(number_at_least(0), "weight of the hard-label CE beside the logit MSE (EDC: 0.025)"),
-    kd_cutmix=Param(a_bool, "CutMix in the student batches of the soft-label arms"),
 )
 
 _MAIN = ["full", "base", "no_debias", "no_recal", "no_init", "teacher_only", "observer_only", "crops_kd",

@@ -25,16 +25,29 @@ def longtail_counts(n_max: int, num_classes: int, imbalance_factor: float) -> li
     return [max(1, math.floor(n_max * imbalance_factor ** (-c / (num_classes - 1)))) for c in range(num_classes)]
 
 
+def tail_order(num_classes: int, seed: int | None = None) -> list[int]:
+    """Which class takes which rank of the profile: ``order[r]`` is the class with the r-th largest count (r = 0
+    the head). ``seed`` None: class r has rank r (class 0 the head); an integer: a seeded permutation, so that
+    a dataset's class difficulty is not confounded with tail rank."""
+    if seed is None:
+        return list(range(num_classes))
+    return torch.randperm(num_classes, generator=torch.Generator().manual_seed(seed)).tolist()
+
+
 def longtail_indices(labels: torch.Tensor, imbalance_factor: float, seed: int = 0,
-                     n_max: int | None = None) -> torch.Tensor:
-    """Sorted indices of a long-tailed subset of ``labels`` (class 0 the head).
+                     n_max: int | None = None, order: list[int] | None = None) -> torch.Tensor:
+    """Sorted indices of a long-tailed subset of ``labels``: class ``order[r]`` gets the r-th count of the
+    profile (default: class 0 the head, class C-1 the tail; see :func:`tail_order`).
 
     ``n_max`` defaults to the size of the smallest class, so every class can supply its count.
     """
     num_classes = int(labels.max()) + 1
     available = torch.bincount(labels, minlength=num_classes)
     n_max = int(available.min()) if n_max is None else n_max
-    counts = longtail_counts(n_max, num_classes, imbalance_factor)
+    by_rank = longtail_counts(n_max, num_classes, imbalance_factor)
+    if order is not None and sorted(order) != list(range(num_classes)):
+        raise ConfigError(f"order = {order!r} is not allowed: expected a permutation of the {num_classes} classes")
+    counts = by_rank if order is None else [by_rank[list(order).index(c)] for c in range(num_classes)]
     gen = torch.Generator().manual_seed(seed)
     chosen = []
     for c, n in enumerate(counts):
@@ -46,9 +59,28 @@ def longtail_indices(labels: torch.Tensor, imbalance_factor: float, seed: int = 
 
 
 @producer("data.longtail", 1)
-def make_longtail(data: ImageData, imbalance_factor: float, seed: int = 0, n_max: int | None = None) -> ImageData:
-    """The long-tailed subset of a training split (``imbalance_factor = 1`` gives a balanced subset of n_max)."""
-    return data.subset(longtail_indices(data.labels, imbalance_factor, seed, n_max))
+def make_longtail(data: ImageData, imbalance_factor: float, seed: int = 0, n_max: int | None = None,
+                  order: list[int] | None = None) -> ImageData:
+    """The long-tailed subset of a training split (``imbalance_factor = 1`` gives a balanced subset of n_max);
+    ``order``: which class takes which rank (:func:`tail_order`; default class 0 the head)."""
+    return data.subset(longtail_indices(data.labels, imbalance_factor, seed, n_max, order))
+
+
+def held_out(full: ImageData, splits, per_class: int, seed: int = 12345) -> ImageData:
+    """A balanced validation set: ``per_class`` images of each class of ``full`` that are in none of ``splits``
+    (subsets of ``full``), drawn with a seeded generator (selection only: never distilled, never tested)."""
+    free = torch.ones(len(full), dtype=torch.bool)
+    for d in splits:
+        free[d.indices] = False
+    gen = torch.Generator().manual_seed(seed)
+    keep = []
+    for c in range(full.num_classes):
+        pool = (free & (full.labels == c)).nonzero().flatten()
+        if len(pool) < per_class:
+            raise ConfigError(f"val_per_class = {per_class} is not allowed: class {c} has only {len(pool)} training "
+                              "images outside the splits")
+        keep.append(pool[torch.randperm(len(pool), generator=gen)[:per_class]])
+    return full.subset(torch.cat(keep).sort().values)
 
 
 GROUPS = ("many", "medium", "few")

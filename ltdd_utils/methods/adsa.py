@@ -77,3 +77,33 @@ def label_term_kl(reference_logits: torch.Tensor, soft_logits: torch.Tensor) -> 
     trained on balanced data) standing in for the test posterior."""
     return float(F.kl_div(F.log_softmax(soft_logits, 1), F.log_softmax(reference_logits, 1), log_target=True,
                           reduction="batchmean"))
+
+
+def rank_slope(values) -> float:
+    """Least-squares slope of ``values`` (one per class, in tail-rank order, head first) against the rank:
+    negative when the head classes have the larger values."""
+    v = torch.as_tensor(values, dtype=torch.float64)
+    r = torch.arange(len(v), dtype=torch.float64)
+    r = r - r.mean()
+    return float((r * (v - v.mean())).sum() / (r * r).sum())
+
+
+def gaussian_kl(p_feats: torch.Tensor, q_feats: torch.Tensor, dims: int = 16, shrinkage: float = 0.1) -> float:
+    """KL(N_p || N_q) between Gaussians fitted to two feature sets, in the top ``dims`` principal directions of
+    ``p_feats`` (the reference, e.g. test-set features): an estimate of the bound's image term
+    KL(p_te(x) || p_dd(x)). Both covariances are shrunk by ``shrinkage`` towards their diagonal (a distilled set
+    has about as many images as dimensions). Zero for identical sets, positive otherwise."""
+    p, q = p_feats.double().flatten(1), q_feats.double().flatten(1)
+    mu = p.mean(0)
+    k = min(dims, p.shape[1], len(p) - 1)
+    basis = torch.linalg.svd(p - mu, full_matrices=False).Vh[:k].T
+    a, b = (p - mu) @ basis, (q - mu) @ basis
+
+    def fit(z):
+        c = torch.cov(z.T).reshape(k, k) if len(z) > 1 else torch.zeros(k, k, dtype=z.dtype)
+        c = (1 - shrinkage) * c + shrinkage * torch.diag(torch.diag(c))
+        return z.mean(0), c + 1e-6 * torch.eye(k, dtype=z.dtype)
+    (m_p, c_p), (m_q, c_q) = fit(a), fit(b)
+    inv_q, d = torch.linalg.inv(c_q), m_q - m_p
+    kl = 0.5 * (torch.trace(inv_q @ c_p) + d @ inv_q @ d - k + torch.logdet(c_q) - torch.logdet(c_p))
+    return float(kl)

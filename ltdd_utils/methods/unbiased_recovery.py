@@ -15,8 +15,8 @@ The pipeline is squeeze-recover-relabel with four changes aimed at the long tail
   real images scored by the teacher; in each round every real image offers its best unused crop, and the
   best of those fill the remaining slots, so a class with fewer images than IPC still gets distinct crops.
 * **Recovery** (:func:`recover_balanced`) against global and class-wise targets, and **relabelling**
-  (:func:`train_student_kd`): students learn MSE to the teacher's logits on every augmented (crop, flip,
-  CutMix) batch plus a small cross-entropy (EDC's recipe).
+  (:func:`ltdd_utils.evaluate.train_student_kd`, shared with chapter 01): students learn MSE to the teacher's
+  logits on every augmented (crop, flip, CutMix) batch plus a small cross-entropy (EDC's recipe).
 
 Choices the paper leaves open are arguments here; the chapter (notebooks/02_unbiased_recovery.ipynb) names
 them.
@@ -29,11 +29,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..augment import crop_flip
+from ..augment import crop_flip, cutmix_images, resized_crops
 from ..data import ImageData
 from ..distill.pixels import optimise_pixels
 from ..distill.srr import bn_matching_loss
 from ..distill.synset import SyntheticSet
+from ..evaluate import soft_cross_entropy
 from ..models import BNStatsHook, frozen, get_model
 from ..train import cross_entropy, fit, cached_net
 from ..versions import producer
@@ -80,23 +81,6 @@ def reweighting(class_counts, q: float) -> torch.Tensor:
     return w * len(w) / w.sum()
 
 
-def _soft_ce(logits, target, weights=None):
-    t = target if weights is None else target * weights
-    return -(t * F.log_softmax(logits, 1)).sum(1).mean()
-
-
-def _cutmix(xa, xb, lam: float, gen: torch.Generator):
-    """Paste a box of area (1 - lam) of ``xb`` into ``xa``; returns the images and the exact kept fraction."""
-    H, W = xa.shape[-2:]
-    r = math.sqrt(1 - lam)
-    h, w = int(H * r), int(W * r)
-    cy, cx = (int(v) for v in (torch.randint(0, H, (1,), generator=gen), torch.randint(0, W, (1,), generator=gen)))
-    y0, y1, x0, x1 = max(cy - h // 2, 0), min(cy + h // 2, H), max(cx - w // 2, 0), min(cx + w // 2, W)
-    out = xa.clone()
-    out[..., y0:y1, x0:x1] = xb[..., y0:y1, x0:x1]
-    return out, 1 - (y1 - y0) * (x1 - x0) / (H * W)
-
-
 def glmc_step_loss(model: Expert, xa, ya, xb, yb, num_classes: int, weights: torch.Tensor, alpha: float,
                    contrast_weight: float, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
     """One GLMC step: view 1 = MixUp(A, B), view 2 = CutMix(A, B) with one lam ~ U(0, 1); loss =
@@ -106,14 +90,14 @@ def glmc_step_loss(model: Expert, xa, ya, xb, yb, num_classes: int, weights: tor
     a1, a2, b1, b2 = (crop_flip(v, pad, generator=gen) for v in (xa, xa, xb, xb))
     lam = float(torch.rand(1, generator=gen))
     v1 = lam * a1 + (1 - lam) * b1
-    v2, lam2 = _cutmix(a2, b2, lam, gen)
+    v2, lam2 = cutmix_images(a2, b2, lam, gen)
     oa, ob = F.one_hot(ya, num_classes).float(), F.one_hot(yb, num_classes).float()
     t1, t2 = lam * oa + (1 - lam) * ob, lam2 * oa + (1 - lam2) * ob
     l1, c1, z1, p1 = model.heads(v1)
     l2, c2, z2, p2 = model.heads(v2)
     w = weights.to(l1.device)
-    plain = _soft_ce(l1, t1) + _soft_ce(l2, t2)
-    reweighted = _soft_ce(c1, t1, w) + _soft_ce(c2, t2, w)
+    plain = soft_cross_entropy(l1, t1) + soft_cross_entropy(l2, t2)
+    reweighted = soft_cross_entropy(c1, t1, w) + soft_cross_entropy(c2, t2, w)
     robust = -(F.cosine_similarity(p1, z2.detach()).mean() + F.cosine_similarity(p2, z1.detach()).mean())
     loss = (1 - alpha) * plain + alpha * reweighted + contrast_weight * robust
     return loss, {"ce": float(plain.detach()) / 2, "robust": float(robust.detach())}
@@ -223,26 +207,6 @@ def stats_distance(a, b) -> list[float]:
 
 
 # -------------------------------------------------------------------------------- multi-round init
-def resized_crops(x: torch.Tensor, num_crops: int, scale=(0.08, 1.0), gen: torch.Generator | None = None,
-                  flip: bool = False) -> torch.Tensor:
-    """``num_crops`` square random-resized crops of every image (area fraction ~ U(scale)), resized back to
-    the full size (bilinear): (N, M, C, H, W). One crop per image and draw, through one affine grid."""
-    n = len(x)
-    if n == 0:
-        return x.new_zeros((0, num_crops, *x.shape[1:]))
-    k = n * num_crops
-    s = torch.empty(k).uniform_(scale[0], scale[1], generator=gen).sqrt()            # side / full side
-    cx = (torch.rand(k, generator=gen) * 2 - 1) * (1 - s)
-    cy = (torch.rand(k, generator=gen) * 2 - 1) * (1 - s)
-    sx = s * (torch.where(torch.rand(k, generator=gen) < 0.5, -1.0, 1.0) if flip else 1.0)
-    theta = torch.zeros(k, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 2], theta[:, 1, 1], theta[:, 1, 2] = sx, cx, s, cy
-    src = x.repeat_interleave(num_crops, 0)
-    grid = F.affine_grid(theta.to(x), list(src.shape), align_corners=False)
-    out = F.grid_sample(src, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
-    return out.view(n, num_crops, *x.shape[1:])
-
-
 def select_multi_round(scores: torch.Tensor, k: int, valid: torch.Tensor | None = None) -> tuple[list, int]:
     """Confidence-guided multi-round selection of ``k`` (image, crop) pairs from ``scores`` (N, M).
 
@@ -381,36 +345,3 @@ def recover_balanced(observer: nn.Module, init: SyntheticSet, global_targets, cl
             "classwise": class_targets is not None, "ce_weight": ce_weight, "crop_scale": list(crop_scale),
             "seed": seed, "history": history, "observer": getattr(observer, "cache_key", None)}
     return SyntheticSet(images, init.labels.clone(), init.num_classes, meta=meta)
-
-
-# ------------------------------------------------------------------------------------------- relabelling
-def kd_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, gen: torch.Generator, crop_scale=(0.08, 1.0),
-             cutmix: bool = True):
-    """EDC's student augmentation without RandAugment: a random resized crop and flip per image, then CutMix
-    with lam ~ U(0, 1) against a shuffled copy of the batch. Returns images, soft hard-label targets."""
-    xa = resized_crops(x, 1, crop_scale, gen, flip=True)[:, 0]
-    target = F.one_hot(y, num_classes).float()
-    if cutmix and len(x) > 1:
-        perm = torch.randperm(len(x), generator=gen).to(x.device)
-        xa, kept = _cutmix(xa, xa[perm], float(torch.rand(1, generator=gen)), gen)
-        target = kept * target + (1 - kept) * target[perm]
-    return xa, target
-
-
-@producer("student.kd", 1, uses=("train.fit", "models"))
-def train_student_kd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, teacher: nn.Module, epochs: int,
-                     lr: float = 1e-3, weight_decay: float = 0.01, batch: int = 100, ce_weight: float = 0.025,
-                     crop_scale=(0.08, 1.0), cutmix: bool = True, seed: int = 0, device="cpu") -> nn.Module:
-    """Relabel online and train: ``MSE(student, teacher logits) + ce_weight * CE`` on every augmented batch
-    (the paper's Eq. 10 with EDC's constants); AdamW with a cosine schedule over all steps."""
-    teacher = teacher.to(device).eval()
-    C = [m for m in model.modules() if isinstance(m, nn.Linear)][-1].out_features
-
-    def step_loss(model, xb, yb, b):
-        xb, tb = kd_batch(xb, yb, C, b.gen, crop_scale, cutmix)
-        with torch.no_grad():
-            t = teacher(xb)
-        s = model(xb)
-        return F.mse_loss(s, t) + ce_weight * _soft_ce(s, tb)
-    return fit(model, x, y, step_loss, epochs=epochs, batch=batch, optimiser="adamw", lr=lr,
-               opt_kwargs={"weight_decay": weight_decay}, schedule="cosine", seed=seed, device=device)

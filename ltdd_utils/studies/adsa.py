@@ -1,43 +1,87 @@
-"""The experiments of the soft-label-bias chapter (notebooks/01_adsa.ipynb): long-tailed splits, teachers,
-recovered images, the label arms and the two-sources grid."""
+"""The experiments of the soft-label-bias chapter (notebooks/01_adsa.ipynb): long-tailed splits with a seeded
+class -> tail-rank order, teachers, a held-out validation set (student width), recovered images, the label arms
+with EDC's student recipe, the tau* diagnostics, the image term and the two-sources grid."""
 from __future__ import annotations
 
+import math
 import time
 
 import torch
 
+from ..augment import resized_crops
 from ..cache import cached
 from ..data.bias import stream_seed
-from ..data.longtail import class_groups, make_longtail
+from ..data.longtail import class_groups, held_out, make_longtail, tail_order
 from ..distill import SyntheticSet, random_subset
 from ..distill.srr import recover
-from ..evaluate import predict, train_teacher
-from ..experiment import Run, eval_settings
+from ..evaluate import EvalSettings, predict, train_student_kd, train_teacher
+from ..experiment import Run
 from ..methods import adsa
+from ..models import embed_in_chunks
 from ..versions import key_versions
 
 
+def initial_set(d, ipc: int, seed: int, duplicate_noise: float) -> SyntheticSet:
+    """``ipc`` real images per class of ``d`` (a seeded draw); a class with fewer than ``ipc`` images repeats
+    them in turn, each copy with Gaussian noise of std ``duplicate_noise`` so that recovery can move copies apart.
+    ``meta["duplicated"]``: the copies per class."""
+    sub = random_subset(d, ipc, stream_seed(seed, "adsa-init"))
+    xs, ys = [], []
+    gen = torch.Generator().manual_seed(stream_seed(seed, "adsa-duplicates"))
+    for c in range(d.num_classes):
+        xc = sub.images[sub.labels == c]
+        if len(xc) < ipc:
+            reps = xc[torch.arange(ipc - len(xc)) % len(xc)]
+            xc = torch.cat([xc, reps + duplicate_noise * torch.randn(reps.shape, generator=gen)])
+        xs.append(xc)
+        ys.append(torch.full((ipc,), c))
+    meta = {**sub.meta, "duplicated": [max(0, ipc - n) for n in sub.meta["per_class"]]}
+    return SyntheticSet(torch.cat(xs), torch.cat(ys), d.num_classes, meta=meta)
+
+
+def real_crops(d, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``k`` random resized crops (area 8-100 %, flipped at random) of every real image of ``d``, and their labels."""
+    x, y = d.tensors()
+    gen = torch.Generator().manual_seed(stream_seed(seed, "adsa-real-crops"))
+    return resized_crops(x, k, (0.08, 1.0), gen, flip=True).flatten(0, 1), y.repeat_interleave(k)
+
+
+def tau_star_of(teacher, images, labels, class_counts, taus, device="cpu"):
+    """ADSA's (tau*, taus, criterion) with ``teacher``'s logits on ``images`` (any image set: distilled, initial
+    or real crops)."""
+    logits = predict(teacher, images, device=device)
+    return adsa.adaptive_soft_label_alignment(logits, labels, class_counts, taus)
+
+
 class Study:
-    """Splits at every imbalance factor, a balanced split of the same size, one teacher per split and the test
-    logits of each; ``arm(...)`` evaluates one label arm and keeps its records in ``run``."""
+    """Splits at every imbalance factor (class ``order[r]`` has the r-th largest count), a balanced split of the
+    same size as the main one, a balanced validation set outside every split, one teacher per split and the test
+    logits of each; ``choose_width()`` then ``arm(...)`` evaluate students and keep their records in ``run``."""
 
     def __init__(self, run: Run):
         self.run, cfg = run, run.cfg
         self.cfg, self.device, self.full = cfg, run.device, run.train
         self.C = self.full.num_classes
+        self.order = tail_order(self.C, cfg.tail_order_seed)            # order[r]: the class of rank r (0 = head)
         self.taus = torch.arange(cfg.tau_grid[0], cfg.tau_grid[1] + 1e-9, cfg.tau_grid[2])
         self.x_test, self.y_test = run.test.tensors()
+        self.IF0, self.ipc0, self.seed0 = cfg.imbalance_factor, cfg.ipcs[0], cfg.seeds[0]
         self.factors = list(dict.fromkeys([cfg.imbalance_factor, *cfg.sweep_factors]))
-        self.splits = {f: make_longtail(self.full, f, seed=0, n_max=cfg.n_max) for f in self.factors}
-        self.lt = self.splits[cfg.imbalance_factor]
+        self.splits = {f: make_longtail(self.full, f, seed=0, n_max=cfg.n_max, order=self.order) for f in self.factors}
+        self.lt = self.splits[self.IF0]
         self.bal = self.balanced_like(self.lt)
+        self.val = held_out(self.full, [*self.splits.values(), self.bal], cfg.val_per_class)
         self.groups = class_groups(self.lt.class_counts(), cfg.group_scheme)
         self.teachers = {f: self.teacher_for(d) for f, d in self.splits.items()}
         self.teachers["balanced"] = self.teacher_for(self.bal)
         self.logits_test = {k: predict(t, self.x_test, device=self.device) for k, t in self.teachers.items()}
-        self.oracle = {f: adsa.oracle_tau(self.logits_test[f], self.y_test, self.splits[f].class_counts(), self.taus)[0]
-                       for f in self.factors}
+        # the adjusted teacher's balanced test accuracy against tau: the ceiling curve (oracle tau = its argmax)
+        self.ceiling = {f: adsa.oracle_tau(self.logits_test[f], self.y_test, self.splits[f].class_counts(), self.taus)
+                        for f in self.factors}
+        self.oracle = {f: c[0] for f, c in self.ceiling.items()}
+        self.width = cfg.eval_widths[0]
 
+    # ------------------------------------------------------------------------------------------ data, teachers
     def balanced_like(self, d):
         """A class-balanced subset of the full training set with the same total size as ``d``."""
         per, full = len(d) // self.C, self.full
@@ -51,31 +95,25 @@ class Study:
         return train_teacher(d, c.model, c.teacher_width, c.depth, "batchnorm", c.teacher_epochs, c.teacher_lr,
                              c.teacher_batch, "cropflip", "ce", seed=0, device=self.device, cache_root=c.cache_dir)
 
+    def by_rank(self, per_class) -> list:
+        """Per-class values in tail-rank order (head first)."""
+        return [per_class[c] for c in self.order]
+
     def teacher_table(self) -> list[dict]:
         rows = []
         for k, logits in self.logits_test.items():
             acc = [float((logits.argmax(1)[self.y_test == c] == c).float().mean() * 100) for c in range(self.C)]
             counts = (self.bal if k == "balanced" else self.splits[k]).class_counts()
             rows.append({"teacher": "balanced (same size)" if k == "balanced" else f"IF {k:g}",
-                         "train images": sum(counts), "head / tail images": f"{counts[0]} / {counts[-1]}",
+                         "train images": sum(counts),
+                         "head / tail images": f"{counts[self.order[0]]} / {counts[self.order[-1]]}",
                          "test acc": sum(acc) / self.C,
                          **{f"acc {g}": sum(acc[c] for c in cl) / len(cl) for g, cl in self.groups.items()}})
         return rows
 
+    # ------------------------------------------------------------------------------------------------- images
     def init_set(self, d, ipc, seed) -> SyntheticSet:
-        """``ipc`` real images per class; classes with fewer images repeat them (plus noise)."""
-        sub = random_subset(d, ipc, stream_seed(seed, "adsa-init"))
-        xs, ys = [], []
-        gen = torch.Generator().manual_seed(stream_seed(seed, "adsa-duplicates"))
-        for c in range(self.C):
-            xc = sub.images[sub.labels == c]
-            if len(xc) < ipc:
-                reps = xc[torch.arange(ipc - len(xc)) % len(xc)]
-                xc = torch.cat([xc, reps + self.cfg.duplicate_noise * torch.randn(reps.shape, generator=gen)])
-            xs.append(xc)
-            ys.append(torch.full((ipc,), c))
-        meta = {**sub.meta, "duplicated": [max(0, ipc - n) for n in sub.meta["per_class"]]}
-        return SyntheticSet(torch.cat(xs), torch.cat(ys), self.C, meta=meta)
+        return initial_set(d, ipc, seed, self.cfg.duplicate_noise)
 
     def recovered(self, d, teacher, ipc, seed) -> SyntheticSet:
         c = self.cfg
@@ -86,50 +124,127 @@ class Study:
             teacher, self.init_set(d, ipc, seed), c.recover_iterations, c.recover_lr, c.r_bn, c.first_bn_multiplier,
             c.jitter, seed=seed, device=self.device), c.cache_dir)
 
+    # ---------------------------------------------------------------------------------------------- tau*
     def tau_star(self, images, labels, f, labeller=None):
         """ADSA's (tau*, taus, criterion) on ``images`` labelled by the IF-``f`` teacher (or ``labeller``)."""
-        logits = predict(self.teachers[f] if labeller is None else labeller, images, device=self.device)
-        return adsa.adaptive_soft_label_alignment(logits, labels, self.splits[f].class_counts(), self.taus)
+        return tau_star_of(self.teachers[f] if labeller is None else labeller, images, labels,
+                           self.splits[f].class_counts(), self.taus, self.device)
 
-    def arm(self, study, f, ipc, arm, seed):
-        """One label arm: its images (recovered, or a random real subset for random_*), teacher and tau."""
+    def tau_sources(self, f, ipc, seed) -> dict:
+        """tau* of the IF-``f`` teacher on three image sets: the initial real images (before recovery), random
+        resized crops of every real long-tailed image, and the recovered images; and, as a control, on the
+        recovered images with the balanced teacher as labeller. Each: (tau*, taus, criterion)."""
+        d, t = self.splits[f], self.teachers[f]
+        init, rec = self.init_set(d, ipc, seed), self.recovered(d, t, ipc, seed)
+        xc, yc = real_crops(d, self.cfg.real_crops, seed)
+        return {"initial real images": self.tau_star(init.images, init.labels, f),
+                "real crops": self.tau_star(xc, yc, f),
+                "recovered images": self.tau_star(rec.images, rec.labels, f),
+                "recovered, balanced labeller": self.tau_star(rec.images, rec.labels, f, self.teachers["balanced"])}
+
+    # ------------------------------------------------------------------------------------------- students
+    def settings(self, width: int | None = None) -> EvalSettings:
+        c = self.cfg
+        return EvalSettings(model=c.model, width=width or self.width, depth=c.depth, norm=c.norm,
+                            batch=c.eval_batch, students=c.eval_students)
+
+    def trainer(self, teacher, offset=None):
+        """EDC's student recipe for ``student_steps`` steps: KD from ``teacher`` (logits minus ``offset``), or hard
+        labels under the same augmentation and optimiser when ``teacher`` is None."""
+        c = self.cfg
+
+        def fit(model, x, y, student_seed):
+            epochs = math.ceil(c.student_steps / math.ceil(len(x) / c.eval_batch))
+            return train_student_kd(model, x, y, teacher, epochs, c.kd_lr, 0.01, c.eval_batch, c.kd_ce_weight,
+                                    (0.08, 1.0), c.kd_cutmix, student_seed, self.device, logit_offset=offset)
+        return fit
+
+    def choose_width(self) -> list[dict]:
+        """The student width with the best **validation** accuracy of the base pipeline (plain soft labels on the
+        recovered images, main factor, first IPC and seed); used by every arm. One row per candidate."""
+        c = self.cfg
+        if len(c.eval_widths) == 1:
+            self.width = c.eval_widths[0]
+            return []
+        s = self.recovered(self.lt, self.teachers[self.IF0], self.ipc0, self.seed0)
+        rows = []
+        for w in c.eval_widths:
+            m = self.run.evaluate(s, "soft", {"study": "width selection", "imbalance_factor": self.IF0, "width": w,
+                                              "evaluated on": "validation"}, self.ipc0, self.seed0,
+                                  settings=self.settings(w), groups=self.groups, test=self.val,
+                                  train_fn=self.trainer(self.teachers[self.IF0]))
+            rows.append({"width": w, "validation acc": sum(r["acc"] for r in m) / len(m),
+                         "validation acc few": sum(r["acc_few"] for r in m) / len(m),
+                         "train seconds": sum(r["train_seconds"] for r in m) / len(m)})
+        self.width = max(rows, key=lambda r: r["validation acc"])["width"]
+        return rows
+
+    def arm(self, study, f, ipc, arm, seed, tau: float | None = None, **setting):
+        """One label arm: its images (recovered, or the initial real subset for random_*), teacher and tau.
+        ``arm="fixed"`` with ``tau`` gives the sensitivity arm ``tau=<tau>``."""
         t0 = time.time()
         d = self.splits[f]
         s = self.init_set(d, ipc, seed) if arm.startswith("random") else self.recovered(d, self.teachers[f], ipc, seed)
-        teacher, tau = self.teachers[f], None
+        teacher = self.teachers["balanced"] if arm == "balanced_teacher" else self.teachers[f]
         if arm in ("adsa", "random_adsa"):
             tau = self.tau_star(s.images, s.labels, f)[0]
         elif arm == "tau1":
             tau = 1.0
         elif arm == "oracle":
             tau = self.oracle[f]
-        elif arm == "balanced_teacher":
-            teacher = self.teachers["balanced"]
-        mode = "hard" if arm == "hard" else "soft_kl"
+        elif arm != "fixed":
+            tau = None
+        method = f"tau={tau:g}" if arm == "fixed" else arm
         offset = None if tau is None else tau * adsa.log_prior(d.class_counts())
-        return self.run.evaluate(s, arm, {"study": study, "imbalance_factor": f}, ipc, seed, groups=self.groups,
-                                 settings=eval_settings(self.cfg, label_mode=mode, temperature=self.cfg.temperature),
-                                 teacher=None if mode == "hard" else teacher, logit_offset=offset, t0=t0,
-                                 add={"tau": tau})
+        fit = self.trainer(None if arm == "hard" else teacher, offset)
+        return self.run.evaluate(s, method, {"study": study, "imbalance_factor": f, **setting}, ipc, seed,
+                                 groups=self.groups, settings=self.settings(), train_fn=fit, t0=t0,
+                                 add={"tau": tau, "width": self.width})
 
-    def two_sources(self, ipc, seed):
-        """Balanced vs long-tailed images x balanced vs long-tailed teacher: per-class confidence of the soft
-        labels, its head-to-tail slope, and one soft-label student per cell."""
-        f = self.cfg.imbalance_factor
+    # ------------------------------------------------------------------------------------- the bound's terms
+    def image_term(self, images: torch.Tensor, dims: int = 16) -> float:
+        """KL(p_test(x) || p_images(x)) between Gaussians fitted to the balanced teacher's features of the test
+        images and of ``images``, in the test features' top ``dims`` principal directions (an estimate of the
+        bound's image term; the balanced teacher's feature space is shared by every image set)."""
+        t = self.teachers["balanced"]
+        if getattr(self, "_test_feats", None) is None:
+            self._test_feats = embed_in_chunks(t, self.x_test.to(self.device)).cpu()
+        return adsa.gaussian_kl(self._test_feats, embed_in_chunks(t, images.to(self.device)).cpu(), dims)
+
+    def label_term(self, f, tau: float | None) -> float:
+        """E_x KL(p_balanced teacher || p_soft) on the test images, soft labels of the IF-``f`` teacher adjusted
+        with ``tau`` (None: plain)."""
+        logits = self.logits_test[f]
+        if tau is not None:
+            logits = adsa.adjusted_logits(logits, adsa.log_prior(self.splits[f].class_counts()), tau)
+        return adsa.label_term_kl(self.logits_test["balanced"], logits)
+
+    # -------------------------------------------------------------------------------- two sources of bias
+    def two_sources(self, ipc, seed) -> tuple[list[dict], list[dict]]:
+        """Balanced vs long-tailed images x balanced vs long-tailed teacher, one seed: per cell the labeller's
+        mean true-class confidence per class (no augmentation) in tail-rank order, its spread, its head-to-tail
+        slope per rank (negative: head over-confident) and one student with that labeller's soft labels (the
+        long-tailed cell is the main comparison's ``soft`` arm, reused when it ran)."""
+        f = self.IF0
         images = {"balanced images": self.recovered(self.bal, self.teachers["balanced"], ipc, seed),
                   "long-tailed images": self.recovered(self.lt, self.teachers[f], ipc, seed)}
         labellers = {"balanced teacher": self.teachers["balanced"], "long-tailed teacher": self.teachers[f]}
         rows, conf = [], []
-        rank = torch.stack([torch.arange(self.C).float(), torch.ones(self.C)], 1)
         for iname, s in images.items():
             for lname, t in labellers.items():
-                c = adsa.class_confidence(predict(t, s.images, device=self.device), s.labels, self.C)
-                conf += [{"cell": f"{iname} / {lname}", "class": k, "confidence": float(v)} for k, v in enumerate(c)]
-                m = self.run.evaluate(s, "soft", {"study": "2x2", "imbalance_factor": f, "images": iname,
-                                                  "labeller": lname}, ipc, seed, groups=self.groups, teacher=t,
-                                      settings=eval_settings(self.cfg, label_mode="soft_kl",
-                                                             temperature=self.cfg.temperature, students=1))[0]
-                rows.append({"images": iname, "labeller": lname, "confidence spread (std)": float(c.std(unbiased=False)),
-                             "head-to-tail slope per class": float(torch.linalg.lstsq(rank, c[:, None]).solution[0]),
-                             "student acc": m["acc"], "student acc few": m["acc_few"]})
+                c = self.by_rank(adsa.class_confidence(predict(t, s.images, device=self.device), s.labels,
+                                                       self.C).tolist())
+                conf += [{"cell": f"{iname} / {lname}", "seed": seed, "rank": r, "confidence": v}
+                         for r, v in enumerate(c)]
+                acc = None
+                if (iname, lname) == ("long-tailed images", "long-tailed teacher"):
+                    acc = self.run.per_seed({"method": "soft", "ipc": ipc, "setting.study": "main",
+                                             "setting.imbalance_factor": f}).get(seed)
+                if acc is None:
+                    acc = self.run.evaluate(s, "soft", {"study": "2x2", "imbalance_factor": f, "images": iname,
+                                                        "labeller": lname}, ipc, seed, groups=self.groups,
+                                            settings=self.settings(), train_fn=self.trainer(t))[0]["acc"]
+                rows.append({"seed": seed, "images": iname, "labeller": lname,
+                             "confidence spread (std)": float(torch.tensor(c).std(unbiased=False)),
+                             "head-to-tail slope per rank": adsa.rank_slope(c), "student acc": acc})
         return rows, conf

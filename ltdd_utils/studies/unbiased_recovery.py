@@ -9,9 +9,9 @@ import torch
 
 from ..cache import cached
 from ..chapters.unbiased_recovery import ARMS
-from ..data.longtail import class_groups, make_longtail
+from ..data.longtail import class_groups, held_out, make_longtail
 from ..distill import distill, random_subset
-from ..evaluate import accuracy_metrics, predict
+from ..evaluate import accuracy_metrics, predict, train_student_kd
 from ..experiment import Run, eval_settings
 from ..methods import unbiased_recovery as ur
 from ..models import bn_statistics
@@ -45,12 +45,7 @@ class Study:
                 ur.check_capacity(d.class_counts(), ipc, cfg.num_crops, cfg.max_images)
         self.lt = self.splits[self.IF0]
         self.groups = class_groups(self.lt.class_counts(), cfg.group_scheme)
-        free = torch.ones(len(self.full), dtype=torch.bool)
-        free[torch.cat([d.indices for d in self.splits.values()])] = False
-        gen = torch.Generator().manual_seed(12345)
-        keep = [p[torch.randperm(len(p), generator=gen)[:cfg.val_per_class]]
-                for p in ((free & (self.full.labels == c)).nonzero().flatten() for c in range(self.C))]
-        self.val = self.full.subset(torch.cat(keep).sort().values)
+        self.val = held_out(self.full, self.splits.values(), cfg.val_per_class)
         self.heads, self.q = cfg.expert_heads, cfg.q
         self.experts: dict = {}
         self._stats: dict = {}
@@ -153,7 +148,7 @@ class Study:
             teacher = self.experts[f, t_kind, "teacher"]
 
             def fit(model, x, y, student_seed):
-                return ur.train_student_kd(model, x, y, teacher, c.eval_epochs, c.kd_lr, 0.01, c.eval_batch,
+                return train_student_kd(model, x, y, teacher, c.eval_epochs, c.kd_lr, 0.01, c.eval_batch,
                                            c.kd_ce_weight, self.crop_scale, c.kd_cutmix, student_seed, self.device)
         settings = eval_settings(c, label_mode="hard") if fit is None else eval_settings(c)
         return self.run.evaluate(s, arm, {"study": study, "imbalance_factor": f}, ipc, seed, settings=settings,
