@@ -202,9 +202,14 @@ def micro_batch_size(model: nn.Module, im_size, device="cpu") -> int:
 
 
 def quiet_compile():
-    """Silence the one-line notice torch's C++ builder prints on a machine without CUDA."""
+    """Silence the one-line notice torch's C++ builder prints on a machine without CUDA, and let one model class
+    keep more compiled variants than torch's default of 8: ``ConvNet.forward`` is one code object for every
+    width, norm, batch shape and grad mode a chapter compiles (students, teachers, inference), and past the
+    limit torch falls back to eager with a warning."""
     import logging
+    import torch._dynamo.config as dynamo_config
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)
 
 
 def _compiled_embed(net: nn.Module, device, method: str = "embed", grad: bool = False):
