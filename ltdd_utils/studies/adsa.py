@@ -223,8 +223,9 @@ class Study:
     def two_sources(self, ipc, seed) -> tuple[list[dict], list[dict]]:
         """Balanced vs long-tailed images x balanced vs long-tailed teacher, one seed: per cell the labeller's
         mean true-class confidence per class (no augmentation) in tail-rank order, its spread, its head-to-tail
-        slope per rank (negative: head over-confident) and one student with that labeller's soft labels (the
-        long-tailed cell is the main comparison's ``soft`` arm, reused when it ran)."""
+        slope per rank (negative: head over-confident) and one student with that labeller's soft labels (the cells
+        with long-tailed images are the main comparison's ``soft`` and ``balanced_teacher`` arms, reused when they
+        ran)."""
         f = self.IF0
         images = {"balanced images": self.recovered(self.bal, self.teachers["balanced"], ipc, seed),
                   "long-tailed images": self.recovered(self.lt, self.teachers[f], ipc, seed)}
@@ -236,10 +237,10 @@ class Study:
                                                        self.C).tolist())
                 conf += [{"cell": f"{iname} / {lname}", "seed": seed, "rank": r, "confidence": v}
                          for r, v in enumerate(c)]
-                acc = None
-                if (iname, lname) == ("long-tailed images", "long-tailed teacher"):
-                    acc = self.run.per_seed({"method": "soft", "ipc": ipc, "setting.study": "main",
-                                             "setting.imbalance_factor": f}).get(seed)
+                reuse = {("long-tailed images", "long-tailed teacher"): "soft",
+                         ("long-tailed images", "balanced teacher"): "balanced_teacher"}.get((iname, lname))
+                acc = None if reuse is None else self.run.per_seed(
+                    {"method": reuse, "ipc": ipc, "setting.study": "main", "setting.imbalance_factor": f}).get(seed)
                 if acc is None:
                     acc = self.run.evaluate(s, "soft", {"study": "2x2", "imbalance_factor": f, "images": iname,
                                                         "labeller": lname}, ipc, seed, groups=self.groups,
