@@ -184,6 +184,11 @@ def compile_wanted(precision: str, device, work: int, setting=None, threshold: i
 ACTIVATION_BUDGET = 3 * 2**20
 
 
+def has_batchnorm(model: nn.Module) -> bool:
+    """Whether ``model`` has a BatchNorm layer (its training step mixes the images of a batch)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def micro_batch_size(model: nn.Module, im_size, device="cpu") -> int:
     """How many images a CPU training step should forward and backward at a time (0: the whole batch).
 
@@ -193,7 +198,7 @@ def micro_batch_size(model: nn.Module, im_size, device="cpu") -> int:
     full resolution within :data:`ACTIVATION_BUDGET` elements."""
     if torch.device(device).type != "cpu":
         return 0
-    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    if has_batchnorm(model):
         return 0
     conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     if conv is None:

@@ -141,12 +141,12 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
 
 def _micro_batch(setting, model: nn.Module, x: torch.Tensor, device) -> int:
     """Images per chunk for :func:`fit` (0: whole batches); an explicit size on a model with BatchNorm is an error."""
-    from .models import micro_batch_size
+    from .models import has_batchnorm, micro_batch_size
     if setting == "auto":
         return micro_batch_size(model, x.shape[-2:], device)
     if isinstance(setting, bool) or not isinstance(setting, int) or setting < 0:
         raise ValueError(f"micro_batch {setting!r} is not allowed: expected 'auto' or an integer >= 0")
-    if setting and any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    if setting and has_batchnorm(model):
         raise ValueError(f"micro_batch {setting} is not allowed for a model with BatchNorm: its batch statistics "
                          "would be those of each chunk; use 0")
     return setting

@@ -16,6 +16,7 @@ from ..distill import SyntheticSet, random_subset
 from ..distill.srr import recover
 from ..evaluate import EvalSettings, predict, train_student_kd, train_teacher
 from ..experiment import Run
+from ..train import steps_per_epoch
 from ..methods import adsa
 from ..models import embed_in_chunks
 from ..versions import key_versions
@@ -80,6 +81,7 @@ class Study:
                         for f in self.factors}
         self.oracle = {f: c[0] for f, c in self.ceiling.items()}
         self.width = cfg.eval_widths[0]
+        self._test_feats = None                  # the balanced teacher's features of the test set (image term)
 
     # ------------------------------------------------------------------------------------------ data, teachers
     def balanced_like(self, d):
@@ -154,9 +156,10 @@ class Study:
         c = self.cfg
 
         def fit(model, x, y, student_seed):
-            epochs = math.ceil(c.student_steps / math.ceil(len(x) / c.eval_batch))
-            return train_student_kd(model, x, y, teacher, epochs, c.kd_lr, 0.01, c.eval_batch, c.kd_ce_weight,
-                                    (0.08, 1.0), c.kd_cutmix, student_seed, self.device, logit_offset=offset)
+            epochs = math.ceil(c.student_steps / steps_per_epoch(len(x), c.eval_batch))
+            return train_student_kd(model, x, y, teacher, epochs, lr=c.kd_lr, batch=c.eval_batch,
+                                    ce_weight=c.kd_ce_weight, cutmix=c.kd_cutmix, seed=student_seed,
+                                    device=self.device, logit_offset=offset)
         return fit
 
     def choose_width(self) -> list[dict]:
@@ -207,7 +210,7 @@ class Study:
         images and of ``images``, in the test features' top ``dims`` principal directions (an estimate of the
         bound's image term; the balanced teacher's feature space is shared by every image set)."""
         t = self.teachers["balanced"]
-        if getattr(self, "_test_feats", None) is None:
+        if self._test_feats is None:
             self._test_feats = embed_in_chunks(t, self.x_test.to(self.device)).cpu()
         return adsa.gaussian_kl(self._test_feats, embed_in_chunks(t, images.to(self.device)).cpu(), dims)
 
