@@ -77,6 +77,7 @@ COMMON: dict[str, Param] = {
     "kd_lr": Param(positive_number, "student AdamW learning rate (soft-label arms)"),
     "kd_ce_weight": Param(number_at_least(0), "weight of the hard-label CE beside the logit MSE (EDC: 0.025)"),
     "kd_cutmix": Param(a_bool, "CutMix in the student batches of the soft-label arms"),
+    "student_steps": Param(int_at_least(1), "optimiser steps of every student (its epochs follow from the set's size)"),
     "val_per_class": Param(int_at_least(1), "held-out balanced validation images per class (training images outside "
                            "every split)"),
     # verdicts

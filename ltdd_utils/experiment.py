@@ -2,6 +2,7 @@
 settings, the test split, provenance and where results go."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -31,11 +32,33 @@ def net_factory(cfg: Config, data: ImageData, width: int | None = None):
 
 
 def eval_settings(cfg: Config, **overrides) -> EvalSettings:
-    s = EvalSettings(model=cfg.model, width=cfg.eval_width, depth=cfg.depth, norm=cfg.norm, epochs=cfg.eval_epochs,
-                     lr=cfg.eval_lr, batch=cfg.eval_batch, aug=cfg.eval_aug, students=cfg.eval_students)
-    for k, v in overrides.items():
-        setattr(s, k, v)
-    return s
+    """The evaluation protocol of ``cfg`` (``eval_*`` parameters), with ``overrides``; a chapter whose students
+    train for a number of steps (``student_steps``) passes ``epochs`` and needs no ``eval_epochs``."""
+    fields = dict(model=cfg.model, width=cfg.eval_width, depth=cfg.depth, norm=cfg.norm, lr=cfg.eval_lr,
+                  batch=cfg.eval_batch, aug=cfg.eval_aug, students=cfg.eval_students)
+    if "epochs" not in overrides:
+        fields["epochs"] = cfg.eval_epochs
+    return EvalSettings(**{**fields, **overrides})
+
+
+def student_epochs(cfg: Config, n: int) -> int:
+    """Epochs that give every student at least ``cfg.student_steps`` optimiser steps on ``n`` images."""
+    from .train import steps_per_epoch
+    return math.ceil(cfg.student_steps / steps_per_epoch(n, cfg.eval_batch))
+
+
+def kd_trainer(cfg: Config, teacher, device, logit_offset=None):
+    """A ``train_fn(model, x, y, seed)`` for :meth:`Run.evaluate`: EDC's student recipe
+    (:func:`ltdd_utils.evaluate.train_student_kd`) for ``student_steps`` steps of batch ``eval_batch``, learning
+    ``teacher``'s logits (minus ``logit_offset``), or, with ``teacher`` None, hard labels under the same
+    augmentation and optimiser."""
+    from .evaluate import train_student_kd
+
+    def fit(model, x, y, seed):
+        return train_student_kd(model, x, y, teacher, student_epochs(cfg, len(x)), lr=cfg.kd_lr, batch=cfg.eval_batch,
+                                ce_weight=cfg.kd_ce_weight, crop_scale=tuple(cfg.get("crop_scale", (0.08, 1.0))),
+                                cutmix=cfg.kd_cutmix, seed=seed, device=device, logit_offset=logit_offset)
+    return fit
 
 
 def device(cfg: Config) -> torch.device:

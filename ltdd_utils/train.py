@@ -41,7 +41,14 @@ SCHEDULES: dict[str, tuple[Callable, bool]] = {
                   False),
     "cosine": (lambda opt, epochs, steps: torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(1, steps)), True),
     "constant": (lambda opt, epochs, steps: None, True),
+    # GLMC's schedule: a linear warm-up over the first 5 % of the steps, then cosine to 0
+    "warmup_cosine": (lambda opt, epochs, steps: torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(steps)), True),
 }
+
+
+def _warmup_cosine(steps: int, warmup: float = 0.05) -> Callable[[int], float]:
+    w = max(1, round(warmup * steps))
+    return lambda s: (s + 1) / w if s < w else 0.5 * (1 + math.cos(math.pi * (s - w) / max(1, steps - w)))
 
 
 @dataclass
@@ -74,7 +81,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
     Each epoch draws a permutation of ``index`` (default: every sample) from the generator; each batch is
     augmented with ``AUGMENTS[aug]`` and passed to ``step_loss``. ``optimiser`` (``OPTIMISERS``: sgd with
     momentum 0.9, adam, adamw) with ``lr`` and ``opt_kwargs``; ``schedule`` (``SCHEDULES``): ``step_half``
-    (x0.1 at half of the epochs), ``cosine`` (to 0 over all steps) or ``constant``. ``seed`` seeds both the
+    (x0.1 at half of the epochs), ``cosine`` (to 0 over all steps), ``warmup_cosine`` (linear warm-up over the
+    first 5 % of the steps, then cosine) or ``constant``. ``seed`` seeds both the
     global RNG and the generator; pass ``gen`` to continue an existing stream instead (then ``seed`` only
     seeds the global RNG, when not None). ``desc`` prints one progress line per epoch. ``precision``
     (:mod:`ltdd_utils.precision`): under bf16 the forward pass and the loss run under autocast (convolutions

@@ -132,23 +132,134 @@ def test_recovery_moves_pixels_toward_the_targets_and_the_classwise_term_is_zero
     assert again.meta["history"]["bn_class"][0] < 1e-3
 
 
-def test_experts_train_cache_and_students_learn_from_a_teacher(tmp_path):
+def test_experts_train_once_and_are_cached(tmp_path):
     data = tiny_data([24, 8, 4])
     kw = dict(width=4, depth=2, epochs=1, batch=16, cache_root=tmp_path)
-    a = ur.train_expert(data, debias=True, **kw)
-    b = ur.train_expert(data, debias=True, **kw)
+    a = ur.train_expert(data, debias=True, heads=1, **kw)
+    b = ur.train_expert(data, debias=True, heads=1, **kw)
     assert a.cache_key == b.cache_key and a.train_seconds == b.train_seconds
     assert ur.train_expert(data, debias=False, **kw).cache_key != a.cache_key
     assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
-    two = ur.train_expert(data, debias=True, heads=2, **kw)                # GLMC's re-weighted head teaches
+    two = ur.train_expert(data, debias=True, **kw)                         # GLMC's re-weighted head teaches
     assert two.cache_key != a.cache_key and two.fc_cb is not None
     x8 = data.tensors()[0][:5]
     assert torch.allclose(two(x8), two.fc_cb(two.embed(x8))) and not torch.allclose(two(x8), two.backbone(x8))
+
+
+class _Heads(nn.Module):
+    """An expert stand-in whose four outputs are separate parameters, to see which term reaches which head."""
+
+    def __init__(self):
+        super().__init__()
+        self.plain, self.cb = nn.Linear(12, 3), nn.Linear(12, 3)
+        self.proj, self.pred = nn.Linear(12, 4), nn.Linear(4, 4)
+
+    def heads(self, x):
+        h = x.flatten(1)[:, :12]
+        z = self.proj(h)
+        return self.plain(h), self.cb(h), z, self.pred(z)
+
+
+def _glmc_grads(alpha, contrast_weight=0.0, seed=0):
+    torch.manual_seed(seed)
+    net = _Heads()
+    g = torch.Generator().manual_seed(seed)
+    xa, xb = torch.randn(6, 3, 8, 8, generator=g), torch.randn(6, 3, 8, 8, generator=g)
+    ya, yb = torch.tensor([0, 0, 0, 0, 1, 2]), torch.tensor([2, 2, 1, 1, 0, 2])
+    loss, parts = ur.glmc_step_loss(net, xa, ya, xb, yb, 3, torch.tensor([0.2, 1.0, 1.8]), alpha, contrast_weight,
+                                    torch.Generator().manual_seed(1))
+    loss.backward()
+    return net, loss, parts
+
+
+def test_glmc_loss_moves_from_the_plain_head_to_the_reweighted_head():
+    early, _, _ = _glmc_grads(alpha=0.0)          # start of training: plain cross-entropy only, on the plain head
+    assert early.plain.weight.grad.abs().sum() > 0 and float(early.cb.weight.grad.abs().sum()) == 0.0
+    late, _, _ = _glmc_grads(alpha=1.0)           # end of training: the re-weighted term only, on the second head
+    assert late.cb.weight.grad.abs().sum() > 0 and float(late.plain.weight.grad.abs().sum()) == 0.0
+    _, mid, parts = _glmc_grads(alpha=0.25)
+    assert torch.isclose(mid, torch.tensor(2 * (0.75 * parts["ce"] + 0.25 * parts["reweighted"])), rtol=1e-5)
+
+
+def test_glmc_reweighted_term_weighs_the_targets_by_class():
+    logits = torch.zeros(2, 3)                    # uniform predictions: CE = -sum_k t_k log(1/3)
+    t = torch.tensor([[1.0, 0, 0], [0, 0.5, 0.5]])
+    w = torch.tensor([0.5, 1.0, 2.0])
+    from ltdd_utils.evaluate import soft_cross_entropy
+    expected = math.log(3) * (0.5 + (0.5 * 1.0 + 0.5 * 2.0)) / 2
+    assert math.isclose(float(soft_cross_entropy(logits, t, w)), expected, rel_tol=1e-6)
+
+
+def test_simsiam_stop_gradient_is_on_the_projection_side():
+    p1, z1, p2, z2 = (torch.randn(5, 4, requires_grad=True) for _ in range(4))
+    ur.simsiam_loss(p1, z1, p2, z2).backward()
+    assert p1.grad.abs().sum() > 0 and p2.grad.abs().sum() > 0
+    assert z1.grad is None and z2.grad is None
+    net, _, _ = _glmc_grads(alpha=0.0, contrast_weight=1.0)
+    assert net.pred.weight.grad.abs().sum() > 0   # the predictor learns from the consistency term
+
+
+def test_cutmix_kept_fraction_is_the_share_of_pixels_left_from_the_first_batch():
+    from ltdd_utils.augment import cutmix_images
+    g = torch.Generator().manual_seed(0)
+    for lam in (0.1, 0.37, 0.8, 0.99):
+        a, b = torch.zeros(4, 3, 16, 16), torch.ones(4, 3, 16, 16)
+        out, kept = cutmix_images(a, b, lam, g)
+        assert math.isclose(kept, float((out == 0).float().mean()), abs_tol=1e-6)
+        assert torch.equal(out[0], out[3])                                # one box for the whole batch
+
+
+def test_second_batch_is_drawn_class_rebalanced():
+    y = torch.cat([torch.zeros(900, dtype=torch.long), torch.ones(100, dtype=torch.long)])
+    w = ur.reweighting([900, 100], 1.0)            # n^-1: every class equally likely
+    idx = ur.rebalanced_draw(y, w, 20000, torch.Generator().manual_seed(0))
+    assert abs(float((y[idx] == 1).float().mean()) - 0.5) < 0.02
+    idx = ur.rebalanced_draw(y, ur.reweighting([900, 100], 0.0), 20000, torch.Generator().manual_seed(0))
+    assert abs(float((y[idx] == 1).float().mean()) - 0.1) < 0.01  # q = 0: uniform over images
+
+
+def overlapping_data(counts, seed=0):
+    """Two classes whose images differ only in brightness, drawn per image from overlapping distributions
+    (means 110 and 130, std 20): which class a mid-bright image gets depends on the class prior."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.cat([torch.full((n,), c) for c, n in enumerate(counts)])
+    level = 110 + 20 * y.float() + 20 * torch.randn(len(y), generator=g)
+    x = (level.view(-1, 1, 1, 1) + 5 * torch.randn(len(y), 3, 8, 8, generator=g)).clamp(0, 255).to(torch.uint8)
+    return ImageData(x, y, ["head", "tail"], "overlap", "generated", (0.5,) * 3, (0.25,) * 3)
+
+
+def test_debiased_expert_predicts_the_tail_more_often_than_the_plain_one(tmp_path):
+    data = overlapping_data([200, 20], seed=0)
+    test = overlapping_data([300, 300], seed=1)    # balanced
+    kw = dict(width=8, depth=2, epochs=30, batch=32, q=1.0, lr=0.05, contrast_weight=1.0, cache_root=tmp_path)
+    xt, yt = test.tensors()
+    share = {}
+    for debias in (False, True):
+        net = ur.train_expert(data, debias=debias, **kw)
+        with torch.no_grad():
+            share[debias] = float((net(xt).argmax(1) == 1).float().mean())
+    assert share[True] > share[False] + 0.1, share
+
+
+def test_kd_targets_are_the_teachers_logits_on_the_augmented_batch():
+    """A student that starts as a copy of its teacher has zero KD loss on every augmented batch, so with no
+    cross-entropy and no weight decay it does not move; a student trained by KD ends closer to the teacher."""
+    import copy
+    data = tiny_data([12, 12, 12])
     x, y = data.tensors()
+    teacher = get_model("convnet", 3, 3, (8, 8), width=4, depth=2).eval()
+    same = copy.deepcopy(teacher)
+    train_student_kd(same, x, y, teacher, epochs=2, batch=12, ce_weight=0.0, weight_decay=0.0, seed=0)
+    assert all(torch.allclose(p, q, atol=1e-6) for p, q in zip(same.parameters(), teacher.parameters()))
+    torch.manual_seed(3)
     student = get_model("convnet", 3, 3, (8, 8), width=4, depth=2)
-    before = [p.clone() for p in student.parameters()]
-    train_student_kd(student, x[:6], y[:6], a, epochs=2, batch=3, seed=0)
-    assert any(not torch.equal(p, q) for p, q in zip(before, student.parameters()))
+    with torch.no_grad():
+        before = float(((student.eval()(x) - teacher(x)) ** 2).mean())
+    train_student_kd(student, x, y, teacher, epochs=40, batch=12, ce_weight=0.0, lr=1e-2, crop_scale=(1.0, 1.0),
+                     cutmix=False, seed=0)
+    with torch.no_grad():
+        after = float(((student(x) - teacher(x)) ** 2).mean())
+    assert after < 0.25 * before, (before, after)
 
 
 def test_chapter_parameters_fail_before_compute():

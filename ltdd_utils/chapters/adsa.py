@@ -19,7 +19,7 @@ def _grid(name, v):
 SCHEMA = schema_from(
     "claim_margin", "test_limit", "results_dir", "recover_iterations", "recover_lr", "r_bn", "first_bn_multiplier",
     "dataset", "data_root", "cache_dir", "device", "precision", "seeds", "model", "depth", "norm", "group_scheme",
-    "eval_students", "eval_batch", "kd_lr", "kd_ce_weight", "kd_cutmix", "val_per_class",
+    "eval_students", "eval_batch", "kd_lr", "kd_ce_weight", "kd_cutmix", "val_per_class", "student_steps",
     "teacher_epochs", "teacher_lr", "teacher_width",
     n_max=Param(int_at_least(1), "images of the head class in the long-tailed split"),
     imbalance_factor=Param(number_at_least(1, " (1 = balanced)"), "imbalance factor of the main comparison"),
@@ -28,7 +28,6 @@ SCHEMA = schema_from(
     ipcs=Param(list_of(int_at_least(1)), "images per class of the main comparison (all arms at the first)"),
     methods=Param(list_of(one_of(*ARMS)), "label arms at the first IPC"),
     other_ipc_methods=Param(list_of(one_of(*ARMS), min_len=0), "label arms at the other IPCs"),
-    student_steps=Param(int_at_least(1), "optimiser steps of every student (its epochs follow from the set's size)"),
     eval_widths=Param(list_of(int_at_least(1)), "student widths; the one with the best validation accuracy of the "
                       "base pipeline's students is used everywhere"),
     sweep_factors=Param(list_of(number_at_least(1, " (1 = balanced)"), min_len=0),

@@ -83,9 +83,15 @@ def reweighting(class_counts, q: float) -> torch.Tensor:
 
 def glmc_step_loss(model: Expert, xa, ya, xb, yb, num_classes: int, weights: torch.Tensor, alpha: float,
                    contrast_weight: float, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
-    """One GLMC step: view 1 = MixUp(A, B), view 2 = CutMix(A, B) with one lam ~ U(0, 1); loss =
-    sum over views of [(1 - alpha) CE + alpha * re-weighted CE] + contrast_weight * SimSiam term
-    ``-cos(p_1, sg(z_2)) - cos(p_2, sg(z_1))`` (GLMC/SimSiam's stop-gradient; the paper's Eq. 5 puts it on p)."""
+    """One GLMC step on an instance-sampled batch (A) and a class-rebalanced batch (B).
+
+    View 1 = MixUp(A, B) with lam ~ U(0, 1) (GLMC's Beta(1, 1)), view 2 = CutMix(A, B) with the same lam,
+    each A and B image first crop-flipped independently per view. Targets: ``lam * onehot(A) + (1 - lam) *
+    onehot(B)`` for MixUp and, for CutMix, the fraction of A's pixels actually kept (GLMC uses lam there).
+    Loss = sum over views of ``(1 - alpha) * CE(plain head) + alpha * CE_w(re-weighted head)``, where CE_w
+    multiplies the target by the class weights ``weights`` (GLMC's weighted labels), plus ``contrast_weight``
+    times the SimSiam term ``-cos(p_1, sg(z_2)) - cos(p_2, sg(z_1))`` (GLMC/SimSiam's stop-gradient; the
+    paper's Eq. 5 puts it on p). ``alpha`` grows from 0 to 1 over training (:func:`train_expert`)."""
     pad = max(1, xa.shape[-1] // 8)
     a1, a2, b1, b2 = (crop_flip(v, pad, generator=gen) for v in (xa, xa, xb, xb))
     lam = float(torch.rand(1, generator=gen))
@@ -98,37 +104,56 @@ def glmc_step_loss(model: Expert, xa, ya, xb, yb, num_classes: int, weights: tor
     w = weights.to(l1.device)
     plain = soft_cross_entropy(l1, t1) + soft_cross_entropy(l2, t2)
     reweighted = soft_cross_entropy(c1, t1, w) + soft_cross_entropy(c2, t2, w)
-    robust = -(F.cosine_similarity(p1, z2.detach()).mean() + F.cosine_similarity(p2, z1.detach()).mean())
+    robust = simsiam_loss(p1, z1, p2, z2)
     loss = (1 - alpha) * plain + alpha * reweighted + contrast_weight * robust
-    return loss, {"ce": float(plain.detach()) / 2, "robust": float(robust.detach())}
+    return loss, {"ce": float(plain.detach()) / 2, "reweighted": float(reweighted.detach()) / 2,
+                  "robust": float(robust.detach()), "lam": lam, "kept": lam2}
 
 
-@producer("net.expert", 1, uses=("train.fit", "models", "augment"))
+def simsiam_loss(p1, z1, p2, z2) -> torch.Tensor:
+    """GLMC's symmetric consistency ``-cos(p_1, sg(z_2)) - cos(p_2, sg(z_1))``: the gradient flows through the
+    predictions p, never through the projections z it is compared with."""
+    return -(F.cosine_similarity(p1, z2.detach()).mean() + F.cosine_similarity(p2, z1.detach()).mean())
+
+
+def rebalanced_draw(labels: torch.Tensor, class_weights: torch.Tensor, n: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` indices drawn with replacement, each sample with probability proportional to its class's weight
+    (GLMC's ``WeightedRandomSampler`` for the second batch)."""
+    return torch.multinomial(class_weights[labels], n, replacement=True, generator=gen)
+
+
+@producer("net.expert", 2, uses=("train.fit", "models", "augment"))
 def train_expert(data: ImageData, debias: bool = True, model: str = "convnet_bn", width: int = 32, depth: int = 3,
-                 epochs: int = 10, lr: float = 0.05, batch: int = 128, q: float = 1.2, contrast_weight: float = 4.0,
-                 weight_decay: float = 5e-4, heads: int = 1, seed: int = 0, device="cpu", cache_root=None) -> Expert:
-    """Train (or load from the cache) an expert on long-tailed real data.
+                 epochs: int = 10, lr: float = 0.01, batch: int = 64, q: float = 1.0, contrast_weight: float = 4.0,
+                 weight_decay: float = 5e-3, heads: int = 2, resample: float = 0.2, seed: int = 0, device="cpu",
+                 cache_root=None) -> Expert:
+    """Train (or load from the cache) an expert on long-tailed real data; GLMC's recipe by default.
 
-    ``debias=True``: the GLMC-style losses above, the re-weighting share ``alpha = (t/T)^2`` growing with the
-    step t; ``heads=2`` puts the re-weighted term on a second classifier (see :class:`Expert`).
-    ``debias=False``: plain cross-entropy on crop/flip batches, same model, optimiser and epochs (one head).
-    SGD (momentum 0.9) with a cosine schedule. The BatchNorm running statistics are PyTorch's usual EMA.
-    The returned model carries ``cache_key`` and ``train_seconds`` (of the first training).
+    ``debias=True``: the GLMC step above; the second batch is drawn class-rebalanced with class weights
+    ``n_k^-resample`` (GLMC's ``resample_weighting`` 0.2), the loss's class weights are ``n_k^-q`` (mean 1),
+    and the re-weighted share ``alpha = (t/T)^2`` grows with the step t; ``heads=2`` (GLMC) puts the
+    re-weighted term on a second classifier that gives the expert's logits (see :class:`Expert`).
+    ``debias=False``: plain cross-entropy on crop/flip batches, same model, optimiser, schedule and epochs.
+    SGD (momentum 0.9, ``weight_decay``) with GLMC's schedule, a linear warm-up over 5 % of the steps then
+    cosine. The BatchNorm running statistics are PyTorch's usual EMA. The returned model carries
+    ``cache_key`` and ``train_seconds`` (of the first training).
     """
     heads = heads if debias else 1
     key = dict(data=data.fingerprint(), debias=debias, model=model, width=width, depth=depth, epochs=epochs,
-               lr=lr, batch=batch, q=q, contrast_weight=contrast_weight, weight_decay=weight_decay, heads=heads)
+               lr=lr, batch=batch, weight_decay=weight_decay, heads=heads,
+               **(dict(q=q, contrast_weight=contrast_weight, resample=resample) if debias else {}))
 
     def train(net):                              # runs only when the expert is not in the cache
         x, y = data.tensors()
-        weights = reweighting(data.class_counts(), q)
+        counts = data.class_counts()
+        weights, sampling = reweighting(counts, q), reweighting(counts, resample)
 
         def glmc(net, xa, ya, b):
-            ib = torch.randint(0, len(y), (len(ya),), generator=b.gen)
+            ib = rebalanced_draw(y, sampling, len(ya), b.gen)
             return glmc_step_loss(net, xa, ya, x[ib].to(xa.device), y[ib].to(xa.device), data.num_classes, weights,
                                   (b.step / b.total) ** 2, contrast_weight, b.gen)[0]
         fit(net, x, y, glmc if debias else cross_entropy, epochs=epochs, batch=batch, lr=lr,
-            opt_kwargs={"weight_decay": weight_decay}, schedule="cosine", aug="none" if debias else "cropflip",
+            opt_kwargs={"weight_decay": weight_decay}, schedule="warmup_cosine", aug="none" if debias else "cropflip",
             seed=seed, device=device, desc="expert (GLMC)" if debias else "expert (CE)")
 
     build = lambda: Expert(get_model(model, data.shape[0], data.num_classes, data.shape[1:], width=width, depth=depth,

@@ -3,7 +3,6 @@ class -> tail-rank order, teachers, a held-out validation set (student width), r
 with EDC's student recipe, the tau* diagnostics, the image term and the two-sources grid."""
 from __future__ import annotations
 
-import math
 import time
 
 import torch
@@ -14,9 +13,8 @@ from ..data.bias import stream_seed
 from ..data.longtail import class_groups, held_out, make_longtail, tail_order
 from ..distill import SyntheticSet, random_subset
 from ..distill.srr import recover
-from ..evaluate import EvalSettings, predict, train_student_kd, train_teacher
-from ..experiment import Run
-from ..train import steps_per_epoch
+from ..evaluate import EvalSettings, predict, train_teacher
+from ..experiment import Run, kd_trainer
 from ..methods import adsa
 from ..models import embed_in_chunks
 from ..versions import key_versions
@@ -151,16 +149,8 @@ class Study:
                             batch=c.eval_batch, students=c.eval_students)
 
     def trainer(self, teacher, offset=None):
-        """EDC's student recipe for ``student_steps`` steps: KD from ``teacher`` (logits minus ``offset``), or hard
-        labels under the same augmentation and optimiser when ``teacher`` is None."""
-        c = self.cfg
-
-        def fit(model, x, y, student_seed):
-            epochs = math.ceil(c.student_steps / steps_per_epoch(len(x), c.eval_batch))
-            return train_student_kd(model, x, y, teacher, epochs, lr=c.kd_lr, batch=c.eval_batch,
-                                    ce_weight=c.kd_ce_weight, cutmix=c.kd_cutmix, seed=student_seed,
-                                    device=self.device, logit_offset=offset)
-        return fit
+        """EDC's student recipe for ``student_steps`` steps (:func:`ltdd_utils.experiment.kd_trainer`)."""
+        return kd_trainer(self.cfg, teacher, self.device, offset)
 
     def choose_width(self) -> list[dict]:
         """The student width with the best **validation** accuracy of the base pipeline (plain soft labels on the

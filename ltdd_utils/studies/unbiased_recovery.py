@@ -11,8 +11,8 @@ from ..cache import cached
 from ..chapters.unbiased_recovery import ARMS
 from ..data.longtail import class_groups, held_out, make_longtail
 from ..distill import distill, random_subset
-from ..evaluate import accuracy_metrics, predict, train_student_kd
-from ..experiment import Run, eval_settings
+from ..evaluate import accuracy_metrics, predict
+from ..experiment import Run, eval_settings, kd_trainer, student_epochs
 from ..methods import unbiased_recovery as ur
 from ..models import bn_statistics
 from ..versions import key_versions
@@ -49,6 +49,9 @@ class Study:
         self.heads, self.q = cfg.expert_heads, cfg.q
         self.experts: dict = {}
         self._stats: dict = {}
+        self._val: dict = {}                         # (IF, kind, role) -> validation metrics of the expert
+        self.few_gain: dict = {}                     # IF -> debiased minus plain few-group validation accuracy
+        self.accepted: dict = {}                     # IF -> few_gain >= EXPERT_MARGIN
         self.examples: dict = {}
 
     # ---------------------------------------------------------------------------------------------- experts
@@ -58,15 +61,20 @@ class Study:
         seed = 0 if role == "observer" or c.share_experts else 1
         return ur.train_expert(self.splits[f], kind == "debiased", c.expert_model, c.expert_width, c.depth,
                                c.expert_epochs, c.expert_lr, c.expert_batch, self.q if q is None else q,
-                               c.contrast_weight, heads=self.heads if heads is None else heads, seed=seed,
-                               device=self.device, cache_root=c.cache_dir)
+                               c.contrast_weight, c.expert_weight_decay, self.heads if heads is None else heads,
+                               c.resample, seed=seed, device=self.device, cache_root=c.cache_dir)
 
     def metrics_on(self, net, data) -> dict:
         x, y = data.tensors()
         return accuracy_metrics(predict(net, x, device=self.device).argmax(1), y, self.C, self.groups)
 
+    def roles(self):
+        return ("observer",) if self.cfg.share_experts else ("observer", "teacher")
+
     def select_experts(self) -> list[dict]:
-        """Model selection among EXPERT_CANDIDATES on the validation set (never the test set); then every expert."""
+        """Model selection among EXPERT_CANDIDATES on the validation set (never the test set); then every expert,
+        and per imbalance factor whether the debiased experts are accepted: each role's few-group validation
+        accuracy beats the plain expert's of the same role by at least EXPERT_MARGIN points."""
         rows = []
         for h, q in self.cfg.expert_candidates:
             net = self.expert(self.IF0, "debiased", "observer", h, q)
@@ -78,17 +86,23 @@ class Study:
             self.heads, self.q = int(best["heads"]), float(best["q"])
         self.experts = {(f, kind, role): self.expert(f, kind, role) for f in self.factors
                         for kind in ("debiased", "plain") for role in ("observer", "teacher")}
+        self._val = {k: self.metrics_on(net, self.val) for k, net in self.experts.items()}
+        self.few_gain = {f: min(self._val[f, "debiased", r]["acc_few"] - self._val[f, "plain", r]["acc_few"]
+                                for r in self.roles()) for f in self.factors}
+        self.accepted = {f: g >= self.cfg.expert_margin for f, g in self.few_gain.items()}
         return rows
 
     def expert_table(self) -> list[dict]:
         rows = []
         for (f, kind, role), net in self.experts.items():
-            if self.cfg.share_experts and role == "teacher":
+            if role not in self.roles():
                 continue
-            m, mv = self.metrics_on(net, self.run.test), self.metrics_on(net, self.val)
+            m, mv = self.metrics_on(net, self.run.test), self._val[f, kind, role]
+            gain = mv["acc_few"] - self._val[f, "plain", role]["acc_few"]
             rows.append({"IF": f, "expert": kind, "role": "observer = teacher" if self.cfg.share_experts else role,
-                         "val acc": mv["acc"], "val few": mv["acc_few"], "test acc": m["acc"], "test many": m["acc_many"],
-                         "test medium": m["acc_medium"], "test few": m["acc_few"],
+                         "val acc": mv["acc"], "val few": mv["acc_few"], "val few gain": gain if kind == "debiased" else None,
+                         "accepted": self.accepted[f] if kind == "debiased" else None, "test acc": m["acc"],
+                         "test many": m["acc_many"], "test medium": m["acc_medium"], "test few": m["acc_few"],
                          "training seconds (first run)": net.train_seconds})
         return rows
 
@@ -138,18 +152,14 @@ class Study:
         return cached("synsets/unbiased_recovery", key, compute, c.cache_dir)
 
     def arm(self, study, f, ipc, arm, seed):
-        """One arm: its synthetic set, then hard-label students or KD students of the arm's teacher."""
+        """One arm: its synthetic set, then ``STUDENT_STEPS`` steps of KD students of the arm's teacher (EDC's
+        recipe) or of hard-label students (the book's standard protocol: SGD, DSA)."""
         t0, c = time.time(), self.cfg
         s = self.synset(f, ipc, arm, seed)
-        if seed == c.seeds[0] and study == "main":
-            self.examples[arm] = s
-        t_kind, fit = ARMS[arm][1], None
-        if t_kind is not None:
-            teacher = self.experts[f, t_kind, "teacher"]
-
-            def fit(model, x, y, student_seed):
-                return train_student_kd(model, x, y, teacher, c.eval_epochs, c.kd_lr, 0.01, c.eval_batch,
-                                           c.kd_ce_weight, self.crop_scale, c.kd_cutmix, student_seed, self.device)
-        settings = eval_settings(c, label_mode="hard") if fit is None else eval_settings(c)
+        if seed == c.seeds[0]:
+            self.examples[study, f, ipc, arm] = s
+        t_kind = ARMS[arm][1]
+        settings = eval_settings(c, label_mode="hard", epochs=student_epochs(c, len(s)))
+        fit = None if t_kind is None else kd_trainer(c, self.experts[f, t_kind, "teacher"], self.device)
         return self.run.evaluate(s, arm, {"study": study, "imbalance_factor": f}, ipc, seed, settings=settings,
                                  groups=self.groups, train_fn=fit, t0=t0)
