@@ -8,7 +8,8 @@
 Each chapter's parameters are validated before anything runs. A chapter is skipped when its executed copy
 was made from the same notebook cells and resolved parameters, and every producer it called
 (``ltdd_utils.versions``) is still at the version it ran with: editing library code without changing what
-it computes stales nothing. ``--cold`` runs with an empty cache. The executed copy is
+it computes stales nothing, and an edit of markdown cells alone is copied into the executed copy without
+running it. ``--cold`` runs with an empty cache. The executed copy is
 written atomically, with provenance (preset, parameters, device, commit, runtime) in its metadata, so a
 failed run never replaces a good one; the command exits non-zero naming the failing chapter.
 """
@@ -67,6 +68,48 @@ def chapter_inputs(nb_path: Path, preset: str, params: dict) -> dict:
     return {"cells": hashlib.sha1(json.dumps(cell_sources(nb_path)).encode()).hexdigest(), "config": values}
 
 
+PROSE_ONLY = "only its prose changed (markdown cells; `reproduce` copies them in without running)"
+
+
+def _source(cell: dict) -> str:
+    return cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+
+
+def _ran_cells(nb: dict) -> list[dict]:
+    """A notebook's cells without the parameters cell that papermill injects into an executed copy."""
+    return [c for c in nb["cells"] if "injected-parameters" not in c.get("metadata", {}).get("tags", [])]
+
+
+def prose_changes(out: Path, nb_path: Path) -> list[int] | None:
+    """Positions of the markdown cells in which the notebook differs from its executed copy ``out``, when the copy
+    ran exactly the notebook's code cells in the same layout of cells; None when a code cell or the layout differs."""
+    ran, now = _ran_cells(json.loads(out.read_text())), json.loads(nb_path.read_text())["cells"]
+    if [c["cell_type"] for c in ran] != [c["cell_type"] for c in now]:
+        return None
+    if any(_source(a) != _source(b) for a, b in zip(ran, now) if a["cell_type"] == "code"):
+        return None
+    return [i for i, (a, b) in enumerate(zip(ran, now)) if _source(a) != _source(b)]
+
+
+def refresh_prose(out: Path, nb_path: Path, preset: str, params: dict) -> int:
+    """Copy the notebook's markdown cells into its executed copy (nothing runs: no code cell changed) and record
+    the new cells as the copy's inputs, atomically; returns the number of cells replaced."""
+    ex, now = json.loads(out.read_text()), json.loads(nb_path.read_text())["cells"]
+    changed = prose_changes(out, nb_path) or []
+    ran = _ran_cells(ex)
+    for i in changed:
+        ran[i]["source"] = now[i]["source"]
+    meta = ex["metadata"]["ltdd"]
+    meta["inputs"]["cells"] = chapter_inputs(nb_path, preset, params)["cells"]
+    meta["prose_refreshed"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".ipynb")
+    os.close(fd)
+    Path(tmp).write_text(json.dumps(ex, indent=1, ensure_ascii=False) + "\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, out)
+    return len(changed)
+
+
 def _metadata(out: Path) -> dict | None:
     """The runner's provenance in an executed copy, or None when there is no readable copy."""
     try:
@@ -78,7 +121,8 @@ def _metadata(out: Path) -> dict | None:
 def staleness(out: Path, nb_path: Path, preset: str, params: dict, meta: dict | None = None) -> list[str]:
     """Why the executed copy ``out`` is stale (empty: up to date). It is stale when its notebook's cells, its
     parameters or the version of a producer it called changed; edits to library code that leave every
-    producer's version alone (comments, refactors) do not stale it."""
+    producer's version alone (comments, refactors) do not stale it, and a change of markdown cells alone is
+    the reason ``PROSE_ONLY``, which :func:`reproduce` mends by copying the prose in, without running."""
     from .versions import load_all
     meta = _metadata(out) if meta is None else meta
     if meta is None:
@@ -89,7 +133,7 @@ def staleness(out: Path, nb_path: Path, preset: str, params: dict, meta: dict | 
     if meta.get("preset") != preset:
         reasons.append(f"made with preset {meta.get('preset')!r}, not {preset!r}")
     if meta["inputs"]["cells"] != now["cells"]:
-        reasons.append("the notebook's cells changed")
+        reasons.append(PROSE_ONLY if prose_changes(out, nb_path) is not None else "the notebook's cells changed")
     old_cfg, new_cfg = meta["inputs"]["config"], now["config"]
     changed = sorted(k for k in set(old_cfg) | set(new_cfg) if old_cfg.get(k) != new_cfg.get(k))
     if changed:
@@ -102,10 +146,6 @@ def staleness(out: Path, nb_path: Path, preset: str, params: dict, meta: dict | 
         elif versions[name] != v:
             reasons.append(f"producer {name} version {v} -> {versions[name]}")
     return reasons
-
-
-def is_up_to_date(out: Path, nb_path: Path, preset: str, params: dict) -> bool:
-    return not staleness(out, nb_path, preset, params)
 
 
 def status(preset: str, names: list[str] | None, params: dict, output_dir: Path = EXECUTED) -> int:
@@ -164,9 +204,15 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
     for i, stem in enumerate(todo, 1):
         src, out = chapters()[stem], output_dir / f"{stem}.ipynb"
         head = f"[{i}/{len(todo)}] {stem} (preset {preset})"
-        if not force and not cold and is_up_to_date(out, src, preset, params):
-            print(f"{head}: up to date, skipped", flush=True)
-            continue
+        if not force and not cold:
+            reasons = staleness(out, src, preset, params)
+            if not reasons:
+                print(f"{head}: up to date, skipped", flush=True)
+                continue
+            if reasons == [PROSE_ONLY]:
+                n = refresh_prose(out, src, preset, params)
+                print(f"{head}: {n} markdown cell(s) refreshed, nothing run (the code cells are those that ran)", flush=True)
+                continue
         print(f"{head}: running ...", flush=True)
         t0, commit = time.time(), git_commit(ROOT)
         fd, tmp = tempfile.mkstemp(dir=output_dir, prefix=f".{stem}.", suffix=".ipynb")

@@ -143,3 +143,23 @@ def test_a_changed_output_without_a_version_bump_fails_its_golden_test(tmp_path)
                        text=True, env={**os.environ, "PYTHONPATH": str(root)})
     assert r.returncode == 1 and "output of producer 'distill.dm' changed but its version did not" in r.stdout
     assert "bump it to 2" in r.stdout
+
+
+def test_a_prose_edit_is_copied_into_the_executed_copy_without_running_it(tmp_path):
+    root = _copy_with_executed(tmp_path)
+    src = root / "notebooks" / "00_longtail_baselines.ipynb"
+    nb = json.loads(src.read_text())
+    md = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "markdown")
+    nb["cells"][md]["source"] = "# A reworded title\n"
+    src.write_text(json.dumps(nb))
+    assert "only its prose changed" in _status(root)
+    r = subprocess.run([sys.executable, "-m", "ltdd_utils", "reproduce", "--preset", "smoke", "--chapters", "00"],
+                       cwd=root, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)})
+    assert r.returncode == 0 and "1 markdown cell(s) refreshed, nothing run" in r.stdout, r.stdout + r.stderr
+    executed = json.loads((root / "book" / "chapters" / src.name).read_text())
+    assert executed["cells"][md]["source"] == "# A reworded title\n" and executed["metadata"]["ltdd"]["commit"] == "test"
+    assert "up to date" in _status(root)
+    code = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and i > md)
+    nb["cells"][code]["source"] += "\nprint('changed')"
+    src.write_text(json.dumps(nb))
+    assert "the notebook's cells changed" in _status(root)
