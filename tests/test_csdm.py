@@ -112,7 +112,7 @@ def _tiny_data():
     return ImageData(x, torch.arange(2).repeat(20), ["a", "b"], "tiny", "test", (0.5,), (0.5,))
 
 
-@pytest.mark.parametrize("loss", ["spectral", "mmd"])
+@pytest.mark.parametrize("loss", ["spectral", "mmd", "linear"])
 def test_gradients_reach_the_synthetic_images(loss):
     data = _tiny_data()
     net_fn = lambda: get_model("convnet", 1, 2, (8, 8), width=4, depth=2, norm="instancenorm")   # noqa: E731
@@ -124,6 +124,58 @@ def test_gradients_reach_the_synthetic_images(loss):
     assert syn.images.shape == init.images.shape
     assert (syn.images - init.images).abs().max() > 1e-4            # the pixels moved
     assert len(syn.meta["loss_history"]) == 3
+
+
+def _pool_and_features(data, seed=0):
+    from ltdd_utils.distill.dm import make_net_pool, pool_embeddings
+    net_fn = lambda: get_model("convnet", 1, 2, (8, 8), width=4, depth=2, norm="instancenorm")   # noqa: E731
+    nets = make_net_pool(net_fn, 1, seed, "cpu")
+    return net_fn, nets, pool_embeddings(data, nets, "cpu", precision="fp32")
+
+
+@pytest.mark.parametrize("loss", ["spectral", "linear"])
+def test_exact_statistics_equal_the_batched_regime_on_whole_class_batches(loss):
+    """Fixed nets and frequencies, no augmentation, a real batch as large as every class: the precomputed
+    whole-class statistics and the per-step batches give the same steps, so the same images."""
+    data = _tiny_data()
+    net_fn, nets, feats = _pool_and_features(data)
+    omegas = [csdm.sample_frequencies("gaussian", 32, feats[0].shape[1], 1.0, torch.Generator().manual_seed(3))]
+    stats = csdm.real_statistics(feats, data.labels, 2, loss, omegas)
+    alphas = torch.tensor([0.7, 0.3]) if loss == "spectral" else None
+    kw = dict(loss=loss, iterations=4, lr=0.05, use_dsa=False, seed=0, precision="fp32", nets=nets, omegas=omegas)
+    exact = csdm.spectral_matching(data, 2, None, alphas, real_stats=stats, **kw)
+    batched = csdm.spectral_matching(data, 2, net_fn, alphas, batch_real=1000, **kw)
+    assert torch.allclose(exact.images, batched.images, atol=1e-5)
+    assert exact.meta["exact_real_statistics"] and not batched.meta["exact_real_statistics"]
+    short = csdm.spectral_matching(data, 2, net_fn, alphas, batch_real=3, **kw)   # a smaller batch is another loss
+    assert not torch.allclose(exact.images, short.images, atol=1e-5)
+
+
+def test_linear_loss_is_the_squared_distance_of_class_means():
+    real_means = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    z = torch.tensor([[1.0, 1.0], [3.0, 1.0], [0.0, 0.0]])
+    y = torch.tensor([0, 0, 1])
+    # class 0: mean (2, 1), distance (1, 1) -> 2; class 1: mean (0, 0), distance (0, 2) -> 4
+    assert float(csdm.class_linear_loss(real_means, z, y, torch.tensor([True, True]))) == pytest.approx(6.0)
+    assert float(csdm.class_linear_loss(real_means, z, y, torch.tensor([True, False]))) == pytest.approx(2.0)
+
+
+def test_amplitude_only_and_phase_only_weights_reach_different_sets():
+    """The class-aware weights change the optimisation: matching amplitudes only leaves the phase unmatched and
+    the other way round, each lowering its own term below what the other weighting leaves."""
+    data = _tiny_data()
+    net_fn, nets, feats = _pool_and_features(data)
+    omegas = [csdm.sample_frequencies("gaussian", 64, feats[0].shape[1], 1.0, torch.Generator().manual_seed(3))]
+    cfs = csdm.real_statistics(feats, data.labels, 2, "spectral", omegas)
+    out = {}
+    for name, a in (("amplitude", 1.0), ("phase", 0.0)):
+        syn = csdm.spectral_matching(data, 4, None, torch.tensor([a, a]), loss="spectral", iterations=60, lr=0.05,
+                                     use_dsa=False, seed=0, precision="fp32", nets=nets, omegas=omegas, real_stats=cfs)
+        out[name] = (syn, csdm.class_spectral_errors(syn, nets, omegas, cfs))
+    (sa, ea), (sp, ep) = out["amplitude"], out["phase"]
+    assert (sa.images - sp.images).abs().max() > 1e-2
+    assert float(ea["amplitude"].sum()) < float(ep["amplitude"].sum())
+    assert float(ep["phase"].sum()) < float(ea["phase"].sum())
 
 
 def test_exact_statistics_need_matching_nets_and_no_augmentation():

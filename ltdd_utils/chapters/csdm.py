@@ -1,10 +1,10 @@
 """Parameters and presets of the CSDM chapter (notebooks/03_csdm.ipynb): class-aware spectral distribution
 matching on long-tailed data."""
-from ..config import (BASE_PRESET, ConfigError, Param, a_string, int_at_least, list_of, number_at_least, one_of,
-                      optional, positive_number, schema_from)
+from ..config import (BASE_PRESET, ConfigError, Param, a_bool, a_string, int_at_least, list_of, number_at_least,
+                      one_of, optional, positive_number, schema_from)
 from ..methods.csdm import ALPHA_RULES, CF_FORMS, KERNELS
 
-METHODS = ("random", "dm", "mmd", "sdd", "csdm")
+METHODS = ("random", "dm", "linear", "mmd", "sdd", "csdm")
 ABLATIONS = ("amplitude_only", "phase_only", "reversed", "constant_low", "constant_high", "reliability",
              "two_level", "sqrt_form")
 
@@ -12,6 +12,13 @@ ABLATIONS = ("amplitude_only", "phase_only", "reversed", "constant_low", "consta
 def _unit(name, v):
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
         raise ConfigError(f"{name} = {v!r} is not allowed: expected a number in [0, 1]")
+
+
+def _alpha_pair(name, v):
+    if (not isinstance(v, (list, tuple)) or len(v) != 2 or any(isinstance(t, bool) or not isinstance(t, (int, float))
+                                                                for t in v) or not 0 <= v[1] <= v[0] <= 1):
+        raise ConfigError(f"{name} = {v!r} is not allowed: expected [alpha_head, alpha_tail] with "
+                          "0 <= alpha_tail <= alpha_head <= 1, e.g. [0.9, 0.1]")
 
 
 def resolve_data(values: dict, check_data: bool) -> dict:
@@ -30,7 +37,11 @@ SCHEMA = schema_from(
     imbalance_factors=Param(list_of(number_at_least(1, " (1 = balanced)")), "imbalance factors of the main comparison"),
     sweep_factors=Param(list_of(number_at_least(1, " (1 = balanced)")),
                         "imbalance factors of the shrinking-tail sweep (tail = n_max / IF images)"),
-    methods=Param(list_of(one_of(*METHODS)), "arms of the main comparison"),
+    methods=Param(list_of(one_of(*METHODS)), "arms of the main comparison ('linear': DM's linear kernel on the "
+                  "spectral arms' L2-normalised features with their optimiser, the control that isolates the kernel)"),
+    permute_classes=Param(a_bool, "each seed permutes which class takes which tail rank (False: class 0 the head)"),
+    alpha_sweep=Param(list_of(_alpha_pair, min_len=0), "further [alpha_head, alpha_tail] pairs of CSDM at ABLATION_IF: "
+                      "the strength of the class-aware weighting"),
     sweep_methods=Param(list_of(one_of(*METHODS)), "arms of the shrinking-tail sweep"),
     kernel=Param(one_of(*KERNELS), "shift-invariant kernel of SDD, CSDM and the MMD baseline"),
     sigma=Param(positive_number, "kernel bandwidth on L2-normalised features"),
@@ -47,27 +58,35 @@ SCHEMA = schema_from(
     ablation_freqs=Param(list_of(int_at_least(1), min_len=0), "other numbers of frequencies tried for CSDM"),
     ablation_seeds=Param(list_of(int_at_least(0)), "seeds of the ablations"),
     check_freqs=Param(list_of(int_at_least(1)), "frequency counts of the SDD-vs-MMD numerical check"),
+    timing_reals=Param(list_of(int_at_least(1)), "real samples per class of the loss-cost figure"),
+    timing_freqs=Param(list_of(int_at_least(1)), "frequency counts M of SDD in the loss-cost figure"),
 )
 
 _COMMON = {**BASE_PRESET, "dataset": "auto", "methods": list(METHODS), "sweep_methods": ["random", "dm", "csdm"],
+           "permute_classes": True, "alpha_sweep": [[0.8, 0.2], [0.9, 0.1]],
            "kernel": "gaussian", "sigma": 1.0, "num_freqs": 1024, "cf_form": "mmd", "spectral_lr": 0.01,
            "alpha_rule": "loglinear", "alpha_head": 0.7, "alpha_tail": 0.3, "alpha0": 0.8, "n0": 100.0,
-           "check_freqs": [16, 64, 256, 1024, 4096, 16384]}
+           "check_freqs": [16, 64, 256, 1024, 4096, 16384], "timing_reals": [64, 256, 1024, 4096],
+           "timing_freqs": [256, 1024, 4096]}
 
 PRESETS = {
     "smoke": {**_COMMON, "dataset": "digits", "seeds": [0], "ipc": 2, "width": 8, "imbalance_factors": [10],
               "sweep_factors": [10, 20], "dm_iterations": 5, "dm_batch_real": 16, "dm_dsa": False, "dm_net_pool": 2,
               "num_freqs": 32, "eval_students": 1, "eval_epochs": 3, "eval_batch": 64, "eval_width": 8,
-              "ablation_if": 10, "ablations": ["reversed", "amplitude_only"], "ablation_freqs": [8],
-              "ablation_seeds": [0], "check_freqs": [16, 256]},
-    "cpu": {**_COMMON, "seeds": [0, 1, 2], "ipc": 10, "width": 16, "imbalance_factors": [10, 50, 100],
-            "sweep_factors": [10, 50, 100, 200], "dm_iterations": 300, "dm_batch_real": 256, "dm_dsa": False,
-            "dm_net_pool": 4, "num_freqs": 1024, "eval_students": 1, "eval_epochs": 200, "eval_batch": 256,
-            "eval_width": 16, "ablation_if": 100, "ablations": ["amplitude_only", "phase_only", "reversed"],
-            "ablation_freqs": [64], "ablation_seeds": [0, 1, 2]},
-    "paper": {**_COMMON, "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 128, "imbalance_factors": [10, 50, 100],
+              "ablation_if": 10, "ablations": ["reversed", "amplitude_only"], "alpha_sweep": [[0.9, 0.1]],
+              "ablation_freqs": [8], "ablation_seeds": [0], "check_freqs": [16, 256],
+              "timing_reals": [8, 32], "timing_freqs": [16]},
+    # 45 minutes on 2 cores, cold: DM's recipe (DSA, a fresh network per step) at width 32, IF 10 / 100 / 200
+    "cpu": {**_COMMON, "seeds": [0, 1, 2], "ipc": 10, "width": 32, "imbalance_factors": [10, 100, 200],
+            "sweep_factors": [10, 100, 200], "methods": ["random", "dm", "linear", "sdd", "csdm"],
+            "dm_iterations": 500, "dm_batch_real": 128, "dm_dsa": True, "dm_net_pool": 0, "num_freqs": 1024,
+            "eval_students": 1, "eval_epochs": 500, "eval_batch": 256, "eval_width": 32, "ablation_if": 200,
+            "ablations": ["amplitude_only", "phase_only", "reversed"], "ablation_freqs": [],
+            "ablation_seeds": [0, 1, 2]},
+    "paper": {**_COMMON, "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 128, "imbalance_factors": [10, 50, 100, 200],
               "sweep_factors": [10, 50, 100, 200], "dm_iterations": 20000, "dm_batch_real": 256, "dm_dsa": True,
               "dm_net_pool": 0, "num_freqs": 1024, "eval_students": 5, "eval_epochs": 1000, "eval_batch": 256,
-              "eval_width": 128, "ablation_if": 100, "ablations": list(ABLATIONS), "ablation_freqs": [16, 64, 256, 4096],
+              "eval_width": 128, "ablation_if": 200, "ablations": list(ABLATIONS),
+              "alpha_sweep": [[0.6, 0.4], [0.8, 0.2], [0.9, 0.1]], "ablation_freqs": [16, 64, 256, 4096],
               "ablation_seeds": [0, 1, 2]},
 }

@@ -117,6 +117,10 @@ def _mmd_settings(cfg) -> dict:
     return {**_net_settings(cfg), "lr": cfg["spectral_lr"], "kernel": cfg["kernel"], "sigma": cfg["sigma"]}
 
 
+def _linear_settings(cfg) -> dict:
+    return {**_net_settings(cfg), "lr": cfg["spectral_lr"], "loss": "linear"}
+
+
 def _spectral_settings(variant):
     def settings(cfg) -> dict:
         return {**_mmd_settings(cfg), "num_freqs": cfg["num_freqs"], "form": cfg["cf_form"], "variant": variant,
@@ -128,19 +132,19 @@ def _run_spectral(split, s, seed, device, checkpoint, weights=None):
     from ..methods import csdm
     if weights is not None:
         raise ValueError("spectral matching takes no sample weights")
-    loss = "mmd" if "variant" not in s else "spectral"
-    alphas = None if loss == "mmd" else csdm.class_alphas(
+    loss = s.get("loss", "mmd") if "variant" not in s else "spectral"
+    alphas = None if loss != "spectral" else csdm.class_alphas(
         split.class_counts(), s["variant"], s["alpha_rule"], s["alpha_head"], s["alpha_tail"], s["alpha0"], s["n0"])
-    common = dict(loss=loss, iterations=s["iterations"], lr=s["lr"], batch_real=s["batch_real"], kernel=s["kernel"],
-                  sigma=s["sigma"], num_freqs=s.get("num_freqs", 1024), form=s.get("form", "mmd"), seed=seed,
+    common = dict(loss=loss, iterations=s["iterations"], lr=s["lr"], batch_real=s["batch_real"],
+                  kernel=s.get("kernel", "gaussian"), sigma=s.get("sigma", 1.0), num_freqs=s.get("num_freqs", 1024), form=s.get("form", "mmd"), seed=seed,
                   device=device, init=random_subset(split, s["ipc"], seed), checkpoint=checkpoint,
                   precision=s["precision"])
     if not is_exact(s):
         return csdm.spectral_matching(split, s["ipc"], net_fn(s, split), alphas, use_dsa=s["dsa"],
                                       net_pool=s["net_pool"], **common)
-    if loss == "mmd":
+    if loss in ("mmd", "linear"):
         nets, feats = exact_pool(split, s, seed, device)
-        stats = csdm.real_statistics(feats, split.labels, split.num_classes, "mmd")
+        stats = csdm.real_statistics(feats, split.labels, split.num_classes, loss)
         return csdm.spectral_matching(split, s["ipc"], None, None, use_dsa=False, nets=nets, real_stats=stats,
                                       real_labels=split.labels, **common)
     nets, omegas, cfs = real_cfs(split, s, seed, device)
@@ -154,6 +158,8 @@ DISTILLERS: dict[str, Distiller] = {
                         cache=False),
     "dm": Distiller("distill.dm", _dm_settings, _run_dm),
     "mmd": Distiller("distill.spectral", _mmd_settings, _run_spectral),
+    # DM's linear kernel on the L2-normalised features with the spectral arms' optimiser: isolates the kernel
+    "linear": Distiller("distill.spectral", _linear_settings, _run_spectral),
     "sdd": Distiller("distill.spectral", _spectral_settings("sdd"), _run_spectral),
     "csdm": Distiller("distill.spectral", _spectral_settings("csdm"), _run_spectral),
 }

@@ -42,7 +42,7 @@ from ..versions import producer
 
 KERNELS = ("gaussian", "laplacian", "cauchy")
 ALPHA_RULES = ("loglinear", "reliability", "two_level", "constant")
-LOSSES = ("spectral", "mmd")
+LOSSES = ("spectral", "mmd", "linear")
 CF_FORMS = ("mmd", "sqrt")
 
 
@@ -156,6 +156,20 @@ def class_mmd_loss(real_feats: torch.Tensor, real_labels: torch.Tensor, syn_feat
 
 
 # ---------------------------------------------------------------------------------------- alpha(c)
+def class_linear_loss(real_means: torch.Tensor, syn_feats: torch.Tensor, syn_labels: torch.Tensor,
+                      present: torch.Tensor) -> torch.Tensor:
+    """sum_c ||mean of real features - mean of synthetic features||^2 over the classes ``present``: DM's
+    linear-kernel MMD^2, here on whatever features it is given (the control that isolates the kernel)."""
+    onehot = F.one_hot(syn_labels, len(real_means)).to(syn_feats.dtype)
+    syn_means = onehot.T @ syn_feats / onehot.sum(0).clamp_min(1)[:, None]
+    return ((real_means.to(syn_feats.dtype) - syn_means)[present] ** 2).sum()
+
+
+def class_means(z: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    onehot = F.one_hot(labels, num_classes).to(z.dtype)
+    return onehot.T @ z / onehot.sum(0).clamp_min(1)[:, None]
+
+
 @producer("method.csdm", 1)
 def alpha_schedule(class_counts, rule: str = "loglinear", alpha_head: float = 0.7, alpha_tail: float = 0.3,
                    alpha0: float = 0.8, n0: float = 100.0, reverse: bool = False) -> torch.Tensor:
@@ -215,12 +229,14 @@ def real_statistics(features: list[torch.Tensor], labels: torch.Tensor, num_clas
                     omegas: list[torch.Tensor] | None = None, normalized: bool = True) -> list:
     """Per pool net: the exact real-side statistic over whole classes (precomputed once, no augmentation).
 
-    ``loss='spectral'``: the class CFs at that net's fixed frequencies; ``'mmd'``: the (normalised) features.
+    ``loss='spectral'``: the class CFs at that net's fixed frequencies; ``'mmd'``: the (normalised) features;
+    ``'linear'``: their class means.
     """
     out = []
     for k, f in enumerate(features):
         z = normalize(f) if normalized else f
-        out.append(class_ecf(z, labels, num_classes, omegas[k]) if loss == "spectral" else z)
+        out.append(class_ecf(z, labels, num_classes, omegas[k]) if loss == "spectral"
+                   else class_means(z, labels, num_classes) if loss == "linear" else z)
     return out
 
 
@@ -236,11 +252,14 @@ def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module]
                       checkpoint: str | Path | None = None, checkpoint_every: int = 200,
                       precision: str = "auto", compile: bool | None = None) -> SyntheticSet:
     """Distil ``ipc`` images per class by matching L2-normalised features with SDD/CSDM (``loss='spectral'``,
-    per-class ``alphas``) or with the exact kernel MMD (``loss='mmd'``). Adam on the pixels.
+    per-class ``alphas``), with the exact kernel MMD (``loss='mmd'``) or with DM's linear kernel, the distance
+    of class means (``loss='linear'``: DM's loss under this function's features and optimiser, the control that
+    isolates the kernel). Adam on the pixels.
 
     Two regimes, as for DM. *Batches* (``nets=None``): each step a net (fresh with ``net_pool=0``, else from a
-    fixed pool), fresh frequencies, a real batch of up to ``batch_real`` images per class (the whole class when
-    smaller) and one DSA draw shared by real and synthetic images. *Exact* (``nets``, ``omegas`` and
+    fixed pool), fresh frequencies (or, given ``omegas`` and a pool, one fixed draw per net), a real batch of up to
+    ``batch_real`` images per class (the whole class when smaller) and one DSA draw shared by real and synthetic
+    images. *Exact* (``nets``, ``omegas`` and
     ``real_stats`` from :func:`real_statistics`): a fixed pool with fixed frequencies per net, the real side
     precomputed over whole classes, no augmentation; the cpu recipe.
     """
@@ -280,6 +299,8 @@ def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module]
             if loss == "spectral":
                 stat = (stat[0].to(device), stat[1].to(device))
                 fr, yr = None, None
+            elif loss == "linear":
+                fr, yr = None, None
             else:
                 fr, yr = stat.to(device), real_labels.to(device)
         else:
@@ -287,15 +308,22 @@ def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module]
             xr, yr = data.subset(idx).tensors(device)
             fr = normalize(embed_in_chunks(net, dsa(xr, step_seed, dsa_strategy) if use_dsa else xr, precision,
                                            compile=fast))
-            omega = sample_frequencies(kernel, num_freqs, fs.shape[1], sigma, gen).to(device) \
-                if loss == "spectral" else None
+            if loss != "spectral":
+                omega = None
+            elif omegas is not None and nets is not None:          # fixed frequencies per pool net
+                omega = omegas[k].to(device)
+            else:
+                omega = sample_frequencies(kernel, num_freqs, fs.shape[1], sigma, gen).to(device)
             stat = class_ecf(fr, yr, data.num_classes, omega) if loss == "spectral" else None
         if loss == "spectral":
             amp, phase = class_terms(stat, fs, syn_y, omega)
             return csdm_loss(amp, phase, alphas, present, form), {}
+        if loss == "linear":
+            means = stat.to(device) if exact else class_means(fr, yr, data.num_classes)    # class means of real features
+            return class_linear_loss(means, fs, syn_y, present), {}
         return class_mmd_loss(fr, yr, fs, syn_y, data.num_classes, kernel, sigma), {}
 
-    name = "csdm" if loss == "spectral" else "mmd"
+    name = {"spectral": "csdm", "mmd": "mmd", "linear": "linear"}[loss]
     images, history = optimise_pixels(syn0.images, step_loss, iterations, optimiser="adam", lr=lr, gen=gen,
                                       device=device, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
                                       desc=name)
