@@ -79,7 +79,7 @@ PRESETS = {
     # 45 minutes on 2 cores, cold: DM's recipe (DSA, a fresh network per step) at width 32, IF 10 / 100 / 200
     "cpu": {**_COMMON, "seeds": [0, 1, 2], "ipc": 10, "width": 32, "imbalance_factors": [10, 100, 200],
             "sweep_factors": [10, 100, 200], "methods": ["random", "dm", "linear", "sdd", "csdm"],
-            "dm_iterations": 500, "dm_batch_real": 128, "dm_dsa": True, "dm_net_pool": 0, "num_freqs": 1024,
+            "dm_iterations": 500, "dm_batch_real": 64, "dm_dsa": True, "dm_net_pool": 0, "num_freqs": 1024,
             "eval_students": 1, "eval_epochs": 500, "eval_batch": 256, "eval_width": 32, "ablation_if": 200,
             "ablations": ["amplitude_only", "phase_only", "reversed"], "ablation_freqs": [],
             "ablation_seeds": [0, 1, 2]},
