@@ -265,9 +265,11 @@ def _try_download(tv_name: str, root: Path) -> None:
 def _not_found(name: str, root: Path) -> DatasetNotFoundError:
     spec = DATASETS[name]
     return DatasetNotFoundError(
-        f"dataset {name!r} not found in data root {root} (set by the data_root parameter or ${DATA_ENV}). "
-        f"Expected {' or '.join(spec.expected(root))}. To get it: {spec.how_to_get}, "
-        f"or copy the files there (../shared/data holds MNIST, FashionMNIST and CIFAR-10 as a JPEG folder).")
+        f"dataset {name!r} not found in the data root {root}. The data root is the folder given by the "
+        f"DATA_ROOT parameter, else by the environment variable ${DATA_ENV}, else ~/.cache/ltdd/data. "
+        f"Expected {' or '.join(spec.expected(root))}. To get it: {spec.how_to_get} with root = the data root "
+        f"(torchvision downloads it there when the machine is online), or copy the files into the data root, "
+        f"or point ${DATA_ENV} at a folder that holds them.")
 
 
 DATASETS: dict[str, DatasetSpec] = {
