@@ -34,3 +34,27 @@ def test_book_builds_strictly_with_every_chapter(tmp_path):
     for stem in CHAPTERS:
         assert f"chapters/{stem}.html" in index
         assert "cell_output" in (html / "book" / "chapters" / f"{stem}.html").read_text()
+    # pages show results, not run logs: the loops' progress, cache and per-student lines are left out at render
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    from trim_run_logs import LOG_LINE
+    import html as html_lib
+    import re
+    for stem in CHAPTERS:
+        text = html_lib.unescape(re.sub(r"<[^>]+>", "", (html / "book" / "chapters" / f"{stem}.html").read_text()))
+        log_lines = [line for line in text.splitlines() if LOG_LINE.match(line)]
+        assert len(log_lines) <= 30, (stem, len(log_lines), log_lines[:5])
+
+
+def test_run_logs_are_trimmed_at_render_and_kept_on_disk():
+    sys.path.insert(0, str(ROOT / "book" / "_ext"))
+    from trim_run_logs import trim_outputs
+    nb = {"cells": [{"cell_type": "code", "outputs": [
+        {"output_type": "stream", "name": "stdout", "text": ["[dm] 1/500 loss=3\n", "[dm] 2/500 loss=2\n", "IF 100: 12406 images\n"]},
+        {"output_type": "display_data", "data": {"text/plain": "a table"}},
+        {"output_type": "stream", "name": "stdout", "text": "[cache] reuse synsets/dm 1.pt\n[full seed 0] student 1/1: acc 40\n"}]},
+        {"cell_type": "markdown", "source": "[a link](x) is not a log"}]}
+    assert trim_outputs(nb) == 4
+    outs = nb["cells"][0]["outputs"]
+    assert outs[0]["text"].startswith("(4 lines of run log not shown here")
+    assert outs[1]["text"] == "IF 100: 12406 images\n" and outs[2]["output_type"] == "display_data" and len(outs) == 3
+    assert nb["cells"][1]["source"] == "[a link](x) is not a log"

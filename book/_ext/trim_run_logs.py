@@ -1,0 +1,52 @@
+"""Sphinx extension of the book: chapter pages show results, not run logs.
+
+The executed chapters keep every line their run printed (progress of each loop, cache hits, one line per
+student): that is their provenance. When the site is built, each notebook's text outputs lose those lines,
+recognised by their bracketed prefix (``[dm] 120/500 loss=...``, ``[cache] reuse ...``, ``[full seed 0]
+student 1/1: ...``); a cell that printed some keeps one line saying how many were left out. Nothing on disk
+changes. Used by _config.yml (``sphinx.local_extensions``).
+"""
+from __future__ import annotations
+
+import json
+import re
+
+LOG_LINE = re.compile(r"^\s*\[[^\]\n]+\] ")
+
+
+def trim_outputs(nb: dict) -> int:
+    """Remove run-log lines from the stream outputs of ``nb`` in place; returns how many were removed."""
+    removed = 0
+    for cell in nb.get("cells", []):
+        kept_outputs = []
+        dropped = 0
+        for out in cell.get("outputs", []):
+            if out.get("output_type") != "stream":
+                kept_outputs.append(out)
+                continue
+            text = out["text"] if isinstance(out["text"], str) else "".join(out["text"])
+            lines = text.splitlines(keepends=True)
+            keep = [line for line in lines if not LOG_LINE.match(line) and line.strip()]
+            dropped += len([line for line in lines if LOG_LINE.match(line)])
+            if keep:
+                kept_outputs.append({**out, "text": "".join(keep)})
+        if dropped:
+            note = f"({dropped} lines of run log not shown here: they are in the executed notebook)\n"
+            kept_outputs.insert(0, {"output_type": "stream", "name": "stdout", "text": note})
+        removed += dropped
+        if "outputs" in cell:
+            cell["outputs"] = kept_outputs
+    return removed
+
+
+def _source_read(app, docname, source):
+    if not str(app.env.doc2path(docname)).endswith(".ipynb"):
+        return
+    nb = json.loads(source[0])
+    if trim_outputs(nb):
+        source[0] = json.dumps(nb)
+
+
+def setup(app):
+    app.connect("source-read", _source_read)
+    return {"parallel_read_safe": True, "parallel_write_safe": True}
