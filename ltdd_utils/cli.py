@@ -197,6 +197,8 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
     for stem in todo:   # validate everything before any compute
         config.make_config(chapter_key(stem), preset, **params)
     os.environ["LTDD_PROGRESS"] = "lines"
+    if os.environ.pop(config.PRESET_ENV, None):          # the runner's --preset is the one that runs and is recorded
+        print(f"${config.PRESET_ENV} is ignored by reproduce: preset {preset!r}", flush=True)
     if cold:
         os.environ["LTDD_CACHE"] = str(_cold_cache())
         print(f"cold run: empty cache {os.environ['LTDD_CACHE']}", flush=True)

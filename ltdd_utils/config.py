@@ -191,17 +191,29 @@ def make_config(chapter: str, preset: str = "cpu", check_data: bool = True, **ov
 _NOTEBOOK_RESERVED = {"In", "Out", "get_ipython", "exit", "quit", "open", "PRESET"}
 
 
+PRESET_ENV = "LTDD_PRESET"
+
+
 def notebook_config(chapter: str, namespace: dict, **kwargs) -> Config:
     """Build the chapter's config from a notebook's globals (its parameters cell plus papermill's injection).
 
     Every plain-data global that is not private is taken as a parameter, so a misspelt name injected by
     papermill (``-p IPCC 10``) fails here instead of being silently ignored. ``None`` means "the preset's
     value".
+
+    A notebook run outside the runner (JupyterLab, ``pytest --nbval-lax``) takes its preset from
+    ``$LTDD_PRESET`` when that is set, instead of the parameters cell's ``PRESET``: ``LTDD_PRESET=smoke pytest
+    --nbval-lax notebooks/`` runs every chapter at the smoke preset. The runner (``python -m ltdd_utils
+    reproduce``) passes its preset explicitly and ignores the variable.
     """
+    import os
     plain = (bool, int, float, str, list, tuple, dict)
     params = {k: v for k, v in namespace.items()
               if not k.startswith("_") and k not in _NOTEBOOK_RESERVED and isinstance(v, plain)}
-    return make_config(chapter, namespace.get("PRESET", "cpu"), **params, **kwargs)
+    preset = os.environ.get(PRESET_ENV) or namespace.get("PRESET", "cpu")
+    if os.environ.get(PRESET_ENV):
+        print(f"preset {preset!r} from ${PRESET_ENV}")
+    return make_config(chapter, preset, **params, **kwargs)
 
 
 def describe(chapter: str) -> str:

@@ -66,8 +66,11 @@ def device(cfg: Config) -> torch.device:
 
 
 def results_path(cfg: Config, name: str | None = None) -> Path:
-    """``<results_dir>/<chapter>_<preset>`` (no suffix); results_dir defaults to the checkout's book/results."""
-    root = Path(cfg.results_dir) if cfg.get("results_dir") else Path(__file__).resolve().parent.parent / "book" / "results"
+    """``<results_dir>/<chapter>_<preset>`` (no suffix); results_dir defaults to ``$LTDD_RESULTS``, else the
+    checkout's book/results."""
+    import os
+    default = os.environ.get("LTDD_RESULTS") or Path(__file__).resolve().parent.parent / "book" / "results"
+    root = Path(cfg.results_dir) if cfg.get("results_dir") else Path(default)
     return root / f"{name or cfg.chapter}_{cfg.preset}"
 
 

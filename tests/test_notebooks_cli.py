@@ -163,3 +163,15 @@ def test_a_prose_edit_is_copied_into_the_executed_copy_without_running_it(tmp_pa
     nb["cells"][code]["source"] += "\nprint('changed')"
     src.write_text(json.dumps(nb))
     assert "the notebook's cells changed" in _status(root)
+
+
+def test_source_notebooks_pass_nbval_at_the_smoke_preset(tmp_path):
+    """`LTDD_PRESET=smoke pytest --nbval-lax notebooks/`: every source notebook runs top to bottom as a reader
+    would open it, at the smoke preset, with its results outside the checkout."""
+    env = {**os.environ, "LTDD_PRESET": "smoke", "LTDD_RESULTS": str(tmp_path / "results"),
+           "LTDD_CACHE": str(tmp_path / "cache"), "MPLBACKEND": "Agg"}
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
+                        str(ROOT / "notebooks")], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    notebooks = list((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert len(list((tmp_path / "results").glob("*_smoke_claims.json"))) == len(notebooks)
