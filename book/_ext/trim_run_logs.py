@@ -2,16 +2,16 @@
 
 The executed chapters keep every line their run printed (progress of each loop, cache hits, one line per
 student): that is their provenance. When the site is built, each notebook's text outputs lose those lines,
-recognised by their bracketed prefix (``[dm] 120/500 loss=...``, ``[cache] reuse ...``, ``[full seed 0]
-student 1/1: ...``); a cell that printed some keeps one line saying how many were left out. Nothing on disk
-changes. Used by _config.yml (``sphinx.local_extensions``).
+recognised by a bracketed prefix that starts with a letter (``[dm] 120/500 loss=...``, ``[cache] reuse ...``,
+``[full seed 0] student 1/1: ...``; a printed list such as ``[1, 2]`` is kept); a cell that printed some keeps
+one line saying how many were left out. Nothing on disk changes. Used by _config.yml (``sphinx.local_extensions``).
 """
 from __future__ import annotations
 
 import json
 import re
 
-LOG_LINE = re.compile(r"^\s*\[[^\]\n]+\] ")
+LOG_LINE = re.compile(r"^\s*\[[A-Za-z][^\]\n]*\] ")
 
 
 def trim_outputs(nb: dict) -> int:
