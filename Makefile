@@ -21,6 +21,7 @@ reproduce: setup
 	$(PY) -m ltdd_utils reproduce --preset $(PRESET)
 
 build-book: setup
+	$(PY) -m ltdd_utils claims
 	$(VENV)/bin/jupyter-book build . --toc book/_toc.yml --config _config.yml -W -n --keep-going
 
 book: reproduce build-book

@@ -4,6 +4,7 @@
     python -m ltdd_utils reproduce --status         # each chapter: up to date, or stale and why
     python -m ltdd_utils params longtail_baselines
     python -m ltdd_utils golden [--update] [NAME ...]
+    python -m ltdd_utils claims [--check]           # the claims page, book/claims.md, from the claim records
 
 Each chapter's parameters are validated before anything runs. A chapter is skipped when its executed copy
 was made from the same notebook cells and resolved parameters, and every producer it called
@@ -271,6 +272,9 @@ def main(argv=None) -> int:
     g.add_argument("names", nargs="*", help="producers (default: all)")
     p = sub.add_parser("params", help="list a chapter's parameters and preset values")
     p.add_argument("chapter")
+    c = sub.add_parser("claims", help="write the claims page (book/claims.md) from the chapters' claim records")
+    c.add_argument("--preset", default="cpu")
+    c.add_argument("--check", action="store_true", help="exit 1 when book/claims.md differs from what the records give")
     b = sub.add_parser("bench", help="time DM, students and inference in fp32 and on the fast path on this machine")
     b.add_argument("--quick", action="store_true", help="fewer repeats (a minute or two)")
     b.add_argument("--accuracy", action="store_true", help="also DM + evaluation accuracy, fp32 vs fast path, 3 seeds")
@@ -281,6 +285,15 @@ def main(argv=None) -> int:
     try:
         if args.cmd == "params":
             print(describe(args.chapter))
+            return 0
+        if args.cmd == "claims":
+            from . import claims_page
+            if args.check:
+                same = claims_page.PAGE.exists() and claims_page.PAGE.read_text() == claims_page.claims_markdown(preset=args.preset)
+                print("book/claims.md is up to date" if same else "book/claims.md differs from the claim records: "
+                      "run `python -m ltdd_utils claims`")
+                return 0 if same else 1
+            print(f"wrote {claims_page.write(preset=args.preset)}")
             return 0
         if args.cmd == "bench":
             from . import bench

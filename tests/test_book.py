@@ -28,7 +28,7 @@ def test_book_builds_strictly_with_every_chapter(tmp_path):
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
     html = tmp_path / "_build" / "html"
-    for page in ["book/intro", "book/running", "book/bibliography"] + [f"book/chapters/{s}" for s in CHAPTERS]:
+    for page in ["book/intro", "book/running", "book/claims", "book/bibliography"] + [f"book/chapters/{s}" for s in CHAPTERS]:
         assert (html / f"{page}.html").exists(), page
     index = (html / "book" / "intro.html").read_text()
     for stem in CHAPTERS:
@@ -58,3 +58,11 @@ def test_run_logs_are_trimmed_at_render_and_kept_on_disk():
     assert outs[0]["text"].startswith("(4 lines of run log not shown here")
     assert outs[1]["text"] == "IF 100: 12406 images\n" and outs[2]["output_type"] == "display_data" and len(outs) == 3
     assert nb["cells"][1]["source"] == "[a link](x) is not a log"
+
+
+def test_claims_page_is_what_the_claim_records_give():
+    from ltdd_utils import claims_page
+    assert claims_page.PAGE.read_text() == claims_page.claims_markdown(), "run `python -m ltdd_utils claims`"
+    text = claims_page.PAGE.read_text()
+    for stem in CHAPTERS:
+        assert f"## [{stem}](chapters/{stem})" in text
