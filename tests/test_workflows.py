@@ -28,7 +28,7 @@ def test_deploy_builds_with_the_readme_command_and_publishes_pages():
     assert any(u.startswith("actions/deploy-pages@") for u in uses)
     assert wf["concurrency"]["group"] == "pages" and wf["permissions"]["pages"] == "write"
     build = (ROOT / "Makefile").read_text()
-    assert re.search(r"^build-book:.*\n\t.*jupyter-book build .*-W", build, re.M)        # strict, no execution
+    assert re.search(r"^build-book:.*\n(\t.*\n)*?\t.*jupyter-book build .*-W", build, re.M)  # strict, no execution
     triggers = wf.get("on", wf.get(True))                 # YAML 1.1 reads the key `on` as True
     assert "push" in triggers
 
