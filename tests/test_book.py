@@ -66,3 +66,16 @@ def test_claims_page_is_what_the_claim_records_give():
     text = claims_page.PAGE.read_text()
     for stem in CHAPTERS:
         assert f"## [{stem}](chapters/{stem})" in text
+
+
+def test_every_colab_bootstrap_cell_clones_the_repository_named_in_the_config():
+    """_config.yml's repository.url is the one place the repository is named (launch buttons read it); each
+    notebook's Colab cell must clone that repository, or a reader on Colab installs another one."""
+    import yaml
+    url = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+    for stem in CHAPTERS:
+        cells = json.loads((ROOT / "notebooks" / f"{stem}.ipynb").read_text())["cells"]
+        boot = [("".join(c["source"]) if isinstance(c["source"], list) else c["source"]) for c in cells
+                if "google.colab" in "".join(c["source"])]
+        assert len(boot) == 1 and f'"{url}"' in boot[0], stem
+        assert boot[0].count("github.com") == 1, stem
