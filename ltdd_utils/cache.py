@@ -41,6 +41,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+        os.chmod(tmp, 0o644)                   # mkstemp makes it private; the product is a normal file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

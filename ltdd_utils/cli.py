@@ -84,7 +84,10 @@ def _ran_cells(nb: dict) -> list[dict]:
 def prose_changes(out: Path, nb_path: Path) -> list[int] | None:
     """Positions of the markdown cells in which the notebook differs from its executed copy ``out``, when the copy
     ran exactly the notebook's code cells in the same layout of cells; None when a code cell or the layout differs."""
-    ran, now = _ran_cells(json.loads(out.read_text())), json.loads(nb_path.read_text())["cells"]
+    return _prose_diff(_ran_cells(json.loads(out.read_text())), json.loads(nb_path.read_text())["cells"])
+
+
+def _prose_diff(ran: list[dict], now: list[dict]) -> list[int] | None:
     if [c["cell_type"] for c in ran] != [c["cell_type"] for c in now]:
         return None
     if any(_source(a) != _source(b) for a, b in zip(ran, now) if a["cell_type"] == "code"):
@@ -95,19 +98,16 @@ def prose_changes(out: Path, nb_path: Path) -> list[int] | None:
 def refresh_prose(out: Path, nb_path: Path, preset: str, params: dict) -> int:
     """Copy the notebook's markdown cells into its executed copy (nothing runs: no code cell changed) and record
     the new cells as the copy's inputs, atomically; returns the number of cells replaced."""
+    from .cache import atomic_write_text
     ex, now = json.loads(out.read_text()), json.loads(nb_path.read_text())["cells"]
-    changed = prose_changes(out, nb_path) or []
     ran = _ran_cells(ex)
+    changed = _prose_diff(ran, now) or []
     for i in changed:
         ran[i]["source"] = now[i]["source"]
     meta = ex["metadata"]["ltdd"]
     meta["inputs"]["cells"] = chapter_inputs(nb_path, preset, params)["cells"]
     meta["prose_refreshed"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.stem}.", suffix=".ipynb")
-    os.close(fd)
-    Path(tmp).write_text(json.dumps(ex, indent=1, ensure_ascii=False) + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, out)
+    atomic_write_text(out, json.dumps(ex, indent=1, ensure_ascii=False) + "\n")
     return len(changed)
 
 

@@ -210,10 +210,10 @@ def notebook_config(chapter: str, namespace: dict, **kwargs) -> Config:
     plain = (bool, int, float, str, list, tuple, dict)
     params = {k: v for k, v in namespace.items()
               if not k.startswith("_") and k not in _NOTEBOOK_RESERVED and isinstance(v, plain)}
-    preset = os.environ.get(PRESET_ENV) or namespace.get("PRESET", "cpu")
-    if os.environ.get(PRESET_ENV):
+    preset = os.environ.get(PRESET_ENV)
+    if preset:
         print(f"preset {preset!r} from ${PRESET_ENV}")
-    return make_config(chapter, preset, **params, **kwargs)
+    return make_config(chapter, preset or namespace.get("PRESET", "cpu"), **params, **kwargs)
 
 
 def describe(chapter: str) -> str:

@@ -55,9 +55,10 @@ def kd_trainer(cfg: Config, teacher, device, logit_offset=None):
     from .evaluate import train_student_kd
 
     def fit(model, x, y, seed):
+        crop = {"crop_scale": tuple(cfg.crop_scale)} if "crop_scale" in cfg else {}      # a chapter's own crops
         return train_student_kd(model, x, y, teacher, student_epochs(cfg, len(x)), lr=cfg.kd_lr, batch=cfg.eval_batch,
-                                ce_weight=cfg.kd_ce_weight, crop_scale=tuple(cfg.get("crop_scale", (0.08, 1.0))),
-                                cutmix=cfg.kd_cutmix, seed=seed, device=device, logit_offset=logit_offset)
+                                ce_weight=cfg.kd_ce_weight, cutmix=cfg.kd_cutmix, seed=seed, device=device,
+                                logit_offset=logit_offset, **crop)
     return fit
 
 

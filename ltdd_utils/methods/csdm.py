@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from ..augment import DEFAULT_STRATEGY, dsa
 from ..data import ImageData
 from ..distill.baselines import random_subset
-from ..distill.dm import make_net_pool
+from ..distill.dm import class_mean_embeddings, dm_loss, make_net_pool
 from ..distill.pixels import optimise_pixels
 from ..distill.synset import SyntheticSet
 from ..models import compile_wanted, embed_in_chunks, embed_with_input_grad, frozen
@@ -156,20 +156,6 @@ def class_mmd_loss(real_feats: torch.Tensor, real_labels: torch.Tensor, syn_feat
 
 
 # ---------------------------------------------------------------------------------------- alpha(c)
-def class_linear_loss(real_means: torch.Tensor, syn_feats: torch.Tensor, syn_labels: torch.Tensor,
-                      present: torch.Tensor) -> torch.Tensor:
-    """sum_c ||mean of real features - mean of synthetic features||^2 over the classes ``present``: DM's
-    linear-kernel MMD^2, here on whatever features it is given (the control that isolates the kernel)."""
-    onehot = F.one_hot(syn_labels, len(real_means)).to(syn_feats.dtype)
-    syn_means = onehot.T @ syn_feats / onehot.sum(0).clamp_min(1)[:, None]
-    return ((real_means.to(syn_feats.dtype) - syn_means)[present] ** 2).sum()
-
-
-def class_means(z: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    onehot = F.one_hot(labels, num_classes).to(z.dtype)
-    return onehot.T @ z / onehot.sum(0).clamp_min(1)[:, None]
-
-
 @producer("method.csdm", 1)
 def alpha_schedule(class_counts, rule: str = "loglinear", alpha_head: float = 0.7, alpha_tail: float = 0.3,
                    alpha0: float = 0.8, n0: float = 100.0, reverse: bool = False) -> torch.Tensor:
@@ -236,7 +222,7 @@ def real_statistics(features: list[torch.Tensor], labels: torch.Tensor, num_clas
     for k, f in enumerate(features):
         z = normalize(f) if normalized else f
         out.append(class_ecf(z, labels, num_classes, omegas[k]) if loss == "spectral"
-                   else class_means(z, labels, num_classes) if loss == "linear" else z)
+                   else class_mean_embeddings(z, labels, num_classes) if loss == "linear" else z)
     return out
 
 
@@ -298,8 +284,7 @@ def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module]
             stat, omega = real_stats[k], (omegas[k].to(device) if omegas is not None else None)
             if loss == "spectral":
                 stat = (stat[0].to(device), stat[1].to(device))
-                fr, yr = None, None
-            elif loss == "linear":
+            if loss in ("spectral", "linear"):
                 fr, yr = None, None
             else:
                 fr, yr = stat.to(device), real_labels.to(device)
@@ -318,9 +303,8 @@ def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module]
         if loss == "spectral":
             amp, phase = class_terms(stat, fs, syn_y, omega)
             return csdm_loss(amp, phase, alphas, present, form), {}
-        if loss == "linear":
-            means = stat.to(device) if exact else class_means(fr, yr, data.num_classes)    # class means of real features
-            return class_linear_loss(means, fs, syn_y, present), {}
+        if loss == "linear":      # DM's loss on these features: squared distances of real and synthetic class means
+            return dm_loss(stat.to(device) if exact else class_mean_embeddings(fr, yr, data.num_classes), fs, syn_y), {}
         return class_mmd_loss(fr, yr, fs, syn_y, data.num_classes, kernel, sigma), {}
 
     name = {"spectral": "csdm", "mmd": "mmd", "linear": "linear"}[loss]

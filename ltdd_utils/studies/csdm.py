@@ -10,6 +10,7 @@ import torch
 
 from ..data.longtail import class_groups, make_longtail, tail_order
 from ..distill import distill, random_subset
+from ..distill.dm import class_mean_embeddings, dm_loss
 from ..distill.registry import is_exact, real_cfs, settings_of
 from ..experiment import Run
 from ..methods import csdm
@@ -122,7 +123,7 @@ def loss_timings(n_per_class: list[int], freqs: list[int], dim: int, num_classes
         fs0 = csdm.normalize(torch.randn(ipc * num_classes, dim, generator=g))
 
         def linear(fs):
-            return csdm.class_linear_loss(csdm.class_means(fr, yr, num_classes), fs, ys, present)
+            return dm_loss(class_mean_embeddings(fr, yr, num_classes), fs, ys)
 
         def mmd(fs):
             return csdm.class_mmd_loss(fr, yr, fs, ys, num_classes)

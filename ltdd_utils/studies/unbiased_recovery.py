@@ -86,7 +86,7 @@ class Study:
             self.heads, self.q = int(best["heads"]), float(best["q"])
         self.experts = {(f, kind, role): self.expert(f, kind, role) for f in self.factors
                         for kind in ("debiased", "plain") for role in ("observer", "teacher")}
-        self._val = {k: self.metrics_on(net, self.val) for k, net in self.experts.items()}
+        self._val = {k: self.metrics_on(net, self.val) for k, net in self.experts.items() if k[2] in self.roles()}
         self.few_gain = {f: min(self._val[f, "debiased", r]["acc_few"] - self._val[f, "plain", r]["acc_few"]
                                 for r in self.roles()) for f in self.factors}
         self.accepted = {f: g >= self.cfg.expert_margin for f, g in self.few_gain.items()}
