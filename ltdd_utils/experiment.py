@@ -135,10 +135,10 @@ class Run:
         return to_frame(self.records)
 
     def claim(self, a: dict, b: dict, claim: str, metric: str = "acc", margin: float | None = None,
-              testable: bool = True, why_not: str = "") -> dict:
+              testable: bool = True, why_not: str = "", **about) -> dict:
         from .results import compare
         c = compare(self.records, a, b, metric, self.cfg.claim_margin if margin is None else margin, claim,
-                    testable, why_not)
+                    testable, why_not, **about)
         self.claims.append(c)
         return c
 

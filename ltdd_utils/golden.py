@@ -106,6 +106,14 @@ def _random():
     return summary(torch.tensor(random_subset(_small(), 3, seed=4).meta["indices"]))
 
 
+@case("distill.weighted_subset")
+def _weighted_subset():
+    from .distill import weighted_subset
+    d = _small()
+    w = torch.linspace(0.1, 2.0, len(d))
+    return summary(torch.tensor(weighted_subset(d, 3, w, seed=4).meta["indices"]))
+
+
 @case("distill.herding")
 def _herding():
     from .distill import herding

@@ -154,7 +154,7 @@ def per_seed(records, select: dict, metric: str = "acc") -> dict[int, float]:
 
 
 def compare(records, a: dict, b: dict, metric: str = "acc", margin: float = 0.0, claim: str = "",
-            testable: bool = True, why_not: str = "") -> dict:
+            testable: bool = True, why_not: str = "", **about) -> dict:
     """The verdict of "arm ``a`` beats arm ``b`` on ``metric`` by at least ``margin`` points", from paired
     per-seed differences (the arms of one seed share initialisation, networks and student seeds).
 
@@ -162,11 +162,12 @@ def compare(records, a: dict, b: dict, metric: str = "acc", margin: float = 0.0,
     **held** when mean >= margin and mean - 2 se > 0 (at least the margin, and positive beyond the seed
     noise); **did not hold** otherwise; **not testable at this scale** when ``testable`` is False (say why in
     ``why_not``: e.g. the base method loses to a random subset) or fewer than 2 paired seeds exist. The
-    margin is fixed before the run (a chapter's parameter), never read off the results.
+    margin is fixed before the run (a chapter's parameter), never read off the results. ``about`` (e.g.
+    ``paper=`` the paper's own number) is stored with the claim.
     """
     pa, pb = per_seed(records, a, metric), per_seed(records, b, metric)
     diffs = {s: pa[s] - pb[s] for s in sorted(set(pa) & set(pb))}
-    return judge(diffs, margin, claim, testable, why_not, a=a, b=b, metric=metric)
+    return judge(diffs, margin, claim, testable, why_not, a=a, b=b, metric=metric, **about)
 
 
 @producer("verdict", 1)

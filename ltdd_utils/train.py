@@ -75,7 +75,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
         epochs: int, batch: int = 256, optimiser: str = "sgd", lr: float = 0.01, opt_kwargs: dict | None = None,
         schedule: str = "step_half", aug: str = "none", seed: int | None = 0, gen: torch.Generator | None = None,
         index: torch.Tensor | None = None, device="cpu", desc: str | None = None,
-        precision: str = "auto", compile: bool | None = None, micro_batch: int | str = 0) -> nn.Module:
+        precision: str = "auto", compile: bool | None = None, micro_batch: int | str = 0,
+        on_epoch: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
     """Train ``model`` on ``(x, y)`` (CPU tensors, moved batch by batch) and return it in eval mode.
 
     Each epoch draws a permutation of ``index`` (default: every sample) from the generator; each batch is
@@ -143,6 +144,11 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
                 sched.step()
             if desc:
                 prog.update(loss=run_loss / max(1, len(perm)))
+            if on_epoch is not None:
+                model.eval()
+                with torch.no_grad():
+                    on_epoch(epoch + 1, model)
+                model.train()
     model.train_steps, model.precision = step, precision      # read by the evaluation protocol's records
     return model.to(memory_format=torch.contiguous_format).eval()
 

@@ -4,7 +4,14 @@ from ..config import (BASE_PRESET, Param, a_bool, a_string, int_at_least, list_o
                       positive_number, rate, schema_from, _fail)
 
 BIASED = ("cmnist", "bg_fmnist", "corrupted_cifar10")
-METHODS = ("random", "dm", "dm_kde", "dm_lff", "dm_kde_lff")
+METHODS = ("random", "dm", "dm_kde", "dm_kde_init", "dm_lff", "dm_kde_lff", "oracle", "oracle_matched")
+# Claim 2's bar per dataset, fixed before the run: the specification's +30 points on Colored MNIST; the paper
+# reports gains "very large" on BG-FMNIST and "modest" on Corrupted CIFAR-10 without numbers we could read, so
+# there the claim is "DM + KDE beats DM" by CLAIM_MARGIN.
+CLAIM2_BAR = {"cmnist": 30.0}
+CLAIM3_BAR = 10.0           # the specification's bar: DM + KDE over DM + LfF by >= 10 points
+AMPLIFICATION_MARGIN = 0.05  # amplification indices closer than this are not told apart
+FULL_DATA_FLOOR = 20.0      # a full-data reference below this on conflicting test images learned only the shortcut
 
 
 def _setting(name, v):
@@ -17,21 +24,21 @@ def _setting(name, v):
     int_at_least(1)(f"{name}[1]", v[1])
 
 
-def _amplification(name, v):
+def _datasets(name, v):
     if v != "auto":
-        list_of(one_of(*BIASED), min_len=0)(name, v)
+        list_of(one_of(*BIASED))(name, v)
 
 
 def resolve_data(values: dict, check_data: bool) -> dict:
-    """Resolve AMPLIFICATION_DATASETS='auto' and check that every real dataset the chapter builds from is there
-    (a missing one raises DatasetNotFoundError naming the files and the data root, before any compute)."""
+    """Resolve DATASETS='auto' and check that every real dataset the chapter builds from is there (a missing
+    one raises DatasetNotFoundError naming the files and the data root, before any compute)."""
     from ..data import is_available, resolve_dataset
     from ..data.bias import BIASED_DATASETS
-    if values["amplification_datasets"] == "auto":
-        values["amplification_datasets"] = [d for d in BIASED if d != "corrupted_cifar10"
-                                            or is_available("cifar10", values.get("data_root"))]
+    if values["datasets"] == "auto":
+        values["datasets"] = [d for d in BIASED if d != "corrupted_cifar10"
+                              or is_available("cifar10", values.get("data_root"))]
     if check_data:
-        for d in sorted({values["dataset"], *values["amplification_datasets"]}):
+        for d in sorted(set(values["datasets"])):
             resolve_dataset(BIASED_DATASETS[d], values.get("data_root"))
     return values
 
@@ -41,9 +48,10 @@ SCHEMA = schema_from(
     "data_root", "cache_dir", "device", "precision", "seeds", "model", "width", "depth", "norm",
     "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
     "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
-    dataset=Param(one_of(*BIASED), "biased dataset of the main comparison (Claims 2 and 3)"),
-    settings=Param(list_of(_setting), "[bias-conflicting ratio, IPC] pairs of the main comparison; "
-                                      "the KDE knobs are selected on the first"),
+    datasets=Param(_datasets, "biased datasets, each run through every arm; 'auto' = cmnist, bg_fmnist, and "
+                              "corrupted_cifar10 if CIFAR-10 is in the data root"),
+    settings=Param(list_of(_setting), "[bias-conflicting ratio, IPC] pairs run on every dataset; the bandwidth is "
+                                      "selected, and the amplification study run, on the first"),
     methods=Param(list_of(one_of(*METHODS)), "arms of the main comparison"),
     per_class=Param(int_at_least(1), "training images per class drawn from the real training split"),
     val_per_class=Param(int_at_least(1), "validation images per class (other training images, uniform attributes)"),
@@ -61,37 +69,36 @@ SCHEMA = schema_from(
     kde_bandwidth=Param(positive_number, "bandwidth used when KDE_SELECTION is 'fixed'"),
     diag_alphas=Param(list_of(positive_number), "alphas of the weight-diagnostic table (no training)"),
     lff_q=Param(positive_number, "LfF generalized-CE exponent q"),
-    amplification_datasets=Param(_amplification, "datasets of the bias-amplification study (Claim 1); 'auto' = "
-                                                  "cmnist, bg_fmnist, and corrupted_cifar10 if CIFAR-10 is in the data root"),
-    amplification_ratio=Param(rate, "bias-conflicting ratio of the amplification study"),
-    amplification_seeds=Param(list_of(int_at_least(0)), "seeds of the amplification study"),
-    full_epochs=Param(int_at_least(1), "epochs of the full-data reference model"),
-    sensitivity=Param(a_bool, "run the embedding-network sensitivity arms (backbone, random-init, oracle weights)"),
+    amplification=Param(a_bool, "run the bias-amplification study (Claim 1) on every dataset"),
+    full_epochs=Param(int_at_least(1), "most epochs of the full-data reference model"),
+    full_eval_every=Param(int_at_least(1), "the full-data reference is checked on the validation split every this "
+                                           "many epochs; its best state is tested"),
+    min_group_images=Param(int_at_least(1), "test images a (class, attribute) group needs to count for the "
+                                            "worst-group accuracy"),
+    sensitivity=Param(a_bool, "run the sensitivity arms (every candidate bandwidth, the other embeddings)"),
 )
 
-_COMMON = {**BASE_PRESET, "dataset": "cmnist", "methods": ["random", "dm", "dm_kde", "dm_lff"], "severity": 4,
-           "supcon_temperature": 0.1, "supcon_lr": 1e-3, "supcon_batch": 256, "kde_embedding": "projection",
-           "kde_alpha": 1.0, "kde_selection": "validation", "kde_bandwidths": [0.1, 0.2, 0.3, 0.5],
-           "kde_bandwidth": 0.2, "diag_alphas": [1, 2, 4], "lff_q": 0.7, "amplification_ratio": 0.05}
+_COMMON = {**BASE_PRESET, "datasets": "auto", "methods": ["random", "dm", "dm_kde", "dm_kde_init", "dm_lff", "oracle",
+                                                          "oracle_matched"],
+           "severity": 4, "supcon_temperature": 0.1, "supcon_lr": 1e-3, "supcon_batch": 256,
+           "kde_embedding": "projection", "kde_alpha": 1.0, "kde_selection": "validation",
+           "kde_bandwidths": [0.1, 0.2, 0.3, 0.5], "kde_bandwidth": 0.2, "diag_alphas": [1, 2, 4], "lff_q": 0.7,
+           "amplification": True, "full_eval_every": 5, "min_group_images": 20, "sensitivity": True}
 
 PRESETS = {
-    "smoke": {**_COMMON, "seeds": [0], "settings": [[0.1, 2]], "methods": list(METHODS), "per_class": 30,
-              "val_per_class": 5, "test_per_class": 10, "width": 8, "supcon_epochs": 1, "supcon_batch": 64,
-              "kde_bandwidths": [0.2, 0.5], "dm_iterations": 5, "dm_batch_real": 16, "dm_dsa": False, "dm_net_pool": 2,
-              "eval_students": 1, "eval_epochs": 3, "eval_batch": 64, "eval_width": 8,
-              "amplification_datasets": ["cmnist", "bg_fmnist"], "amplification_seeds": [0], "full_epochs": 1,
-              "sensitivity": True},
-    "cpu": {**_COMMON, "seeds": [0, 1, 2], "settings": [[0.05, 10], [0.02, 10]], "per_class": 400,
-            "val_per_class": 20, "test_per_class": 200, "width": 32, "supcon_epochs": 3,
+    "smoke": {**_COMMON, "datasets": ["cmnist", "bg_fmnist"], "seeds": [0, 1], "settings": [[0.1, 2]],
+              "methods": list(METHODS), "per_class": 30, "val_per_class": 5, "test_per_class": 10, "width": 8,
+              "supcon_epochs": 1, "supcon_batch": 64, "kde_bandwidths": [0.2, 0.5], "dm_iterations": 5,
+              "dm_batch_real": 16, "dm_dsa": False, "dm_net_pool": 2, "eval_students": 1, "eval_epochs": 3,
+              "eval_batch": 64, "eval_width": 8, "full_epochs": 2, "full_eval_every": 1, "min_group_images": 1},
+    "cpu": {**_COMMON, "seeds": [0, 1, 2], "settings": [[0.05, 10]], "per_class": 400,
+            "val_per_class": 20, "test_per_class": 500, "width": 32, "supcon_epochs": 3,
             "dm_iterations": 600, "dm_batch_real": 256, "dm_dsa": False, "dm_net_pool": 10,
-            "eval_students": 1, "eval_epochs": 200, "eval_batch": 256, "eval_width": 32,
-            "amplification_datasets": "auto", "amplification_seeds": [0],
-            "full_epochs": 10, "sensitivity": True},
+            "eval_students": 1, "eval_epochs": 200, "eval_batch": 256, "eval_width": 32, "full_epochs": 40},
     "paper": {**_COMMON, "seeds": [0, 1, 2, 3, 4],
               "settings": [[r, i] for i in (10, 50) for r in (0.05, 0.02, 0.01, 0.005)],
               "methods": list(METHODS), "per_class": 4900, "val_per_class": 100, "test_per_class": None,
               "width": 128, "supcon_epochs": 3, "dm_iterations": 20000, "dm_batch_real": 256, "dm_dsa": True,
               "dm_net_pool": 0, "eval_students": 5, "eval_epochs": 1000, "eval_batch": 256, "eval_width": 128,
-              "amplification_datasets": "auto", "amplification_seeds": [0, 1, 2], "full_epochs": 30,
-              "sensitivity": True},
+              "full_epochs": 100, "full_eval_every": 5},
 }

@@ -4,9 +4,9 @@ Each returns a :class:`SyntheticSet` (normalised float images, hard labels, an o
 metadata). The papers' methods in ``ltdd_utils.methods`` are built on these.
 """
 from .synset import SyntheticSet
-from .baselines import random_subset, herding
+from .baselines import random_subset, herding, weighted_subset
 from .dm import distribution_matching, class_mean_embeddings, dm_loss, make_net_pool, pool_embeddings, pooled_class_means
 from .registry import DISTILLERS, distill
 
-__all__ = ["SyntheticSet", "random_subset", "herding", "distribution_matching", "class_mean_embeddings", "dm_loss",
+__all__ = ["SyntheticSet", "random_subset", "herding", "weighted_subset", "distribution_matching", "class_mean_embeddings", "dm_loss",
            "make_net_pool", "pool_embeddings", "pooled_class_means", "DISTILLERS", "distill"]

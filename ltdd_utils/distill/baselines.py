@@ -29,6 +29,23 @@ def random_subset(data: ImageData, ipc: int, seed: int = 0) -> SyntheticSet:
     return _select(data, chosen, "random", seed=seed)
 
 
+@producer("distill.weighted_subset", 1)
+def weighted_subset(data: ImageData, ipc: int, weights: torch.Tensor, seed: int = 0) -> SyntheticSet:
+    """``ipc`` real images per class drawn without replacement with probability proportional to ``weights``
+    (one per image of ``data``; e.g. KDE weights, which favour rare, bias-conflicting images)."""
+    weights = torch.as_tensor(weights, dtype=torch.float)
+    if weights.shape != (len(data),) or not bool((weights >= 0).all()):
+        raise ValueError(f"weights: expected {len(data)} non-negative numbers, one per image, got shape "
+                         f"{tuple(weights.shape)}")
+    gen = torch.Generator().manual_seed(seed)
+    chosen = []
+    for c in range(data.num_classes):
+        pool = (data.labels == c).nonzero().flatten()
+        w = weights[pool].double() + 1e-12                     # an all-zero class falls back to uniform
+        chosen.append(pool[torch.multinomial(w, min(ipc, len(pool)), replacement=False, generator=gen)])
+    return _select(data, chosen, "weighted", seed=seed)
+
+
 @torch.no_grad()
 def embed_all(embed: Callable[[torch.Tensor], torch.Tensor], data: ImageData, device="cpu",
               batch: int = 1024) -> torch.Tensor:

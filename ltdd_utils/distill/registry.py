@@ -30,7 +30,7 @@ from .synset import SyntheticSet
 class Distiller:
     producer: str                                  # the registered producer (versions.py)
     settings: Callable[[dict], dict]               # config -> the settings this distiller uses
-    run: Callable[..., SyntheticSet]               # run(split, settings, seed, device, checkpoint, weights)
+    run: Callable[..., SyntheticSet]               # run(split, settings, seed, device, checkpoint, weights, init)
     cache: bool = True
 
 
@@ -99,8 +99,8 @@ def _dm_settings(cfg) -> dict:
     return {**_net_settings(cfg), "lr": cfg["dm_lr"]}
 
 
-def _run_dm(split, s, seed, device, checkpoint, weights=None):
-    init = random_subset(split, s["ipc"], seed)
+def _run_dm(split, s, seed, device, checkpoint, weights=None, init=None):
+    init = init if init is not None else random_subset(split, s["ipc"], seed)
     if is_exact(s):
         nets, feats = exact_pool(split, s, seed, device)
         means = pooled_class_means(feats, split.labels, split.num_classes, weights)
@@ -128,7 +128,7 @@ def _spectral_settings(variant):
     return settings
 
 
-def _run_spectral(split, s, seed, device, checkpoint, weights=None):
+def _run_spectral(split, s, seed, device, checkpoint, weights=None, init=None):
     from ..methods import csdm
     if weights is not None:
         raise ValueError("spectral matching takes no sample weights")
@@ -137,7 +137,7 @@ def _run_spectral(split, s, seed, device, checkpoint, weights=None):
         split.class_counts(), s["variant"], s["alpha_rule"], s["alpha_head"], s["alpha_tail"], s["alpha0"], s["n0"])
     common = dict(loss=loss, iterations=s["iterations"], lr=s["lr"], batch_real=s["batch_real"],
                   kernel=s.get("kernel", "gaussian"), sigma=s.get("sigma", 1.0), num_freqs=s.get("num_freqs", 1024), form=s.get("form", "mmd"), seed=seed,
-                  device=device, init=random_subset(split, s["ipc"], seed), checkpoint=checkpoint,
+                  device=device, init=init if init is not None else random_subset(split, s["ipc"], seed), checkpoint=checkpoint,
                   precision=s["precision"])
     if not is_exact(s):
         return csdm.spectral_matching(split, s["ipc"], net_fn(s, split), alphas, use_dsa=s["dsa"],
@@ -154,7 +154,7 @@ def _run_spectral(split, s, seed, device, checkpoint, weights=None):
 
 DISTILLERS: dict[str, Distiller] = {
     "random": Distiller("distill.random", lambda cfg: {"ipc": cfg["ipc"]},
-                        lambda split, s, seed, device, checkpoint, weights=None: random_subset(split, s["ipc"], seed),
+                        lambda split, s, seed, device, checkpoint, weights=None, init=None: random_subset(split, s["ipc"], seed),
                         cache=False),
     "dm": Distiller("distill.dm", _dm_settings, _run_dm),
     "mmd": Distiller("distill.spectral", _mmd_settings, _run_spectral),
@@ -176,15 +176,19 @@ def settings_of(name: str, cfg, **overrides) -> dict:
 
 
 def distill(name: str, split, cfg, seed: int, device="cpu", weights: torch.Tensor | None = None,
-            **overrides) -> SyntheticSet:
+            init: SyntheticSet | None = None, **overrides) -> SyntheticSet:
     """The synthetic set of distiller ``name`` on ``split``, computed once per key and resumable. ``weights``
-    (one per real image of ``split``) turn DM's real class means into weighted means (KDE debiasing)."""
+    (one per real image of ``split``) turn DM's real class means into weighted means (KDE debiasing);
+    ``init`` replaces the default initialisation (a random real subset of the seed) and enters the key."""
     s = settings_of(name, cfg, **overrides)
     if "precision" in s:                       # the key holds what ran: fp32 or bf16
         s["precision"] = resolve_precision(s["precision"], device)
     if s["ipc"] is None:
         raise ValueError(f"distiller {name!r}: the config has no IPC; pass ipc=...")
     spec = DISTILLERS[name]
+    if init is not None and (len(init) != s["ipc"] * split.num_classes or init.images.shape[1:] != split.images.shape[1:]):
+        raise ValueError(f"init holds {len(init)} images of shape {tuple(init.images.shape[1:])}; distiller {name!r} "
+                         f"needs {s['ipc']} per class of shape {tuple(split.images.shape[1:])}")
     if not spec.cache:
         return spec.run(split, s, seed, device, None)
     # keyed by the producer, not the name: "sdd" and "csdm" with the same variant are one product
@@ -192,5 +196,8 @@ def distill(name: str, split, cfg, seed: int, device="cpu", weights: torch.Tenso
            "versions": key_versions(spec.producer)}
     if weights is not None:
         key["weights"] = hashlib.sha1(weights.float().numpy().tobytes()).hexdigest()[:16]
+    if init is not None:
+        key["init"] = hashlib.sha1(init.images.float().numpy().tobytes() + init.labels.numpy().tobytes()).hexdigest()[:16]
     root, kind = cfg.get("cache_dir"), "synsets/" + spec.producer.split(".")[-1]
-    return cached(kind, key, lambda: spec.run(split, s, seed, device, partial_path(kind, key, root), weights), root)
+    return cached(kind, key, lambda: spec.run(split, s, seed, device, partial_path(kind, key, root), weights, init),
+                  root)

@@ -155,6 +155,16 @@ def oracle_group_weights(labels: torch.Tensor, aligned: torch.Tensor, num_classe
     return w
 
 
+def conflicting_share(data, subset) -> float:
+    """Share of the images of ``subset`` (a selection from ``data``: a random or KDE-weighted real subset,
+    whose ``meta["indices"]`` name them) that are bias-conflicting in ``data``. A diagnostic: it reads the bias
+    labels."""
+    full = data.indices.tolist() if data.indices is not None else range(len(data))
+    where = {int(v): i for i, v in enumerate(full)}
+    pos = torch.tensor([where[int(i)] for i in subset.meta["indices"]])
+    return float((~data.aligned[pos]).float().mean())
+
+
 def weight_diagnostics(z_by_name: dict[str, torch.Tensor], labels, aligned, num_classes: int, bandwidths, alphas):
     """Mean per-class conflict weight share for every embedding x bandwidth x alpha (a bias-label diagnostic)."""
     rows = []
