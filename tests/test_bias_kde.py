@@ -163,10 +163,72 @@ def test_bias_metrics_on_a_hand_made_case():
     labels = torch.tensor([0, 0, 0, 1, 1, 1])
     bias = torch.tensor([0, 1, 1, 1, 0, 0])          # aligned: samples 0 and 3
     pred = torch.tensor([0, 0, 1, 1, 1, 0])          # right: 0, 1, 3, 4
-    m = bias_metrics(pred, labels, bias)
+    m = bias_metrics(pred, labels, bias, min_group=1)
     assert m["acc_aligned"] == pytest.approx(100.0)
     assert m["acc_conflicting"] == pytest.approx(50.0)            # 2 of 4
     assert m["acc_worst_group"] == pytest.approx(50.0)            # groups (0,1): 1/2, (1,0): 1/2
+    assert m["acc_worst_class_conflicting"] == pytest.approx(50.0)
+    m = bias_metrics(pred, labels, bias, min_group=3)              # no group has 3 images
+    assert m["acc_worst_group"] != m["acc_worst_group"] and m["acc_worst_class_conflicting"] != m["acc_worst_class_conflicting"]
+
+
+def _planted_predictions(shortcut_share: float, n_per_group: int = 30, tiny_group: int = 2):
+    """Two classes, two attributes; a model that follows the attribute on a share of each conflicting group
+    and a tiny (class 0, attribute 1) group it always gets wrong."""
+    labels, bias, pred = [], [], []
+    for c in (0, 1):
+        for b in (0, 1):
+            n = tiny_group if (c, b) == (0, 1) else n_per_group
+            wrong = n if (c, b) == (0, 1) else (round(shortcut_share * n) if b != c else 0)
+            labels += [c] * n
+            bias += [b] * n
+            pred += [b] * wrong + [c] * (n - wrong)
+    return torch.tensor(pred), torch.tensor(labels), torch.tensor(bias)
+
+
+def test_worst_group_ignores_groups_too_small_to_measure_and_orders_models():
+    """A planted case: the worst (class, attribute) group with enough test images is the conflicting group the
+    model gives to its shortcut; a 2-image group does not pin the metric at 0, and a less biased model scores
+    higher on both worst-group metrics."""
+    from ltdd_utils.evaluate import bias_metrics
+    strong = bias_metrics(*_planted_predictions(0.9), min_group=10)
+    weak = bias_metrics(*_planted_predictions(0.3), min_group=10)
+    assert strong["acc_worst_group"] == pytest.approx(100 / 30 * 3)        # (1, 0): 3 of 30 right
+    assert weak["acc_worst_group"] == pytest.approx(70.0)
+    assert weak["acc_worst_class_conflicting"] > strong["acc_worst_class_conflicting"] + 50
+    assert bias_metrics(*_planted_predictions(0.3), min_group=1)["acc_worst_group"] == 0.0     # the tiny group
+
+
+def test_weighted_subset_favours_heavy_images_and_seeds_dm():
+    from ltdd_utils.distill import distill, random_subset, weighted_subset
+    from ltdd_utils.config import make_config
+    tr = load_dataset("digits", train=True)
+    heavy = torch.zeros(len(tr), dtype=torch.bool)
+    for c in range(10):
+        heavy[(tr.labels == c).nonzero().flatten()[:5]] = True
+    w = torch.where(heavy, torch.tensor(1000.0), torch.tensor(1.0))
+    picked = torch.tensor(weighted_subset(tr, 5, w, seed=0).meta["indices"])
+    assert heavy[picked].float().mean() > 0.8                    # uniform draws would give about 5 / 180
+    assert heavy[torch.tensor(random_subset(tr, 5, seed=0).meta["indices"])].float().mean() < 0.3
+    with pytest.raises(ValueError, match="one per image"):
+        weighted_subset(tr, 5, w[:10])
+    cfg = make_config("kde_debias", "smoke", check_data=False, model="convnet", width=8, dm_iterations=1, dm_lr=1e-12)
+    init = weighted_subset(tr, 2, w, seed=0)
+    out = distill("dm", tr, cfg, 0, weights=w, init=init, ipc=2)
+    assert torch.allclose(out.images, init.images)              # a negligible step: DM returns its initial images
+    assert not torch.allclose(distill("dm", tr, cfg, 0, weights=w, ipc=2).images, init.images)
+    with pytest.raises(ValueError, match="needs 3 per class"):
+        distill("dm", tr, cfg, 0, init=init, ipc=3)
+
+
+def test_conflicting_share_of_a_subset_and_matched_oracle_weights():
+    from ltdd_utils.distill import random_subset
+    from ltdd_utils.methods.kde_debias import conflicting_share, oracle_group_weights
+    cm = colored_mnist(_fake_grey(400), 0.1, seed=0).subset(torch.arange(10, 400))     # indices not 0..n-1
+    whole = random_subset(cm, 39, seed=0)                        # every image of every class
+    assert conflicting_share(cm, whole) == pytest.approx(cm.conflict_ratio())
+    w = oracle_group_weights(cm.labels, cm.aligned, 10, conflict_mass=0.73)
+    assert float(conflict_weight_share(w, cm.labels, cm.aligned, 10).mean()) == pytest.approx(0.73)
 
 
 def test_random_subset_of_a_biased_set_is_not_the_conflicting_samples():
@@ -234,26 +296,61 @@ def test_lff_trainer_plugs_into_the_evaluation_protocol():
     from ltdd_utils.evaluate import EvalSettings, evaluate_synset
     from ltdd_utils.methods.kde_debias import lff_trainer
     tr, te = load_dataset("digits", train=True), load_dataset("digits", train=False)
-    s = EvalSettings(width=8, epochs=2, students=1, batch=32)
+    s = EvalSettings(width=8, epochs=100, students=1, batch=32, aug="none")
     called = []
 
     def spy(model, x, y, seed):
         called.append(seed)
         return lff_trainer(s)(model, x, y, seed)
-    out = evaluate_synset(random_subset(tr, 3, 0), te, s, seed=1, train_fn=spy)
-    assert called == [1000] and 0 <= out[0]["acc"] <= 100
+    out = evaluate_synset(random_subset(tr, 10, 0), te, s, seed=1, train_fn=spy)
+    assert called == [1000] and out[0]["acc"] > 15              # the debiased net learned (chance 10; plain CE 34)
 
 
 def test_kde_chapter_parameters_fail_before_compute(tmp_path):
     from ltdd_utils.config import make_config
     from ltdd_utils.data import DatasetNotFoundError
     for bad, fragment in [({"settings": [[1.0, 10]]}, r"\[0, 1\)"), ({"settings": [[0.05, 0]]}, ">= 1"),
-                          ({"settings": [[0.0, 10]]}, "ratio > 0"), ({"amplification_ratio": 1.5}, r"\[0, 1\)"),
-                          ({"dataset": "cmnst"}, "did you mean 'cmnist'"), ({"kde_bandwidht": 0.2}, "unknown parameter"),
-                          ({"severity": 0}, "one of")]:
+                          ({"settings": [[0.0, 10]]}, "ratio > 0"), ({"datasets": ["cmnst"]}, "did you mean 'cmnist'"),
+                          ({"kde_bandwidht": 0.2}, "unknown parameter"), ({"severity": 0}, "one of"),
+                          ({"methods": ["dm_kde_int"]}, "did you mean 'dm_kde_init'"), ({"full_eval_every": 0}, ">= 1")]:
         with pytest.raises(ConfigError, match=fragment):
             make_config("kde_debias", "smoke", check_data=False, **bad)
     with pytest.raises(DatasetNotFoundError, match="MNIST"):
         make_config("kde_debias", "smoke", data_root=str(tmp_path))
-    cfg = make_config("kde_debias", "smoke", check_data=False, amplification_datasets="auto", data_root=str(tmp_path))
-    assert "corrupted_cifar10" not in cfg.amplification_datasets    # no CIFAR-10 in an empty root
+    cfg = make_config("kde_debias", "smoke", check_data=False, datasets="auto", data_root=str(tmp_path))
+    assert cfg.datasets == ["cmnist", "bg_fmnist"]                 # no CIFAR-10 in an empty root
+
+
+def test_fit_calls_on_epoch_without_changing_training():
+    from ltdd_utils.train import fit
+    tr = load_dataset("digits", train=True)
+    x, y = tr.tensors()
+    seen, states = [], []
+    for hook in (None, lambda epoch, model: seen.append((epoch, model.training))):
+        torch.manual_seed(0)
+        net = get_model("convnet", 1, 10, (8, 8), width=8)
+        fit(net, x[:200], y[:200], epochs=3, batch=50, seed=0, on_epoch=hook, precision="fp32")
+        states.append(net.state_dict())
+    assert seen == [(1, False), (2, False), (3, False)]           # after each epoch, in eval mode
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+
+
+def test_amplification_index_per_seed_from_planted_records():
+    """A(M) per seed from the biased and unbiased sources; the biased-source random and DM rows come from the
+    main study; paired differences A(DM) - A(full data) follow."""
+    import pandas as pd
+    from ltdd_utils.studies.kde_debias import amplification_diffs, amplification_frame
+    rows = []
+    acc = {("full data", "biased"): 60, ("full data", "unbiased"): 90, ("dm", "biased"): 25, ("dm", "unbiased"): 80,
+           ("random", "biased"): 26, ("random", "unbiased"): 70}
+    for seed in (0, 1):
+        for (m, src), a in acc.items():
+            study = "main" if (src == "biased" and m != "full data") else "amplification"
+            rows.append({"setting.study": study, "setting.bias": "cmnist", "setting.conflict_ratio": 0.05, "ipc": 10,
+                         "method": m, "seed": seed, "setting.source": None if study == "main" else src, "acc": a + seed})
+    rows.append({"setting.study": "main", "setting.bias": "cmnist", "setting.conflict_ratio": 0.02, "ipc": 10,
+                 "method": "dm", "seed": 0, "setting.source": None, "acc": 99.0})       # another setting: left out
+    frame = amplification_frame(pd.DataFrame(rows))
+    assert frame.loc[("cmnist", "dm", 0), "A"] == pytest.approx((80 - 25) / 80)
+    d = amplification_diffs(frame, "cmnist", "dm", "full data")
+    assert list(d) == [0, 1] and d[0] == pytest.approx((80 - 25) / 80 - (90 - 60) / 90)
