@@ -27,8 +27,10 @@ def compare_methods(df, x: str, y: str = "acc", hue: str = "method", ax=None, ti
     ax = ax or plt.subplots(figsize=(6, 3.5))[1]
     sns.barplot(data=df, x=x, y=y, hue=hue, errorbar="sd", capsize=0.1, ax=ax)
     ax.set_ylabel(f"{y} (%)")
-    ax.set_ylim(0, ax.get_ylim()[1] * 1.2)           # room for the legend above the bars
-    ax.legend(loc="upper center", ncol=df[hue].nunique(), fontsize="small", frameon=False)
+    n = df[hue].nunique()
+    ncol = min(n, 4)                                  # wrap a long legend into rows within the axes
+    ax.set_ylim(0, ax.get_ylim()[1] * (1.1 + 0.1 * -(-n // ncol)))     # room for the legend above the bars
+    ax.legend(loc="upper center", ncol=ncol, fontsize="small", frameon=False)
     if title:
         ax.set_title(title)
     return ax

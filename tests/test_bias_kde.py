@@ -50,10 +50,15 @@ def test_colored_mnist_colours_strokes_by_attribute():
     assert torch.equal(sub.bias, cm.bias[[0, 3, 7]]) and torch.equal(sub.labels, cm.labels[[0, 3, 7]])
 
 
-def test_background_fmnist_paints_the_background():
-    bg = background_fmnist(_fake_grey(), None, seed=0)
-    assert torch.all(bg.images[:, :, 12, 12] == 255)                # object stays white
+def test_background_fmnist_paints_the_background_and_keeps_the_object():
+    grey = _fake_grey()
+    grey.images[:, :, 8:20, 10:18] = 200                            # an object lighter than black, darker than white
+    bg = background_fmnist(grey, None, seed=0)
+    assert torch.all(bg.images[:, :, 12, 12] == 200)                # the object keeps its grey level
     assert not torch.all(bg.images[:, :, 0, 0] == bg.images[0, :, 0, 0])   # backgrounds differ
+    white = bg.bias == 9                                             # the template's white background
+    assert white.any() and torch.all(bg.images[white, :, 0, 0] == 255)
+    assert all(len(img.unique()) > 1 for img in bg.images[white])  # the object stays visible on white
 
 
 @need("MNIST/raw")

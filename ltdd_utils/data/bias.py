@@ -93,16 +93,20 @@ def colored_mnist(mnist: ImageData, conflict_ratio: float | None, seed: int = 0,
 
 
 def background_fmnist(fmnist: ImageData, conflict_ratio: float | None, seed: int = 0) -> BiasedImageData:
-    """Paint the background of each FashionMNIST image with its attribute's colour; the object stays grey-white.
+    """Paint the background of each FashionMNIST image with its attribute's colour; the object keeps its grey
+    levels.
 
-    Pixel = g + (1 - g) * colour, with g the grey level in [0, 1] (a soft mask). Our construction [R]: the
-    paper's generator is not public.
+    The background is the pixels that are exactly 0 in the original image (the ReBias convention); every other
+    pixel keeps its grey level g in all three channels. Our construction [R]: the paper's generator is not
+    public. (Version 1 blended, g + (1 - g) * colour, which on the template's white background erased the
+    object entirely: every image with attribute 9 was blank.)
     """
     bias = bias_attributes(fmnist.labels, len(BACKGROUND_COLORS), conflict_ratio, seed)
-    grey = fmnist.images.float() / 255
-    images = ((grey + (1 - grey) * BACKGROUND_COLORS[bias].view(-1, 3, 1, 1)) * 255).round().to(torch.uint8)
-    return _wrap(fmnist, images, bias, "BG-FashionMNIST", conflict_ratio, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5),
-                 f"seed {seed}")
+    grey = (fmnist.images.float() / 255).expand(-1, 3, -1, -1)
+    background = (fmnist.images == 0).expand(-1, 3, -1, -1)
+    images = torch.where(background, BACKGROUND_COLORS[bias].view(-1, 3, 1, 1).expand_as(grey), grey)
+    return _wrap(fmnist, (images * 255).round().to(torch.uint8), bias, "BG-FashionMNIST", conflict_ratio,
+                 (0.5, 0.5, 0.5), (0.5, 0.5, 0.5), f"seed {seed}, object kept")
 
 
 def _wrap(base: ImageData, images, bias, name, conflict_ratio, mean, std, draw: str) -> BiasedImageData:
@@ -207,7 +211,7 @@ def corrupted_cifar10(cifar: ImageData, conflict_ratio: float | None, seed: int 
 BIASED_DATASETS = {"cmnist": "mnist", "bg_fmnist": "fashionmnist", "corrupted_cifar10": "cifar10"}
 
 
-@producer("data.bias", 1)
+@producer("data.bias", 2)
 def make_biased(kind: str, base: ImageData, conflict_ratio: float | None, seed: int = 0,
                 severity: int = 4) -> BiasedImageData:
     """The biased (or, with ``conflict_ratio=None``, unbiased) version of ``base`` for a dataset kind."""
@@ -236,7 +240,7 @@ def _per_class_draw(labels: torch.Tensor, counts: list[int], seed: int) -> list[
     return [torch.cat(p).sort().values for p in parts]
 
 
-@producer("data.bias", 1)
+@producer("data.bias", 2)
 def biased_splits(kind: str, train_base: ImageData, test_base: ImageData, conflict_ratio: float,
                   per_class: int, val_per_class: int, test_per_class: int | None = None, seed: int = 0,
                   severity: int = 4) -> dict[str, BiasedImageData]:

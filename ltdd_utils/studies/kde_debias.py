@@ -213,10 +213,12 @@ def amplification_diffs(frame, kind, a: str, b: str) -> dict:
 
 
 def share_accuracy(df) -> "pd.DataFrame":
-    """Every record that carries a conflict weight share (main arms over seeds, sensitivity arms), with its
-    accuracy, and per dataset the Spearman rank correlation between the two."""
+    """Every DM run whose real side was weighted one way or another, with its conflict weight share and accuracy:
+    vanilla DM (the uniform share), DM + KDE and the oracle weights over seeds, and the sensitivity arms. Left
+    out: the random subset (no DM), LfF students and the KDE-weighted initialisation (other changes than the
+    weights)."""
     rows = df[df["setting.study"].isin(["main", "sensitivity"]) & df["conflict_share"].notna()
-              & ~df["method"].str.endswith("_lff") & (df["method"] != "dm_kde_init")]
+              & df["method"].isin(["dm", "dm_kde", "oracle", "oracle_matched"])]
     return rows.assign(arm=rows["setting.arm"].fillna(rows["method"]) if "setting.arm" in rows else rows["method"])
 
 
