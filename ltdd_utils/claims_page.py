@@ -48,7 +48,8 @@ def claims_markdown(results_dir: Path = RESULTS, preset: str = "cpu") -> str:
             continue
         claims = json.loads(path.read_text())
         body += [f"## [{nb.stem}](chapters/{nb.stem})", "",
-                 "| claim | effect | margin | verdict | why not testable | paper reports |", "|---|---|---|---|---|---|"]
+                 "| claim | effect | margin | verdict | why not testable | paper reports |",
+                 "|---|---|---|---|---|---|"]
         for c in claims:
             counts[c["verdict"]] = counts.get(c["verdict"], 0) + 1
             body.append(f"| {_cell(c['claim'])} | {_effect(c)} | {c['margin']:g} | **{c['verdict']}** | "

@@ -102,7 +102,8 @@ def test_model(model: nn.Module, test: ImageData, groups=None, device="cpu", min
 def train_model(model: nn.Module, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float = 0.01,
                 batch: int = 256, aug: str = "dsa", seed: int = 0, device="cpu", weight_decay: float = 5e-4,
                 soft_target: Callable | None = None, class_weights: torch.Tensor | None = None,
-                desc: str | None = None, micro_batch: int | str = "auto", on_epoch: Callable | None = None) -> nn.Module:
+                desc: str | None = None, micro_batch: int | str = "auto",
+                on_epoch: Callable | None = None) -> nn.Module:
     """The book's standard recipe through :func:`ltdd_utils.train.fit`: SGD (momentum 0.9), lr x0.1 at half
     of training, ``aug`` per batch.
 

@@ -8,5 +8,6 @@ from .baselines import random_subset, herding, weighted_subset
 from .dm import distribution_matching, class_mean_embeddings, dm_loss, make_net_pool, pool_embeddings, pooled_class_means
 from .registry import DISTILLERS, distill
 
-__all__ = ["SyntheticSet", "random_subset", "herding", "weighted_subset", "distribution_matching", "class_mean_embeddings", "dm_loss",
+__all__ = ["SyntheticSet", "random_subset", "herding", "weighted_subset", "distribution_matching",
+           "class_mean_embeddings", "dm_loss",
            "make_net_pool", "pool_embeddings", "pooled_class_means", "DISTILLERS", "distill"]

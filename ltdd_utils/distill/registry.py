@@ -135,9 +135,10 @@ def _run_spectral(split, s, seed, device, checkpoint, weights=None, init=None):
     loss = s.get("loss", "mmd") if "variant" not in s else "spectral"
     alphas = None if loss != "spectral" else csdm.class_alphas(
         split.class_counts(), s["variant"], s["alpha_rule"], s["alpha_head"], s["alpha_tail"], s["alpha0"], s["n0"])
+    init = init if init is not None else random_subset(split, s["ipc"], seed)
     common = dict(loss=loss, iterations=s["iterations"], lr=s["lr"], batch_real=s["batch_real"],
                   kernel=s.get("kernel", "gaussian"), sigma=s.get("sigma", 1.0), num_freqs=s.get("num_freqs", 1024), form=s.get("form", "mmd"), seed=seed,
-                  device=device, init=init if init is not None else random_subset(split, s["ipc"], seed), checkpoint=checkpoint,
+                  device=device, init=init, checkpoint=checkpoint,
                   precision=s["precision"])
     if not is_exact(s):
         return csdm.spectral_matching(split, s["ipc"], net_fn(s, split), alphas, use_dsa=s["dsa"],
@@ -154,7 +155,8 @@ def _run_spectral(split, s, seed, device, checkpoint, weights=None, init=None):
 
 DISTILLERS: dict[str, Distiller] = {
     "random": Distiller("distill.random", lambda cfg: {"ipc": cfg["ipc"]},
-                        lambda split, s, seed, device, checkpoint, weights=None, init=None: random_subset(split, s["ipc"], seed),
+                        lambda split, s, seed, device, checkpoint, weights=None, init=None:
+                        random_subset(split, s["ipc"], seed),
                         cache=False),
     "dm": Distiller("distill.dm", _dm_settings, _run_dm),
     "mmd": Distiller("distill.spectral", _mmd_settings, _run_spectral),
@@ -186,7 +188,8 @@ def distill(name: str, split, cfg, seed: int, device="cpu", weights: torch.Tenso
     if s["ipc"] is None:
         raise ValueError(f"distiller {name!r}: the config has no IPC; pass ipc=...")
     spec = DISTILLERS[name]
-    if init is not None and (len(init) != s["ipc"] * split.num_classes or init.images.shape[1:] != split.images.shape[1:]):
+    if init is not None and (len(init) != s["ipc"] * split.num_classes
+                             or init.images.shape[1:] != split.images.shape[1:]):
         raise ValueError(f"init holds {len(init)} images of shape {tuple(init.images.shape[1:])}; distiller {name!r} "
                          f"needs {s['ipc']} per class of shape {tuple(split.images.shape[1:])}")
     if not spec.cache:
@@ -197,7 +200,8 @@ def distill(name: str, split, cfg, seed: int, device="cpu", weights: torch.Tenso
     if weights is not None:
         key["weights"] = hashlib.sha1(weights.float().numpy().tobytes()).hexdigest()[:16]
     if init is not None:
-        key["init"] = hashlib.sha1(init.images.float().numpy().tobytes() + init.labels.numpy().tobytes()).hexdigest()[:16]
+        pixels = init.images.float().numpy().tobytes() + init.labels.numpy().tobytes()
+        key["init"] = hashlib.sha1(pixels).hexdigest()[:16]
     root, kind = cfg.get("cache_dir"), "synsets/" + spec.producer.split(".")[-1]
     return cached(kind, key, lambda: spec.run(split, s, seed, device, partial_path(kind, key, root), weights, init),
                   root)

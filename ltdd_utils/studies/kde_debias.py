@@ -56,7 +56,8 @@ class Study:
         if key not in self.Z:
             c, train = self.cfg, self.data[kind, r]["train"]
             net = kde.train_supcon(train, c.model, c.width, c.depth, c.norm, c.supcon_epochs, c.supcon_batch,
-                                   c.supcon_lr, c.supcon_temperature, seed=seed, device=self.device, cache_root=c.cache_dir)
+                                   c.supcon_lr, c.supcon_temperature, seed=seed, device=self.device,
+                                   cache_root=c.cache_dir)
             rand = kde.random_init_embedding(train, c.model, c.width, c.depth, c.norm, seed=seed)
             self.Z[key] = {"projection": kde.embeddings(net, train, "projection", self.device),
                            "backbone": kde.embeddings(net, train, "backbone", self.device),
@@ -90,8 +91,8 @@ class Study:
                                                       "bandwidth": h, "split": "validation"}, ipc, seed,
                                       test=sp["val"], settings=eval_settings(c, students=1), data=sp["train"],
                                       min_group=c.min_group_images)[0]
-                rows.append({"bandwidth": h, "validation acc": m["acc"], "conflict_share": self.conflict_share(kind, r, w),
-                             "set": syn})
+                rows.append({"bandwidth": h, "validation acc": m["acc"],
+                             "conflict_share": self.conflict_share(kind, r, w), "set": syn})
             self.chosen_h[kind] = max(rows, key=lambda row: row["validation acc"])["bandwidth"]
         else:
             self.embed(kind, r, seed)
@@ -117,7 +118,8 @@ class Study:
             init = weighted_subset(tr, ipc, w, seed)
         syn = init if method == "random" else self.dm(tr, ipc, seed, w, init if method == "dm_kde_init" else None)
         self.sets[kind, r, ipc, method, seed] = syn
-        fit = kde.lff_trainer(eval_settings(self.cfg), q=self.cfg.lff_q, device=self.device) if method.endswith("_lff") else None
+        fit = (kde.lff_trainer(eval_settings(self.cfg), q=self.cfg.lff_q, device=self.device)
+               if method.endswith("_lff") else None)
         diag = {"conflict_share": tr.conflict_ratio() if w is None else self.conflict_share(kind, r, w),
                 "init_conflicting": kde.conflicting_share(tr, init)}
         return self.run.evaluate(syn, method, {"study": "main", "bias": kind, "conflict_ratio": r, "bandwidth": h},
@@ -130,7 +132,8 @@ class Study:
         validation split every FULL_EVAL_EVERY epochs; the best validation state is tested."""
         c, best = self.cfg, {"acc": -1.0}
         torch.manual_seed(seed)
-        full = get_model(c.model, d.shape[0], d.num_classes, d.shape[1:], width=c.eval_width, depth=c.depth, norm=c.norm)
+        full = get_model(c.model, d.shape[0], d.num_classes, d.shape[1:], width=c.eval_width, depth=c.depth,
+                         norm=c.norm)
 
         def check(epoch, model):
             if epoch % c.full_eval_every == 0 or epoch == c.full_epochs:
@@ -175,7 +178,8 @@ class Study:
         for emb in EMBEDDINGS:
             if emb != c.kde_embedding:
                 w = self.weights(kind, r, seed, h, emb)
-                arms[f"{emb} embedding, h = {h:.3g}"] = (emb, self.conflict_share(kind, r, w), self.dm(sp["train"], ipc, seed, w))
+                arms[f"{emb} embedding, h = {h:.3g}"] = (emb, self.conflict_share(kind, r, w),
+                                                         self.dm(sp["train"], ipc, seed, w))
         rows = []
         for name, (emb, share, syn) in arms.items():
             m = self.run.evaluate(syn, "dm_kde", {"study": "sensitivity", "bias": kind, "conflict_ratio": r, "arm": name,
