@@ -144,6 +144,61 @@ def test_small_loss_split_keeps_the_ratio_per_class():
     assert [int(trusted[labels == c].sum()) for c in range(2)] == [200, 200]
 
 
+def test_noisy_component_test_trusts_a_clean_class_whole():
+    """Our variant: a class whose losses hold no separate high-loss component (a class the asymmetric map
+    leaves clean) is trusted whole; the paper's loop splits it anyway."""
+    losses, labels, noisy = planted_losses()
+    g = torch.Generator().manual_seed(3)
+    losses[labels == 1] = 1.0 + 0.1 * torch.randn(500, generator=g)     # class 1: one unimodal blob, no noise
+    noisy[labels == 1] = False
+    assert tad.has_noisy_component(tad._minmax(losses[labels == 0]), "ashman")
+    assert not tad.has_noisy_component(tad._minmax(losses[labels == 1]), "ashman")
+    assert tad.has_noisy_component(tad._minmax(losses[labels == 1]), "none")
+    paper, _ = tad.trust_split(losses, labels, 2, mode="classwise")
+    ours, _ = tad.trust_split(losses, labels, 2, mode="classwise", noisy_test="ashman")
+    assert paper[labels == 1].float().mean() < 0.9                    # clean samples pushed into U
+    assert torch.equal(ours, ~noisy)
+    with pytest.raises(ValueError, match="noisy-component test"):
+        tad.has_noisy_component(losses, "kurtosis")
+
+
+def _recall_case(flip_every=10):
+    z, true, centres = clusters()
+    noisy = true.clone()
+    flipped = torch.arange(0, len(true), flip_every)
+    noisy[flipped] = (true[flipped] + 1) % 4
+    trusted = torch.ones(len(true), dtype=torch.bool)
+    trusted[flipped] = False
+    return z, true, noisy, trusted, -torch.cdist(z, centres)
+
+
+def test_choose_delta_recalls_only_when_the_holdout_says_recalls_are_right():
+    z, true, noisy, trusted, logits = _recall_case()
+    holdout = torch.arange(0, len(true), 2)                            # half the samples, true labels known
+    s = tad.TADSettings(delta_grid=(0.5, 0.9, 0.99))
+    assert tad.choose_delta(z, noisy, trusted, 4, logits, s, holdout, true[holdout]) == 0.5
+    wrong = (true[holdout] + 2) % 4                                    # a hold-out whose labels the recalls miss
+    wrong[trusted[holdout]] = noisy[holdout][trusted[holdout]]         # trusted labels still count as right
+    assert tad.choose_delta(z, noisy, trusted, 4, logits, s, holdout, wrong) is None
+
+
+def test_revert_restarts_each_round_from_the_noisy_labels():
+    torch.manual_seed(0)
+    from ltdd_utils.data import load_dataset
+    from ltdd_utils.data.noise import inject_noise
+    from ltdd_utils.models import get_model
+    d = inject_noise(load_dataset("digits", train=True), "symmetric", 0.4, seed=0)
+    x, y = d.tensors()
+    net = get_model("convnet", 1, 10, (8, 8), width=8)
+    tad.train_trust_net(net, x, y, None, 5, 0.01, 64, gen=torch.Generator().manual_seed(0))
+    s = tad.TADSettings(rounds=3, epochs_per_round=1, batch=64, lambda_cons=0.0, revert=True, delta=0.5)
+    states = tad.trust_aware_diversion(net, x, y, 10, s, 0, "cpu", d.clean_labels)
+    for st in states:                                                 # only this round's recalls differ from y
+        assert torch.equal(st.labels != y, st.recalled & (st.labels != y))
+        assert torch.equal(st.labels[~st.recalled], y[~st.recalled])
+    assert sum(int(st.recalled.sum()) for st in states) > 0
+
+
 # ---------------------------------------------------------------------------------------------- recall
 def clusters(seed=0, n=100, d=16, C=4):
     g = torch.Generator().manual_seed(seed)

@@ -30,6 +30,7 @@ from ..train import cached_net, fit
 from ..versions import key_versions, producer
 
 SPLITS = ("classwise", "global", "small_loss")
+NOISY_TESTS = ("none", "ashman", "bic")
 RELIABILITY_TESTS = ("mahalanobis", "cosine", "model", "confidence")
 
 
@@ -71,13 +72,38 @@ def _minmax(v: torch.Tensor) -> torch.Tensor:
     return (v - v.min()) / span if span > 0 else torch.zeros_like(v)
 
 
+def has_noisy_component(values: torch.Tensor, test: str = "ashman", ashman_d: float = 2.0, **gmm) -> bool:
+    """Whether one class's (normalised) losses hold a separate high-loss component at all.
+
+    ``ashman``: the two fitted components are apart by Ashman's D = sqrt(2) |mu1 - mu2| / sqrt(var1 + var2) >
+    ``ashman_d`` (2 is the usual bar for a clean separation); ``bic``: two components have a lower BIC than one;
+    ``none``: always (the mixture is fitted whatever the losses look like)."""
+    if test not in NOISY_TESTS:
+        raise ValueError(f"noisy-component test {test!r}: expected one of {list(NOISY_TESTS)}")
+    if test == "none":
+        return True
+    mu, var, pi, _ = fit_gmm_1d(values, **gmm)
+    if test == "ashman":
+        return float(2 ** 0.5 * (mu[0] - mu[1]).abs() / (var.sum()).sqrt()) > ashman_d
+    x = values.double().flatten()
+    n, reg = len(x), gmm.get("reg_covar", 5e-4)
+    ll1 = float(-0.5 * ((x - x.mean()) ** 2 / (x.var(unbiased=False) + reg) + (x.var(unbiased=False) + reg).log()
+                        + torch.log(torch.tensor(2 * torch.pi))).sum())
+    comp = -0.5 * ((x[:, None] - mu) ** 2 / var + var.log() + torch.log(torch.tensor(2 * torch.pi))) + pi.log()
+    ll2 = float(torch.logsumexp(comp, 1).sum())
+    return -2 * ll2 + 5 * torch.log(torch.tensor(float(n))) < -2 * ll1 + 2 * torch.log(torch.tensor(float(n)))
+
+
 def trust_split(losses: torch.Tensor, labels: torch.Tensor, num_classes: int, tau: float = 0.5,
-                mode: str = "classwise", keep_ratio: float = 0.5, **gmm) -> tuple[torch.Tensor, torch.Tensor]:
+                mode: str = "classwise", keep_ratio: float = 0.5, noisy_test: str = "none",
+                **gmm) -> tuple[torch.Tensor, torch.Tensor]:
     """Split samples into trusted / untrusted from their per-sample losses.
 
     ``mode``: ``classwise`` (one mixture per class, on losses min-max normalised within the class: TAD's
     class-wise dynamic GMM as reconstructed), ``global`` (one mixture over all samples, DivideMix) or
-    ``small_loss`` (keep the ``keep_ratio`` lowest-loss samples of each class; no mixture). Returns
+    ``small_loss`` (keep the ``keep_ratio`` lowest-loss samples of each class; no mixture). With ``classwise``,
+    ``noisy_test`` (:func:`has_noisy_component`) first asks whether a class has a noisy component at all; a
+    class without one is trusted whole (the paper's loop fits two components in every class). Returns
     ``(trusted, clean_probability)``: a boolean mask and the posterior of the low-loss component (for
     ``small_loss``, 1 for kept samples and 0 otherwise).
     """
@@ -94,8 +120,8 @@ def trust_split(losses: torch.Tensor, labels: torch.Tensor, num_classes: int, ta
             if mode == "small_loss":
                 keep = pos[losses[pos].argsort()[:max(1, round(keep_ratio * len(pos)))]]
                 prob[keep] = 1.0
-            elif len(pos) < 4:                   # too few to fit two components: trust them
-                prob[pos] = 1.0
+            elif len(pos) < 4 or not has_noisy_component(_minmax(losses[pos]), noisy_test, **gmm):
+                prob[pos] = 1.0                  # too few to fit two components, or no noisy component: trust them
             else:
                 prob[pos] = fit_gmm_1d(_minmax(losses[pos]), **gmm)[3]
     return prob > tau, prob
@@ -225,6 +251,9 @@ class TADSettings:
     split: str = "classwise"
     keep_ratio: float = 0.5                 # small_loss split only
     recall: bool = True                     # False: outer loop only (filter, no relabeling)
+    noisy_test: str = "none"                # per-class test for a noisy component before splitting (our variant)
+    revert: bool = False                    # each round starts from the noisy labels: a recall must be re-earned
+    delta_grid: tuple = ()                  # with a labelled hold-out: delta chosen per round from these (our variant)
     delta: float = 0.9
     tests: tuple = ("mahalanobis", "cosine", "model")
     shrinkage: float = 1e-3
@@ -261,32 +290,65 @@ def trust_diagnostics(trusted, labels, recalled, noisy, clean, num_classes: int)
             "per_class_precision": per_class_prec}
 
 
+def choose_delta(z, labels, split, num_classes, logits, settings: TADSettings, holdout: torch.Tensor,
+                 holdout_labels: torch.Tensor) -> float | None:
+    """The recall threshold of one round, chosen on a labelled hold-out (positions ``holdout`` of the data, with
+    their true labels): the smallest delta of ``settings.delta_grid`` whose recalls on the hold-out are at least
+    as often right as the labels the split trusts there, so that recalling cannot lower the trusted space's
+    precision; None (recall nothing) when no delta qualifies or the hold-out has no trusted or recalled sample."""
+    true = torch.full_like(labels, -1)
+    true[holdout] = holdout_labels
+    in_h = true >= 0
+    trusted_h = split & in_h
+    if not trusted_h.any():
+        return None
+    precision = float((labels[trusted_h] == true[trusted_h]).float().mean())
+    for delta in sorted(settings.delta_grid):
+        new, recalled, _ = recalibrate(z, labels, split, num_classes, logits, delta, tuple(settings.tests),
+                                       settings.shrinkage)
+        rec_h = recalled & in_h
+        if rec_h.any() and float((new[rec_h] == true[rec_h]).float().mean()) >= precision:
+            return delta
+    return None
+
+
 def trust_aware_diversion(net, x: torch.Tensor, noisy_labels: torch.Tensor, num_classes: int,
                           settings: TADSettings, seed: int = 0, device="cpu",
-                          clean_labels: torch.Tensor | None = None) -> list[RoundState]:
+                          clean_labels: torch.Tensor | None = None, holdout: torch.Tensor | None = None,
+                          holdout_labels: torch.Tensor | None = None) -> list[RoundState]:
     """Run TAD's dual loop from a warmed-up trust network ``net`` on normalised images ``x``.
 
     Round r: losses of the current labels -> :func:`trust_split` -> :func:`recalibrate` (when
     ``settings.recall``) -> record the state -> unless it is the last round, train the net on T with the
     consistency term on U for ``epochs_per_round`` epochs. The state of round r is what distillation with
     ``R = r`` rounds sees, so one run yields every R up to ``settings.rounds``. ``clean_labels`` only feed the
-    diagnostics.
+    diagnostics. Our variant's knobs: ``settings.noisy_test`` (a class without a noisy component is trusted
+    whole), ``settings.revert`` (each round starts from the noisy labels) and, with ``holdout`` positions and
+    their true ``holdout_labels`` (a small labelled validation part), ``settings.delta_grid`` (the recall
+    threshold of each round chosen by :func:`choose_delta`).
     """
     gen = torch.Generator().manual_seed(seed)
     labels = noisy_labels.clone()
     states = []
     for r in range(1, settings.rounds + 1):
+        if settings.revert:
+            labels = noisy_labels.clone()
         loss, z, logits = losses_features_logits(net, x, labels, device)
-        split, _ = trust_split(loss, labels, num_classes, settings.tau, settings.split, settings.keep_ratio)
+        split, _ = trust_split(loss, labels, num_classes, settings.tau, settings.split, settings.keep_ratio,
+                               settings.noisy_test)
         trusted, recalled = split.clone(), torch.zeros(len(x), dtype=torch.bool)
-        if settings.recall:
-            labels, recalled, _ = recalibrate(z, labels, split, num_classes, logits, settings.delta,
+        delta = settings.delta
+        if settings.recall and settings.delta_grid and holdout is not None:
+            delta = choose_delta(z, labels, split, num_classes, logits, settings, holdout, holdout_labels)
+        if settings.recall and delta is not None:
+            labels, recalled, _ = recalibrate(z, labels, split, num_classes, logits, delta,
                                               tuple(settings.tests), settings.shrinkage)
             trusted = split | recalled
         state = RoundState(r, split, trusted.clone(), labels.clone(), recalled)
         if clean_labels is not None:
             state.diagnostics = trust_diagnostics(trusted, labels, recalled, noisy_labels, clean_labels, num_classes)
             state.diagnostics["split_precision"] = float((labels == clean_labels)[split].float().mean()) if split.any() else float("nan")
+            state.diagnostics["delta"] = float("nan") if delta is None or not settings.recall else delta
             d = state.diagnostics
             print(f"[tad] round {r}: |T|/N {d['coverage']:.3f} precision {d['precision']:.3f} "
                   f"recall(clean) {d['recall_clean']:.3f} recalled {d['recalled']} (acc {d['recalled_acc']:.3f})",
