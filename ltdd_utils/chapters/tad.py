@@ -5,7 +5,8 @@ from ..config import (BASE_PRESET, ConfigError, Param, a_bool, a_string, int_at_
 from ..data.noise import CIFAR10N_KEYS
 from ..methods.tad import RELIABILITY_TESTS, SPLITS
 
-METHODS = ("random", "clean_dm", "noisy_dm", "filter_dm", "two_stage", "tad_outer", "tad", "oracle_dm")
+METHODS = ("random", "clean_dm", "noisy_dm", "filter_dm", "two_stage", "tad_outer", "tad", "tad_ours", "oracle_dm",
+           "clean_trusted", "clean_lowloss_init")
 SYNTHETIC_NOISE = ("symmetric", "asymmetric")
 
 
@@ -81,14 +82,19 @@ SCHEMA = schema_from(
                                                        "'+'-joined, e.g. 'mahalanobis+cosine'"),
     ablation_consistency=Param(a_bool, "also run TAD with lambda_cons = 0 (consistency off) on the first setting"),
     ablation_seeds=Param(list_of(int_at_least(0), min_len=0), "seeds of the consistency-off ablation"),
+    holdout_share=Param(_unit_open, "share of the training images whose true labels our variant (tad_ours) may "
+                                    "read, to choose its recall threshold each round"),
+    delta_grid=Param(list_of(_unit_open), "recall thresholds our variant chooses from on the hold-out"),
 )
 
 _COMMON = {**BASE_PRESET, "dataset": "auto", "noise_seed": 0, "methods": list(METHODS), "real_noise": "auto",
-           "sweep_methods": ["noisy_dm", "filter_dm", "tad"], "trust_split": "classwise", "keep_ratio": 0.5,
+           "sweep_methods": ["noisy_dm", "filter_dm", "tad", "tad_ours"], "trust_split": "classwise",
+           "keep_ratio": 0.5,
            "tau": 0.5, "delta": 0.9, "reliability": ["mahalanobis", "cosine", "model"], "shrinkage": 1e-3,
            "lambda_cons": 1.0, "trust_lr": 0.01, "trust_batch": 256, "ablation_taus": [0.3, 0.5, 0.7],
            "ablation_tests": ["mahalanobis", "cosine", "model", "mahalanobis+cosine+model", "confidence"],
-           "ablation_consistency": True, "ablation_seeds": [0]}
+           "ablation_consistency": True, "ablation_seeds": [0], "holdout_share": 0.1,
+           "delta_grid": [0.5, 0.9, 0.99, 0.999, 0.9999]}
 
 PRESETS = {
     "smoke": {**_COMMON, "dataset": "digits", "seeds": [0], "ipc": 2, "width": 8, "per_class": 60,
@@ -99,13 +105,13 @@ PRESETS = {
               "eval_width": 8, "trust_batch": 64},
     "cpu": {**_COMMON, "seeds": [0, 1, 2], "ipc": 10, "width": 16, "per_class": 500, "test_limit": None,
             "noise_settings": [["symmetric", 0.4], ["asymmetric", 0.4]], "sweep_rates": [0.2, 0.6],
-            "sweep_seeds": [0], "trust_width": 32, "trust_batch": 64, "warmup_epochs": 8, "rounds": 3,
+            "sweep_seeds": [0, 1], "trust_width": 32, "trust_batch": 64, "warmup_epochs": 8, "rounds": 3,
             "epochs_per_round": 2,
             "dm_iterations": 400, "dm_batch_real": 256, "dm_dsa": False, "dm_net_pool": 8, "eval_students": 1,
             "eval_epochs": 300, "eval_batch": 256, "eval_width": 16},
     "paper": {**_COMMON, "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 128, "per_class": None, "test_limit": None,
               "noise_settings": [["symmetric", 0.4], ["asymmetric", 0.4]], "sweep_rates": [0.2, 0.6],
-              "sweep_methods": ["noisy_dm", "filter_dm", "two_stage", "tad"], "sweep_seeds": [0, 1, 2],
+              "sweep_methods": ["noisy_dm", "filter_dm", "two_stage", "tad", "tad_ours"], "sweep_seeds": [0, 1, 2],
               "trust_width": 128, "warmup_epochs": 10, "rounds": 5, "epochs_per_round": 3,
               "dm_iterations": 20000, "dm_batch_real": 256, "dm_dsa": True, "dm_net_pool": 0, "eval_students": 5,
               "eval_epochs": 1000, "eval_batch": 256, "eval_width": 128},

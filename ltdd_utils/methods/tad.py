@@ -18,6 +18,7 @@ with diagnostics against the hidden true labels when they are given (never used 
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 
 import torch
@@ -383,18 +384,22 @@ def warmup_trust_net(data, width: int = 32, depth: int = 3, norm: str = "instanc
 
 @producer("method.tad", 1, uses=("net.trust",))
 def cached_tad(data, settings: TADSettings, warmup: dict, seed: int = 0, device="cpu", cache_root=None,
-               clean_labels: torch.Tensor | None = None) -> list[dict]:
+               clean_labels: torch.Tensor | None = None, holdout: torch.Tensor | None = None,
+               holdout_labels: torch.Tensor | None = None) -> list[dict]:
     """:func:`trust_aware_diversion` from the warmed-up net of ``warmup`` (keyword arguments of
-    :func:`warmup_trust_net`), cached by configuration; one dict per round (a :class:`RoundState`'s fields)."""
+    :func:`warmup_trust_net`), cached by configuration; one dict per round (a :class:`RoundState`'s fields).
+    ``holdout`` / ``holdout_labels``: the labelled hold-out of our variant's recall threshold."""
     from dataclasses import asdict
     s = asdict(settings)
     s["tests"] = list(s["tests"])
     key = dict(data=data.fingerprint(), settings=s, warmup={k: v for k, v in warmup.items() if k != "device"},
                seed=seed, diagnostics=clean_labels is not None, versions=key_versions("method.tad"))
+    if holdout is not None:
+        key["holdout"] = hashlib.sha1(holdout.numpy().tobytes() + holdout_labels.numpy().tobytes()).hexdigest()[:16]
 
     def run():
         net = warmup_trust_net(data, seed=seed, device=device, cache_root=cache_root, **warmup)
         x, y = data.tensors()
         return [asdict(st) for st in trust_aware_diversion(net, x, y, data.num_classes, settings, seed, device,
-                                                           clean_labels)]
+                                                           clean_labels, holdout, holdout_labels)]
     return cached("tad/rounds", key, run, cache_root)

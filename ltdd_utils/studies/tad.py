@@ -41,7 +41,12 @@ class Study:
                                keep_ratio=c.keep_ratio, recall=True, delta=c.delta, tests=tuple(c.reliability),
                                shrinkage=c.shrinkage, lambda_cons=c.lambda_cons, lr=c.trust_lr, batch=c.trust_batch)
         self.variants = {"tad": main, "tad_outer": replace(main, recall=False),
-                         "tad_no_consistency": replace(main, lambda_cons=0.0)}
+                         "tad_no_consistency": replace(main, lambda_cons=0.0),
+                         "tad_ours": replace(main, revert=True, delta_grid=tuple(c.delta_grid))}
+        # our variant may read the true labels of a fixed hold-out share of the training images (a small verified
+        # subset) to choose its recall threshold; every other arm ignores them
+        gen = torch.Generator().manual_seed(stream_seed(c.noise_seed, "tad-holdout"))
+        self.holdout = torch.randperm(len(self.base), generator=gen)[:max(1, round(c.holdout_share * len(self.base)))]
         self.warmup = dict(model=c.model, width=c.trust_width, depth=c.depth, norm=c.norm, epochs=c.warmup_epochs,
                            lr=c.trust_lr, batch=c.trust_batch)
         self.runs: dict = {}             # (setting, seed, variant) -> list of round dicts
@@ -60,8 +65,9 @@ class Study:
             d = self.noisy[s]
             print(f"--- {label(s)}, seed {seed}, {variant}")
             t0 = time.time()
+            hold = (self.holdout, d.clean_labels[self.holdout]) if variant == "tad_ours" else (None, None)
             self.runs[s, seed, variant] = tad.cached_tad(d, self.variants[variant], self.warmup, seed, self.device,
-                                                         self.cfg.cache_dir, d.clean_labels)
+                                                         self.cfg.cache_dir, d.clean_labels, *hold)
             self.trust_seconds[s, seed, variant] = time.time() - t0
         return self.runs[s, seed, variant]
 
@@ -71,12 +77,23 @@ class Study:
                 for (s, seed, variant), states in self.runs.items() for st in states]
 
     # ------------------------------------------------------------------------------------------------ arms
+    def trust_net_accuracy(self, s, seed) -> float:
+        """Test accuracy of the warmed-up trust network (what the round-1 split reads)."""
+        from ..evaluate import test_model
+        net = tad.warmup_trust_net(self.noisy[s], seed=seed, device=self.device, cache_root=self.cfg.cache_dir,
+                                   **self.warmup)
+        return test_model(net, self.run.test, device=self.device)["acc"]
+
     def view(self, s, method, seed):
         """The arm's data: the images it keeps under the labels it trusts (positions kept, so fingerprints
-        differ by arm)."""
+        differ by arm). The controls: ``clean_trusted``, TAD's final trusted images under their true labels
+        (TAD's selection without its label errors); ``clean_lowloss_init``, every image under its true label
+        (its initial images are drawn from TAD's trusted ones, :meth:`init_for`)."""
         d = self.noisy[s]
-        if method == "clean_dm":
+        if method in ("clean_dm", "clean_lowloss_init"):
             labels, mask = d.clean_labels, None
+        elif method == "clean_trusted":
+            labels, mask = d.clean_labels, self.trust(s, seed)[-1]["trusted"]
         elif method in ("noisy_dm", "random"):
             labels, mask = d.labels, None
         elif method == "oracle_dm":
@@ -85,7 +102,7 @@ class Study:
             labels, mask = d.labels, self.trust(s, seed)[0]["split_trusted"]
         else:
             st = (self.trust(s, seed)[0] if method == "two_stage" else
-                  self.trust(s, seed, method if method in ("tad_outer", "tad_no_consistency") else "tad")[-1])
+                  self.trust(s, seed, method if method in ("tad_outer", "tad_no_consistency", "tad_ours") else "tad")[-1])
             labels, mask = st["labels"], st["trusted"]
         keep = torch.ones(len(d), dtype=torch.bool) if mask is None else mask
         return d.with_labels(labels).subset(keep.nonzero().flatten())
@@ -94,11 +111,19 @@ class Study:
         src = ASYMMETRIC_MAPS.get(self.base.name, {}) if s[0] == "asymmetric" else {}
         return {"flipped": sorted(src), "unflipped": [c for c in range(self.C) if c not in src]} if src else None
 
+    def init_for(self, s, method, seed, view):
+        """The initial images of an arm: a random draw from its view, except ``clean_lowloss_init``, whose draw
+        comes from TAD's final trusted images (the low-loss ones TAD starts from), under their true labels."""
+        if method != "clean_lowloss_init":
+            return random_subset(view, self.cfg.ipc, seed)
+        return random_subset(self.view(s, "clean_trusted", seed), self.cfg.ipc, seed)
+
     def arm(self, study, s, method, seed):
         t0, c = time.time(), self.cfg
         view = self.view(s, method, seed)
-        init = random_subset(view, c.ipc, seed)
-        syn = init if method == "random" else distill("dm", view, c, seed, self.device)
+        init = self.init_for(s, method, seed, view)
+        syn = init if method == "random" else distill("dm", view, c, seed, self.device,
+                                                      init=init if method == "clean_lowloss_init" else None)
         self.sets[study, s, method, seed] = syn
         true_init = self.run.train.labels[torch.tensor(init.meta["indices"])]
         add = {"trusted": len(view), "label_precision": float((view.labels == view.clean_labels).float().mean()),
