@@ -154,6 +154,7 @@ def test_noisy_component_test_trusts_a_clean_class_whole():
     assert tad.has_noisy_component(tad._minmax(losses[labels == 0]), "ashman")
     assert not tad.has_noisy_component(tad._minmax(losses[labels == 1]), "ashman")
     assert tad.has_noisy_component(tad._minmax(losses[labels == 1]), "none")
+    assert tad.has_noisy_component(tad._minmax(losses[labels == 0]), "bic")
     paper, _ = tad.trust_split(losses, labels, 2, mode="classwise")
     ours, _ = tad.trust_split(losses, labels, 2, mode="classwise", noisy_test="ashman")
     assert paper[labels == 1].float().mean() < 0.9                    # clean samples pushed into U

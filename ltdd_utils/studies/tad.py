@@ -101,8 +101,8 @@ class Study:
         elif method == "filter_dm":
             labels, mask = d.labels, self.trust(s, seed)[0]["split_trusted"]
         else:
-            st = (self.trust(s, seed)[0] if method == "two_stage" else
-                  self.trust(s, seed, method if method in ("tad_outer", "tad_no_consistency", "tad_ours") else "tad")[-1])
+            variant = method if method in ("tad_outer", "tad_no_consistency", "tad_ours") else "tad"
+            st = self.trust(s, seed)[0] if method == "two_stage" else self.trust(s, seed, variant)[-1]
             labels, mask = st["labels"], st["trusted"]
         keep = torch.ones(len(d), dtype=torch.bool) if mask is None else mask
         return d.with_labels(labels).subset(keep.nonzero().flatten())
