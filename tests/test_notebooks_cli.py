@@ -175,3 +175,14 @@ def test_source_notebooks_pass_nbval_at_the_smoke_preset(tmp_path):
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     notebooks = list((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     assert len(list((tmp_path / "results").glob("*_smoke_claims.json"))) == len(notebooks)
+
+
+@pytest.mark.parametrize("nb", SOURCES, ids=lambda p: p.stem)
+def test_what_a_chapter_is_made_from_does_not_depend_on_the_data_root(nb, tmp_path, monkeypatch):
+    """An executed copy must not look stale on a machine whose data root lacks a dataset: the cpu preset's
+    resolved parameters (what staleness compares) are the same with an empty data root."""
+    with_data = cli.chapter_inputs(nb, "cpu", {})["config"]
+    monkeypatch.setenv("LTDD_DATA", str(tmp_path))
+    empty = cli.chapter_inputs(nb, "cpu", {})["config"]
+    drop = lambda cfg: {k: v for k, v in cfg.items() if k != "data_root"}
+    assert drop(empty) == drop(with_data)

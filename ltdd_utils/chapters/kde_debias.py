@@ -78,6 +78,8 @@ SCHEMA = schema_from(
     sensitivity=Param(a_bool, "run the sensitivity arms (every candidate bandwidth, the other embeddings)"),
 )
 
+# The cpu and paper presets name every dataset: a preset whose meaning depends on what the data root holds would
+# make an executed copy look stale on a machine without CIFAR-10 (DATASETS='auto' stays available as an override).
 _COMMON = {**BASE_PRESET, "datasets": "auto", "methods": ["random", "dm", "dm_kde", "dm_kde_init", "dm_lff", "oracle",
                                                           "oracle_matched"],
            "severity": 4, "supcon_temperature": 0.1, "supcon_lr": 1e-3, "supcon_batch": 256,
@@ -91,11 +93,11 @@ PRESETS = {
               "supcon_epochs": 1, "supcon_batch": 64, "kde_bandwidths": [0.2, 0.5], "dm_iterations": 5,
               "dm_batch_real": 16, "dm_dsa": False, "dm_net_pool": 2, "eval_students": 1, "eval_epochs": 3,
               "eval_batch": 64, "eval_width": 8, "full_epochs": 2, "full_eval_every": 1, "min_group_images": 1},
-    "cpu": {**_COMMON, "seeds": [0, 1, 2], "settings": [[0.05, 10]], "per_class": 400,
+    "cpu": {**_COMMON, "datasets": list(BIASED), "seeds": [0, 1, 2], "settings": [[0.05, 10]], "per_class": 400,
             "val_per_class": 20, "test_per_class": 500, "width": 32, "supcon_epochs": 3,
             "dm_iterations": 600, "dm_batch_real": 256, "dm_dsa": False, "dm_net_pool": 10,
             "eval_students": 1, "eval_epochs": 200, "eval_batch": 256, "eval_width": 32, "full_epochs": 40},
-    "paper": {**_COMMON, "seeds": [0, 1, 2, 3, 4],
+    "paper": {**_COMMON, "datasets": list(BIASED), "seeds": [0, 1, 2, 3, 4],
               "settings": [[r, i] for i in (10, 50) for r in (0.05, 0.02, 0.01, 0.005)],
               "methods": list(METHODS), "per_class": 4900, "val_per_class": 100, "test_per_class": None,
               "width": 128, "supcon_epochs": 3, "dm_iterations": 20000, "dm_batch_real": 256, "dm_dsa": True,

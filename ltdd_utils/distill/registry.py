@@ -137,7 +137,8 @@ def _run_spectral(split, s, seed, device, checkpoint, weights=None, init=None):
         split.class_counts(), s["variant"], s["alpha_rule"], s["alpha_head"], s["alpha_tail"], s["alpha0"], s["n0"])
     init = init if init is not None else random_subset(split, s["ipc"], seed)
     common = dict(loss=loss, iterations=s["iterations"], lr=s["lr"], batch_real=s["batch_real"],
-                  kernel=s.get("kernel", "gaussian"), sigma=s.get("sigma", 1.0), num_freqs=s.get("num_freqs", 1024), form=s.get("form", "mmd"), seed=seed,
+                  kernel=s.get("kernel", "gaussian"), sigma=s.get("sigma", 1.0), num_freqs=s.get("num_freqs", 1024),
+                  form=s.get("form", "mmd"), seed=seed,
                   device=device, init=init, checkpoint=checkpoint,
                   precision=s["precision"])
     if not is_exact(s):
