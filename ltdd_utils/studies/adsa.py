@@ -84,11 +84,7 @@ class Study:
     # ------------------------------------------------------------------------------------------ data, teachers
     def balanced_like(self, d):
         """A class-balanced subset of the full training set with the same total size as ``d``."""
-        per, full = len(d) // self.C, self.full
-        gen = torch.Generator().manual_seed(stream_seed(0, "adsa-balanced"))
-        keep = [p[torch.randperm(len(p), generator=gen)[:per]]
-                for p in ((full.labels == c).nonzero().flatten() for c in range(self.C))]
-        return full.subset(torch.cat(keep).sort().values)
+        return make_longtail(self.full, 1, stream_seed(0, "adsa-balanced"), n_max=len(d) // self.C)
 
     def teacher_for(self, d):
         c = self.cfg

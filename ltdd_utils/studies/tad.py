@@ -9,6 +9,7 @@ from dataclasses import replace
 import torch
 
 from ..data.bias import stream_seed
+from ..data.longtail import make_longtail
 from ..data.noise import ASYMMETRIC_MAPS, inject_noise
 from ..distill import distill, random_subset
 from ..experiment import Run
@@ -26,10 +27,7 @@ class Study:
         self.run, self.cfg, self.device, c = run, run.cfg, run.device, run.cfg
         full = run.train
         if c.per_class:                                  # a class-balanced subset with fixed indices (noise seed stream)
-            gen = torch.Generator().manual_seed(stream_seed(c.noise_seed, "tad-subset"))
-            keep = [p[torch.randperm(len(p), generator=gen)[:c.per_class]]
-                    for p in ((full.labels == k).nonzero().flatten() for k in range(full.num_classes))]
-            self.base = full.subset(torch.cat(keep).sort().values)
+            self.base = make_longtail(full, 1, stream_seed(c.noise_seed, "tad-subset"), n_max=c.per_class)
         else:
             self.base = full
         self.C = self.base.num_classes
