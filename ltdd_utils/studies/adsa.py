@@ -172,6 +172,14 @@ class Study:
         """One label arm: its images (recovered, or the initial real subset for random_*), teacher and tau.
         ``arm="fixed"`` with ``tau`` gives the sensitivity arm ``tau=<tau>``."""
         t0 = time.time()
+        s, fit, tau = self.labelled(f, ipc, arm, seed, tau)
+        method = f"tau={tau:g}" if arm == "fixed" else arm
+        return self.run.evaluate(s, method, {"study": study, "imbalance_factor": f, **setting}, ipc, seed,
+                                 groups=self.groups, settings=self.settings(), train_fn=fit, t0=t0,
+                                 add={"tau": tau, "width": self.width})
+
+    def labelled(self, f, ipc, arm, seed, tau: float | None = None):
+        """An arm's images, its students' trainer and its tau (None: plain soft labels or hard labels)."""
         d = self.splits[f]
         s = self.init_set(d, ipc, seed) if arm.startswith("random") else self.recovered(d, self.teachers[f], ipc, seed)
         teacher = self.teachers["balanced"] if arm == "balanced_teacher" else self.teachers[f]
@@ -183,12 +191,8 @@ class Study:
             tau = self.oracle[f]
         elif arm != "fixed":
             tau = None
-        method = f"tau={tau:g}" if arm == "fixed" else arm
         offset = None if tau is None else tau * adsa.log_prior(d.class_counts())
-        fit = self.trainer(None if arm == "hard" else teacher, offset)
-        return self.run.evaluate(s, method, {"study": study, "imbalance_factor": f, **setting}, ipc, seed,
-                                 groups=self.groups, settings=self.settings(), train_fn=fit, t0=t0,
-                                 add={"tau": tau, "width": self.width})
+        return s, self.trainer(None if arm == "hard" else teacher, offset), tau
 
     # ------------------------------------------------------------------------------------- the bound's terms
     def image_term(self, images: torch.Tensor, dims: int = 16) -> float:

@@ -71,10 +71,11 @@ class Study:
     def roles(self):
         return ("observer",) if self.cfg.share_experts else ("observer", "teacher")
 
-    def select_experts(self) -> list[dict]:
-        """Model selection among EXPERT_CANDIDATES on the validation set (never the test set); then every expert,
-        and per imbalance factor whether the debiased experts are accepted: each role's few-group validation
-        accuracy beats the plain expert's of the same role by at least EXPERT_MARGIN points."""
+    def select_experts(self, kinds=("debiased", "plain")) -> list[dict]:
+        """Model selection among EXPERT_CANDIDATES on the validation set (never the test set); then every expert
+        of ``kinds``, and, with both kinds, per imbalance factor whether the debiased experts are accepted: each
+        role's few-group validation accuracy beats the plain expert's of the same role by at least EXPERT_MARGIN
+        points."""
         rows = []
         for h, q in self.cfg.expert_candidates:
             net = self.expert(self.IF0, "debiased", "observer", h, q)
@@ -85,8 +86,10 @@ class Study:
             best = max(rows, key=lambda r: r["val acc"])
             self.heads, self.q = int(best["heads"]), float(best["q"])
         self.experts = {(f, kind, role): self.expert(f, kind, role) for f in self.factors
-                        for kind in ("debiased", "plain") for role in ("observer", "teacher")}
+                        for kind in kinds for role in ("observer", "teacher")}
         self._val = {k: self.metrics_on(net, self.val) for k, net in self.experts.items() if k[2] in self.roles()}
+        if "plain" not in kinds or "debiased" not in kinds:
+            return rows
         self.few_gain = {f: min(self._val[f, "debiased", r]["acc_few"] - self._val[f, "plain", r]["acc_few"]
                                 for r in self.roles()) for f in self.factors}
         self.accepted = {f: g >= self.cfg.expert_margin for f, g in self.few_gain.items()}
@@ -158,8 +161,12 @@ class Study:
         s = self.synset(f, ipc, arm, seed)
         if seed == c.seeds[0]:
             self.examples[study, f, ipc, arm] = s
-        t_kind = ARMS[arm][1]
-        settings = eval_settings(c, label_mode="hard", epochs=student_epochs(c, len(s)))
-        fit = None if t_kind is None else kd_trainer(c, self.experts[f, t_kind, "teacher"], self.device)
+        settings, fit = self.students(f, arm, len(s))
         return self.run.evaluate(s, arm, {"study": study, "imbalance_factor": f}, ipc, seed, settings=settings,
                                  groups=self.groups, train_fn=fit, t0=t0)
+
+    def students(self, f, arm, n: int):
+        """The evaluation settings and the student trainer of an arm whose set holds ``n`` images."""
+        c, t_kind = self.cfg, ARMS[arm][1]
+        settings = eval_settings(c, label_mode="hard", epochs=student_epochs(c, n))
+        return settings, None if t_kind is None else kd_trainer(c, self.experts[f, t_kind, "teacher"], self.device)

@@ -1,0 +1,149 @@
+"""Parameters and presets of the leaderboard (notebooks/06_leaderboard.ipynb): every method on every imperfection
+under one DM recipe and one student protocol.
+
+Each paper's method runs through its own chapter's code with a config made from that chapter's preset of the same
+name (:func:`paper_config`): the leaderboard's DM recipe, students, seeds, IPC and data replace the chapter's, and
+``PAPERS`` may change the chapter's other parameters (its cost knobs: teacher epochs, recovery steps, ...)."""
+from ..config import BASE_PRESET, ConfigError, Param, _fail, int_at_least, list_of, one_of, optional, schema_from
+
+LONG_TAIL = ("long_tail",)
+BIAS = ("cmnist", "bg_fmnist", "corrupted_cifar10")
+NOISE = ("symmetric", "asymmetric")
+KINDS = LONG_TAIL + BIAS + NOISE
+
+# method -> (the chapter it comes from, the imperfections it applies to); base methods apply everywhere
+METHODS = {
+    "random": (None, KINDS),
+    "herding": (None, KINDS),
+    "dm": (None, KINDS),
+    "random_soft": ("adsa", LONG_TAIL),         # random real images with the long-tailed teacher's soft labels
+    "adsa": ("adsa", LONG_TAIL),
+    "unbiased_recovery": ("unbiased_recovery", LONG_TAIL),
+    "csdm": ("csdm", LONG_TAIL),
+    "kde": ("kde_debias", BIAS),
+    "tad": ("tad", NOISE),
+}
+PAPER_CHAPTERS = ("adsa", "unbiased_recovery", "csdm", "kde_debias", "tad")
+
+# the leaderboard's own parameters, passed to every paper chapter that has them (one recipe for all)
+SHARED = ("data_root", "cache_dir", "device", "precision", "seeds", "ipc", "model", "width", "depth", "norm",
+          "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool", "eval_students", "eval_epochs",
+          "eval_lr", "eval_batch", "eval_aug", "eval_width", "claim_margin", "test_limit", "dataset", "group_scheme")
+# parameters the leaderboard sets from its imperfections (see paper_config); PAPERS may not set them
+STRUCTURE = {"adsa": ("imbalance_factor", "sweep_factors", "n_max", "tail_order_seed", "eval_widths", "ipcs"),
+             "unbiased_recovery": ("imbalance_factor", "other_factors", "n_max", "other_ipcs"),
+             "csdm": (), "kde_debias": ("datasets", "settings"), "tad": ("noise_settings", "sweep_rates", "real_noise")}
+
+
+def _imperfection(name, v):
+    """One [kind, value] pair."""
+    if not isinstance(v, (list, tuple)) or len(v) != 2:
+        _fail(name, v, "a pair [kind, value], e.g. ['long_tail', 100], ['cmnist', 0.05] or ['symmetric', 0.4]")
+    one_of(*KINDS)(f"{name}[0]", v[0])
+    x = v[1]
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        _fail(f"{name}[1]", x, "a number")
+    if v[0] in LONG_TAIL and not x >= 1:
+        _fail(f"{name}[1]", x, "an imbalance factor >= 1")
+    if v[0] in BIAS and not 0 < x < 1:
+        _fail(f"{name}[1]", x, "a bias-conflicting ratio in (0, 1)")
+    if v[0] in NOISE and not 0 <= x < 1:
+        _fail(f"{name}[1]", x, "a noise rate in [0, 1)")
+
+
+def _papers(name, v):
+    if not isinstance(v, dict):
+        _fail(name, v, "a dict {chapter: {parameter: value}}")
+    for chapter, over in v.items():
+        one_of(*PAPER_CHAPTERS)(f"{name} key", chapter)
+        if not isinstance(over, dict):
+            _fail(f"{name}[{chapter!r}]", over, "a dict {parameter: value}")
+        own = [k for k in over if k.lower() in SHARED or k.lower() in STRUCTURE[chapter]]
+        if own:
+            raise ConfigError(f"parameter {name!r}: {own} of chapter {chapter!r} are set by the leaderboard itself "
+                              "(one DM recipe and protocol for every method); change the leaderboard's own "
+                              "parameters instead")
+
+
+def paper_config(values: dict, chapter: str, check_data: bool = False):
+    """The config of ``chapter`` that the leaderboard runs its method with: the chapter's preset of the leaderboard's
+    preset name, the leaderboard's shared parameters and imperfections, then ``PAPERS[chapter]``; validated by the
+    chapter's own schema."""
+    from ..config import make_config, schema
+    own = schema(chapter)
+    over = {k: values[k] for k in SHARED if k in own}
+    if "student_steps" in own:              # soft-label students keep their chapter's batch and number of steps
+        over.pop("eval_batch", None)
+    lt = [v for k, v in values["imperfections"] if k in LONG_TAIL]
+    if chapter in ("adsa", "unbiased_recovery") and lt:
+        over.update(imbalance_factor=max(lt), n_max=values["n_max"])
+        if chapter == "adsa":
+            over.update(sweep_factors=[f for f in lt if f != max(lt)], tail_order_seed=None,
+                        eval_widths=[values["eval_width"]], ipcs=[values["ipc"]])
+        else:
+            over.update(other_factors=[f for f in lt if f != max(lt)], other_ipcs=[])
+    if chapter == "kde_debias":
+        bias = [(k, v) for k, v in values["imperfections"] if k in BIAS]
+        over.update(datasets=list(dict.fromkeys(k for k, _ in bias)) or ["cmnist"],
+                    settings=[[v, values["ipc"]] for v in dict.fromkeys(v for _, v in bias)] or [[0.05, values["ipc"]]])
+    if chapter == "tad":
+        noise = [[k, v] for k, v in values["imperfections"] if k in NOISE]
+        over.update(noise_settings=noise or [["symmetric", 0.4]], sweep_rates=[], real_noise=[])
+    over.update(values["papers"].get(chapter, {}))
+    try:
+        return make_config(chapter, values["preset"], check_data=check_data, **over)
+    except ConfigError as e:
+        raise ConfigError(f"chapter {chapter!r} as the leaderboard runs it (parameter 'papers'): {e}") from None
+
+
+def resolve_data(values: dict, check_data: bool) -> dict:
+    """Resolve DATASET and validate, before any compute, the config every paper chapter in METHODS will run with."""
+    from ..data import resolve_dataset
+    if check_data:
+        values["dataset"] = resolve_dataset(values["dataset"], values.get("data_root"))
+    for chapter in dict.fromkeys(METHODS[m][0] for m in values["methods"]):
+        if chapter is not None:
+            paper_config(values, chapter, check_data)
+    return values
+
+
+SCHEMA = schema_from(
+    "claim_margin", "test_limit", "results_dir",
+    "dataset", "data_root", "cache_dir", "device", "precision", "seeds", "ipc", "model", "width", "depth", "norm",
+    "group_scheme", "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
+    "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
+    imperfections=Param(list_of(_imperfection), "[kind, value] pairs: ['long_tail', IF], [bias dataset (cmnist, "
+                                                "bg_fmnist, corrupted_cifar10), conflicting ratio], [symmetric or "
+                                                "asymmetric, noise rate]"),
+    methods=Param(list_of(one_of(*METHODS)), "methods on the board; each runs on the imperfections it applies to "
+                                             "and shows n/a elsewhere"),
+    n_max=Param(optional(int_at_least(1)), "images of the head class of the long-tailed splits (None = the smallest "
+                                           "class of DATASET)"),
+    papers=Param(_papers, "per paper chapter, parameters of its own preset to change (its cost knobs); the "
+                          "leaderboard's DM recipe, students, seeds, IPC and imperfections are set for it"),
+)
+
+_IMPERFECT = [["long_tail", 10], ["long_tail", 100], ["cmnist", 0.05], ["symmetric", 0.4]]
+_ALL = list(METHODS)
+
+PRESETS = {
+    "smoke": {**BASE_PRESET, "dataset": "digits", "seeds": [0], "ipc": 2, "width": 8, "imperfections": [
+              ["long_tail", 5], ["cmnist", 0.05], ["symmetric", 0.4]], "methods": _ALL, "n_max": 60,
+              "dm_iterations": 5, "dm_batch_real": 16, "dm_net_pool": 0, "eval_students": 1, "eval_epochs": 5,
+              "eval_batch": 64, "eval_width": 8, "test_limit": 200,
+              "papers": {"kde_debias": {"per_class": 40, "val_per_class": 10, "test_per_class": 20},
+                         "unbiased_recovery": {"share_experts": True, "expert_candidates": []}}},
+    # about 35 minutes cold on 2 cores: the chapters' cpu presets with a shared width-32 DM recipe (DSA, a fresh
+    # network per step, 500 iterations) and width-32 students trained for 500 epochs
+    "cpu": {**BASE_PRESET, "dataset": "cifar10", "seeds": [0, 1, 2], "ipc": 10, "width": 32,
+            "imperfections": _IMPERFECT, "methods": _ALL, "n_max": 1000,
+            "dm_iterations": 500, "dm_batch_real": 64, "dm_net_pool": 0, "eval_students": 1, "eval_epochs": 500,
+            "eval_batch": 256, "eval_width": 32, "test_limit": None,
+            "papers": {"unbiased_recovery": {"share_experts": True, "expert_candidates": []},
+                       "kde_debias": {"amplification": False, "sensitivity": False}}},
+    "paper": {**BASE_PRESET, "dataset": "cifar10", "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 128,
+              "imperfections": _IMPERFECT, "methods": _ALL, "n_max": 5000,
+              "dm_iterations": 20000, "dm_batch_real": 256, "dm_net_pool": 0, "eval_students": 5,
+              "eval_epochs": 1000, "eval_batch": 256, "eval_width": 128, "test_limit": None,
+              "papers": {"kde_debias": {"amplification": False, "sensitivity": False}}},
+}
