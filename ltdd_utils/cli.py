@@ -2,6 +2,8 @@
 
     python -m ltdd_utils reproduce --preset cpu [--chapters 00 ...] [-p NAME VALUE ...] [--force] [--cold]
     python -m ltdd_utils reproduce --status         # each chapter: up to date, or stale and why
+    python -m ltdd_utils reproduce --preset gpu     # every chapter on a GPU, into book/runs/<chapter>_gpu.ipynb
+    python -m ltdd_utils reproduce --preset paper --launcher slurm   # one job per chapter and seed (submitit)
     python -m ltdd_utils params longtail_baselines
     python -m ltdd_utils golden [--update] [NAME ...]
     python -m ltdd_utils claims [--check]           # the claims page, book/claims.md, from the claim records
@@ -12,7 +14,9 @@ was made from the same notebook cells and resolved parameters, and every produce
 it computes stales nothing, and an edit of markdown cells alone is copied into the executed copy without
 running it. ``--cold`` runs with an empty cache. The executed copy is
 written atomically, with provenance (preset, parameters, device, commit, runtime) in its metadata, so a
-failed run never replaces a good one; the command exits non-zero naming the failing chapter.
+failed run never replaces a good one; the command exits non-zero naming the failing chapter. The book's
+chapters are the ``cpu`` runs (``book/chapters/<chapter>.ipynb``); any other preset is written beside them as
+``book/runs/<chapter>_<preset>.ipynb`` unless ``--output-dir`` names a folder.
 """
 from __future__ import annotations
 
@@ -30,6 +34,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 EXECUTED = ROOT / "book" / "chapters"
+RUNS = ROOT / "book" / "runs"
+BOOK_PRESET = "cpu"                  # the preset whose executed copies are the chapters
+
+
+def executed_path(stem: str, preset: str, output_dir: Path | None = None) -> Path:
+    """Where a run's executed copy goes: ``<output_dir>/<stem>.ipynb`` when a folder is given, else the chapter
+    itself for the book's preset and ``book/runs/<stem>_<preset>.ipynb`` for any other."""
+    if output_dir is not None:
+        return Path(output_dir) / f"{stem}.ipynb"
+    return EXECUTED / f"{stem}.ipynb" if preset == BOOK_PRESET else RUNS / f"{stem}_{preset}.ipynb"
 
 
 def chapters() -> dict[str, Path]:
@@ -149,11 +163,11 @@ def staleness(out: Path, nb_path: Path, preset: str, params: dict, meta: dict | 
     return reasons
 
 
-def status(preset: str, names: list[str] | None, params: dict, output_dir: Path = EXECUTED) -> int:
+def status(preset: str, names: list[str] | None, params: dict, output_dir: Path | None = None) -> int:
     """Print, per chapter, 'up to date' or 'stale' with the reasons; returns the number of stale chapters."""
     stale = 0
     for stem in select(names):
-        out = output_dir / f"{stem}.ipynb"
+        out = executed_path(stem, preset, output_dir)
         meta = _metadata(out)
         reasons = staleness(out, chapters()[stem], preset, params, meta)
         stale += bool(reasons)
@@ -182,7 +196,7 @@ def _parse_value(text: str):
 
 
 def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = False,
-              output_dir: Path = EXECUTED, timeout: int | None = None, cold: bool = False) -> int:
+              output_dir: Path | None = None, timeout: int | None = None, cold: bool = False) -> int:
     import papermill as pm
     from . import config
     from .results import device_name, git_commit
@@ -203,9 +217,9 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
     if cold:
         os.environ["LTDD_CACHE"] = str(_cold_cache())
         print(f"cold run: empty cache {os.environ['LTDD_CACHE']}", flush=True)
-    output_dir.mkdir(parents=True, exist_ok=True)
     for i, stem in enumerate(todo, 1):
-        src, out = chapters()[stem], output_dir / f"{stem}.ipynb"
+        src, out = chapters()[stem], executed_path(stem, preset, output_dir)
+        out.parent.mkdir(parents=True, exist_ok=True)
         head = f"[{i}/{len(todo)}] {stem} (preset {preset})"
         if not force and not cold:
             reasons = staleness(out, src, preset, params)
@@ -218,7 +232,7 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
                 continue
         print(f"{head}: running ...", flush=True)
         t0, commit = time.time(), git_commit(ROOT)
-        fd, tmp = tempfile.mkstemp(dir=output_dir, prefix=f".{stem}.", suffix=".ipynb")
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{stem}.", suffix=".ipynb")
         os.close(fd)
         fd, log = tempfile.mkstemp(prefix=f"ltdd-producers-{stem}.", suffix=".txt")
         os.close(fd)
@@ -258,15 +272,24 @@ def main(argv=None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("reproduce", help="run chapters through papermill into book/chapters/")
-    r.add_argument("--preset", default="cpu", help="smoke | cpu | paper (default cpu)")
+    r.add_argument("--preset", default="cpu", help="smoke | cpu | gpu | paper (default cpu)")
     r.add_argument("--chapters", nargs="*", help="chapter numbers or names (default: all)")
     r.add_argument("-p", "--param", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="override a parameter (Python literal), e.g. -p SEEDS '[0, 1]'")
     r.add_argument("--force", action="store_true", help="run even if the executed copy is up to date")
-    r.add_argument("--output-dir", type=Path, default=EXECUTED)
+    r.add_argument("--output-dir", type=Path, default=None,
+                   help="folder for the executed copies (default: book/chapters for cpu, book/runs/<chapter>_<preset> else)")
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     r.add_argument("--status", action="store_true", help="list each chapter: up to date, or stale and why; run nothing")
     r.add_argument("--cold", action="store_true", help="run with an empty cache directory (recorded in the provenance)")
+    r.add_argument("--launcher", choices=["slurm", "local"], default=None,
+                   help="run one job per chapter and seed through submitit, then merge each chapter's seeds into "
+                        "book/runs/<chapter>_<preset>.ipynb (local: submitit's local executor)")
+    r.add_argument("--cache-dir", type=Path, default=None, help="with --launcher: the cache every job shares "
+                   "(default $LTDD_CACHE); on a file system every node sees")
+    r.add_argument("--slurm-partition", default=None)
+    r.add_argument("--timeout-min", type=int, default=240, help="with --launcher: each job's time limit")
+    r.add_argument("--gpus", type=int, default=1, help="with --launcher slurm: GPUs per job")
     g = sub.add_parser("golden", help="check or regenerate the producers' golden numbers (tests/golden)")
     g.add_argument("--update", action="store_true", help="store the current numbers (after a version bump)")
     g.add_argument("names", nargs="*", help="producers (default: all)")
@@ -314,6 +337,10 @@ def main(argv=None) -> int:
         if args.status:
             status(args.preset, args.chapters, params, args.output_dir)
             return 0
+        if args.launcher:
+            from .launch import launch
+            return launch(select(args.chapters), args.preset, params, args.launcher, args.output_dir, args.cache_dir,
+                          timeout_min=args.timeout_min, gpus=args.gpus, partition=args.slurm_partition)
         return reproduce(args.preset, args.chapters, params, args.force, args.output_dir, args.timeout, args.cold)
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -2,6 +2,7 @@
 import json
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,59 @@ def test_book_builds_strictly_with_every_chapter(tmp_path):
         text = html_lib.unescape(re.sub(r"<[^>]+>", "", (html / "book" / "chapters" / f"{stem}.html").read_text()))
         log_lines = [line for line in text.splitlines() if LOG_LINE.match(line)]
         assert len(log_lines) <= 30, (stem, len(log_lines), log_lines[:5])
+    # what a browser shows: every chapter page (and every run page) loads each image it references, shows as many
+    # figures as its executed notebook holds, and no cell shows a traceback
+    pages = [html / "book" / "chapters" / f"{s}.html" for s in CHAPTERS] + sorted((html / "book" / "runs").glob("*.html"))
+    for page in pages:
+        check_rendered_page(page, ROOT / "book" / page.parent.name / f"{page.stem}.ipynb")
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.images, self.error_blocks = [], 0
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if tag == "img" and a.get("src"):
+            self.images.append(a["src"])
+        if "output error" in (a.get("class") or "") or "traceback" in (a.get("class") or ""):
+            self.error_blocks += 1
+
+
+def check_rendered_page(page: Path, notebook: Path):
+    """The built page of an executed notebook, as a browser would load it: its images resolve to image files
+    (PNG or SVG, not empty), it shows every figure the notebook's outputs hold, and nothing on it is a traceback."""
+    import re
+    parser = _Page()
+    text = page.read_text()
+    parser.feed(text)
+    figures = [o for c in json.loads(notebook.read_text())["cells"] for o in c.get("outputs", [])
+               if "image/png" in o.get("data", {}) or "image/svg+xml" in o.get("data", {})]
+    local = [src for src in parser.images if not re.match(r"^(https?:|data:)", src)]
+    assert len(local) >= len(figures) > 0, (page.name, len(local), len(figures))
+    for src in local:
+        f = (page.parent / src.split("#")[0].split("?")[0]).resolve()
+        assert f.is_file() and f.stat().st_size > 100, (page.name, src)
+        head = f.read_bytes()[:256]
+        assert head.startswith(b"\x89PNG") or b"<svg" in head or head.startswith(b"<?xml"), (page.name, src)
+    assert parser.error_blocks == 0 and "Traceback (most recent call last)" not in text, page.name
+
+
+def test_page_check_catches_a_missing_image_and_a_traceback(tmp_path):
+    nb = tmp_path / "ch.ipynb"
+    nb.write_text(json.dumps({"cells": [{"cell_type": "code", "outputs": [{"data": {"image/png": "x"}}]}]}))
+    png = b"\x89PNG" + b"0" * 200
+    (tmp_path / "fig.png").write_bytes(png)
+    good = tmp_path / "good.html"
+    good.write_text('<div class="cell_output"><img src="fig.png"></div>')
+    check_rendered_page(good, nb)
+    for body in ('<img src="missing.png">', '<img src="fig.png"><pre>Traceback (most recent call last):</pre>',
+                 '<p>no figure</p>'):
+        bad = tmp_path / "bad.html"
+        bad.write_text(body)
+        with pytest.raises(AssertionError):
+            check_rendered_page(bad, nb)
 
 
 def test_run_logs_are_trimmed_at_render_and_kept_on_disk():

@@ -34,7 +34,7 @@ def test_bad_parameters_raise_clear_errors(kw, fragment):
 
 def test_unknown_preset_and_chapter():
     with pytest.raises(ConfigError, match="preset"):
-        make_config("longtail_baselines", "gpu")
+        make_config("longtail_baselines", "tpu")
     with pytest.raises(ConfigError, match="chapter"):
         make_config("longtail_baseline", "cpu")
 

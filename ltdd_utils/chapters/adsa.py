@@ -70,3 +70,10 @@ PRESETS = {
               "eval_students": 3, "student_steps": 10000, "eval_batch": 10, "eval_widths": [128],
               "val_per_class": 100, "test_limit": None},
 }
+
+# One H200 within about a minute (bf16): width-128 teachers on CIFAR-10-LT with 5,000 head images, 500 recovery
+# steps, width-128 students for 2,000 steps; the main comparison and the IF sweep's ends (sized from the cpu run,
+# not yet timed on a GPU)
+PRESETS["gpu"] = {**PRESETS["cpu"], "n_max": 5000, "ipcs": [10], "sweep_factors": [10, 100], "grid_seeds": [0],
+                  "sensitivity_taus": [0.5, 2.0], "teacher_epochs": 30, "teacher_width": 128, "teacher_batch": 256,
+                  "recover_iterations": 500, "student_steps": 2000, "eval_widths": [128]}

@@ -90,3 +90,9 @@ PRESETS = {
               "alpha_sweep": [[0.6, 0.4], [0.8, 0.2], [0.9, 0.1]], "ablation_freqs": [16, 64, 256, 4096],
               "ablation_seeds": [0, 1, 2]},
 }
+
+# One H200 within about a minute (bf16): DM's recipe at width 128 (DSA, a fresh network per step), 1,000 iterations,
+# width-128 students for 500 epochs; the main comparison at IF 10 / 100 / 200, ablations on one seed (sized from
+# the cpu run, not yet timed on a GPU)
+PRESETS["gpu"] = {**PRESETS["cpu"], "width": 128, "dm_iterations": 1000, "dm_batch_real": 256, "eval_width": 128,
+                  "sweep_factors": [10, 200], "ablation_seeds": [0]}

@@ -147,3 +147,8 @@ PRESETS = {
               "eval_epochs": 1000, "eval_batch": 256, "eval_width": 128, "test_limit": None,
               "papers": {"kde_debias": {"amplification": False, "sensitivity": False}}},
 }
+
+# One H200 within about a minute and a half (bf16): the board at width 128, 1,000 DM iterations, CIFAR-10-LT with
+# 5,000 head images; each paper chapter at its own gpu preset (sized from the cpu run, not yet timed on a GPU)
+PRESETS["gpu"] = {**PRESETS["cpu"], "width": 128, "n_max": 5000, "dm_iterations": 1000, "dm_batch_real": 256,
+                  "eval_width": 128}

@@ -109,3 +109,10 @@ PRESETS = {
               "dm_batch_real": 256, "eval_students": 1, "student_steps": 10000, "eval_batch": 50, "eval_width": 128,
               "test_limit": None},
 }
+
+# One H200 within about a minute (bf16): width-64 GLMC experts (BatchNorm ConvNet) for 60 epochs on CIFAR-10-LT with
+# 5,000 head images, 500 recovery steps, width-128 students for 2,000 steps; the main arms at IF 100 (sized from
+# the cpu run, not yet timed on a GPU)
+PRESETS["gpu"] = {**PRESETS["cpu"], "n_max": 5000, "other_factors": [], "other_ipcs": [], "expert_width": 64,
+                  "expert_epochs": 60, "expert_batch": 128, "recover_iterations": 500, "dm_iterations": 1000,
+                  "dm_batch_real": 256, "student_steps": 2000, "eval_width": 128}
