@@ -48,6 +48,7 @@ def claims_markdown(results_dir: Path = RESULTS, preset: str = "cpu") -> str:
             continue
         claims = json.loads(path.read_text())
         body += [f"## [{nb.stem}](chapters/{nb.stem})", "",
+                 f"Judged in the chapter's [What we saw](chapters/{nb.stem}.ipynb#what-we-saw) section.", "",
                  "| claim | effect | margin | verdict | why not testable | paper reports |",
                  "|---|---|---|---|---|---|"]
         for c in claims:
