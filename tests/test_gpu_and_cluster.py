@@ -46,11 +46,22 @@ def test_gpu_preset_is_the_full_width_recipe(chapter):
             assert gpu[k] >= cpu[k]
 
 
+def reduced_sizes(chapter: str) -> dict:
+    """The gpu preset's overrides for a dry run: the smoke preset's sizes; the leaderboard passes each paper
+    chapter's own reduced sizes through PAPERS."""
+    smoke, gpu = presets(chapter)["smoke"], presets(chapter)["gpu"]
+    out = {k: v for k, v in smoke.items() if k in SIZES and v != gpu[k]}
+    if chapter == "leaderboard":
+        from ltdd_utils.chapters.leaderboard import PAPER_CHAPTERS, SHARED, STRUCTURE
+        out["papers"] = {ch: {k: v for k, v in reduced_sizes(ch).items() if k not in SHARED and k not in STRUCTURE[ch]}
+                         for ch in PAPER_CHAPTERS}
+    return out
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("chapter", chapter_names())
 def test_gpu_preset_dry_runs_on_cpu_with_reduced_sizes(chapter, tmp_path):
-    smoke = presets(chapter)["smoke"]
-    reduced = {k.upper(): v for k, v in smoke.items() if k in SIZES and v != presets(chapter)["gpu"][k]}
+    reduced = {k.upper(): v for k, v in reduced_sizes(chapter).items()}
     reduced["RESULTS_DIR"] = str(tmp_path / "results")
     out = tmp_path / "executed"
     assert cli.reproduce("gpu", [STEMS[chapter]], reduced, output_dir=out) == 0
