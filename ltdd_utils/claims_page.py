@@ -13,6 +13,7 @@ from .cli import NOTEBOOKS, ROOT, chapter_key
 from .cache import atomic_write_text
 
 PAGE = ROOT / "book" / "claims.md"
+PAPER_HEADING, PAPER_ANCHOR = "### Paper reports (not our runs)", "paper-reports-not-our-runs"   # each chapter's section
 RESULTS = ROOT / "book" / "results"
 
 
@@ -47,8 +48,11 @@ def claims_markdown(results_dir: Path = RESULTS, preset: str = "cpu") -> str:
             body += [f"## [{nb.stem}](chapters/{nb.stem})", "", "No claim records yet at this preset.", ""]
             continue
         claims = json.loads(path.read_text())
-        body += [f"## [{nb.stem}](chapters/{nb.stem})", "",
-                 f"Judged in the chapter's [What we saw](chapters/{nb.stem}.ipynb#what-we-saw) section.", "",
+        where = f"Judged in the chapter's [What we saw](chapters/{nb.stem}.ipynb#what-we-saw) section"
+        if PAPER_HEADING in nb.read_text():
+            where += (f"; what the paper reports, beside our numbers: [Paper reports](chapters/{nb.stem}.ipynb"
+                      f"#{PAPER_ANCHOR})")
+        body += [f"## [{nb.stem}](chapters/{nb.stem})", "", where + ".", "",
                  "| claim | effect | margin | verdict | why not testable | paper reports |",
                  "|---|---|---|---|---|---|"]
         for c in claims:

@@ -84,9 +84,10 @@ def plan(stems: list[str], preset: str, params: dict, runs_dir: Path, cache_dir:
 
 
 def launch(stems: list[str], preset: str, params: dict, launcher: str = "slurm", runs_dir: Path | None = None,
-           cache_dir: Path | None = None, folder: Path | None = None, **resources) -> int:
+           cache_dir: Path | None = None, folder: Path | None = None, retries: int = 1, **resources) -> int:
     """Submit every chapter's seed jobs at once, then each chapter's merge job when its seeds are done; wait for
-    all. Returns 0 when every merge wrote its executed copy."""
+    all. A seed job that fails is submitted again up to ``retries`` times (it resumes from the cache). Returns 0
+    when every merge wrote its executed copy."""
     from .cache import cache_dir as default_cache
     from .cli import ROOT
     runs_dir = Path(runs_dir or ROOT / "book" / "runs").resolve()
@@ -99,13 +100,16 @@ def launch(stems: list[str], preset: str, params: dict, launcher: str = "slurm",
           f"logs in {folder}", flush=True)
     failed = []
     for stem, jobs in seed_jobs.items():
-        errors = []
-        for job in jobs:
-            try:
-                print(f"{stem}: seed job {job.job_id} -> {job.result()}", flush=True)
-            except Exception as e:            # the merge still runs: it computes what the job left undone
-                errors.append(e)
-                print(f"{stem}: seed job {job.job_id} failed: {str(e)[-500:]}", flush=True)
+        for spec, job in zip(todo[stem]["seeds"], jobs):
+            for attempt in range(1 + retries):
+                try:
+                    print(f"{stem}: seed job {job.job_id} -> {job.result()}", flush=True)
+                    break
+                except Exception as e:        # resubmitted: it resumes from the cache
+                    print(f"{stem}: seed job {job.job_id} failed: {str(e)[-500:]}", flush=True)
+                    if attempt < retries:
+                        job = ex.submit(spec)
+            # a seed that still failed is computed by the merge run itself
         merge = ex.submit(todo[stem]["merge"])
         try:
             print(f"{stem}: merged {len(jobs)} seed(s) -> {merge.result()}", flush=True)

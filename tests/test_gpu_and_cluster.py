@@ -101,7 +101,8 @@ def test_cluster_batch_run_with_submitits_local_executor(tmp_path):
     """One job per seed, then a merge into the executed copy that covers both seeds and computes no DM set again."""
     from ltdd_utils.launch import launch
     runs, results = tmp_path / "runs", tmp_path / "results"
-    params = {"SEEDS": [0, 1], "RESULTS_DIR": str(results)}
+    params = {"SEEDS": [0, 1], "RESULTS_DIR": str(results), "IMBALANCE_FACTORS": [10], "METHODS": ["random", "dm"],
+              "BALANCED_CONTROL": False}
     assert launch(["00_longtail_baselines"], "smoke", params, "local", runs, tmp_path / "cache", timeout_min=15) == 0
     merged = json.loads((runs / "00_longtail_baselines_smoke.ipynb").read_text())
     assert merged["metadata"]["ltdd"]["preset"] == "smoke" and merged["metadata"]["ltdd"]["parameters"]["SEEDS"] == [0, 1]

@@ -92,12 +92,12 @@ def _copy_with_executed(tmp_path):
     root = tmp_path / "repo"
     shutil.copytree(ROOT / "ltdd_utils", root / "ltdd_utils", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(ROOT / "notebooks", root / "notebooks")
-    (root / "book" / "chapters").mkdir(parents=True)
+    (root / "book" / "runs").mkdir(parents=True)          # a run at a preset other than cpu lives in book/runs
     src = root / "notebooks" / "00_longtail_baselines.ipynb"
     nb = json.loads(src.read_text())
     nb["metadata"]["ltdd"] = {"inputs": cli.chapter_inputs(src, "smoke", {}), "preset": "smoke", "cold": True,
                               "commit": "test", "producers": {"distill.dm": 1, "evaluate": 1, "train.fit": 1}}
-    (root / "book" / "chapters" / src.name).write_text(json.dumps(nb))
+    (root / "book" / "runs" / f"{src.stem}_smoke.ipynb").write_text(json.dumps(nb))
     return root
 
 
@@ -156,7 +156,7 @@ def test_a_prose_edit_is_copied_into_the_executed_copy_without_running_it(tmp_pa
     r = subprocess.run([sys.executable, "-m", "ltdd_utils", "reproduce", "--preset", "smoke", "--chapters", "00"],
                        cwd=root, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(root)})
     assert r.returncode == 0 and "1 markdown cell(s) refreshed, nothing run" in r.stdout, r.stdout + r.stderr
-    executed = json.loads((root / "book" / "chapters" / src.name).read_text())
+    executed = json.loads((root / "book" / "runs" / f"{src.stem}_smoke.ipynb").read_text())
     assert executed["cells"][md]["source"] == "# A reworded title\n" and executed["metadata"]["ltdd"]["commit"] == "test"
     assert "up to date" in _status(root)
     code = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and i > md)
