@@ -7,6 +7,7 @@
     python -m ltdd_utils params longtail_baselines
     python -m ltdd_utils golden [--update] [NAME ...]
     python -m ltdd_utils claims [--check]           # the claims page, book/claims.md, from the claim records
+    python -m ltdd_utils pack-data OUT --per-class 1000   # a small data root to carry (e.g. to a GPU lease)
 
 Each chapter's parameters are validated before anything runs. A chapter is skipped when its executed copy
 was made from the same notebook cells and resolved parameters, and every producer it called
@@ -303,6 +304,12 @@ def main(argv=None) -> int:
     b.add_argument("--accuracy", action="store_true", help="also DM + evaluation accuracy, fp32 vs fast path, 3 seeds")
     b.add_argument("--data-root", default=None)
     b.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
+    k = sub.add_parser("pack-data", help="write a small data root to carry where there is no network (a CIFAR-10 "
+                       "subset, MNIST, FashionMNIST)")
+    k.add_argument("out", type=Path)
+    k.add_argument("--per-class", type=int, default=1000, help="CIFAR-10 training images per class (official order)")
+    k.add_argument("--datasets", nargs="*", default=["cifar10", "mnist"], help="cifar10 | mnist | fashionmnist")
+    k.add_argument("--data-root", default=None)
     args = ap.parse_args(argv)
     from .config import ConfigError, describe
     try:
@@ -321,6 +328,12 @@ def main(argv=None) -> int:
         if args.cmd == "bench":
             from . import bench
             bench.run(args.quick, args.data_root, args.out, args.accuracy)
+            return 0
+        if args.cmd == "pack-data":
+            from .data.pack import pack
+            sizes = pack(args.out, args.per_class, args.data_root, args.datasets)
+            print("\n".join(f"{d}: {n / 1e6:.1f} MB" for d, n in sizes.items())
+                  + f"\ntotal {sum(sizes.values()) / 1e6:.1f} MB in {args.out}")
             return 0
         if args.cmd == "golden":
             from . import golden

@@ -116,3 +116,22 @@ def test_a_seeded_tail_order_assigns_the_profile_by_rank():
     assert val.class_counts() == [20] * 10 and not set(val.indices.tolist()) & set(lt.indices.tolist())
     with pytest.raises(ConfigError, match="val_per_class"):
         held_out(tr, [lt], 10_000)
+
+
+@need("cifar10-jpeg")
+def test_a_packed_data_root_keeps_the_first_images_per_class_and_says_so(tmp_path):
+    """pack-data: the first N training images of each class in the official order, the whole test set, and a data
+    source (so a fingerprint and every record) that names the subset; bad input fails before copying."""
+    from ltdd_utils.data.pack import pack
+    sizes = pack(tmp_path / "root", 3, datasets=["cifar10"])
+    assert 0 < sizes["cifar10"] < 20e6
+    full, sub = load_dataset("cifar10", train=True), load_dataset("cifar10", tmp_path / "root", train=True)
+    first = torch.cat([(full.labels == c).nonzero().flatten()[:3] for c in range(10)]).sort().values
+    assert len(sub) == 30 and sub.class_counts() == [3] * 10
+    assert torch.equal(sub.images, full.images[first]) and torch.equal(sub.labels, full.labels[first])
+    assert "packed subset: the first 3 training images" in sub.source and sub.fingerprint() != full.subset(first).fingerprint()
+    assert len(load_dataset("cifar10", tmp_path / "root", train=False)) == 10000
+    with pytest.raises(ConfigError, match="per_class"):
+        pack(tmp_path / "bad", 0)
+    with pytest.raises(ConfigError, match="datasets"):
+        pack(tmp_path / "bad", 3, datasets=["imagenet"])

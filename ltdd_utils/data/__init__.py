@@ -168,9 +168,19 @@ def _cached_decode(key: str, build: Callable[[], tuple[torch.Tensor, torch.Tenso
     return x, y
 
 
+SUBSET_FILE = "SUBSET"         # in a packed image folder (data.pack): which images it keeps, in words
+
+
+def _subset_note(base: Path) -> str | None:
+    f = base / SUBSET_FILE
+    return f.read_text().strip() if f.exists() else None
+
+
 def _cifar10_jpeg(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
     base = root / "cifar10-jpeg"
     split = "train" if train else "test"
+    note = _subset_note(base)         # a packed subset is decoded (and cached) apart from the whole folder
+    key = f"cifar10-jpeg-{split}" + (f"-{hashlib.sha1(note.encode()).hexdigest()[:12]}" if note else "")
 
     def build():
         if train and (base / "train_order.csv").exists():
@@ -183,14 +193,16 @@ def _cifar10_jpeg(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
         labels = torch.tensor([CIFAR10_CLASSES.index(r.split("/")[1]) for r in rels])
         return _decode_folder([base / r for r in rels]), labels
 
-    return _cached_decode(f"cifar10-jpeg-{split}", build)
+    return _cached_decode(key, build)
 
 
 def _cifar10_load(root, train):
     if (root / "cifar10-jpeg" / ("train" if train else "test")).is_dir():
         x, y = _cifar10_jpeg(root, train)
+        note = _subset_note(root / "cifar10-jpeg")
         return ImageData(x, y, CIFAR10_CLASSES, "CIFAR-10",
-                         "JPEG copy of CIFAR-10 (cifar10-jpeg, quality 75; close to, not equal to, the official pixels)",
+                         "JPEG copy of CIFAR-10 (cifar10-jpeg, quality 75; close to, not equal to, the official pixels)"
+                         + (f"; packed subset: {note}" if note else ""),
                          (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
     return _torchvision_cifar("CIFAR10", root, train, CIFAR10_CLASSES,
                               (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
