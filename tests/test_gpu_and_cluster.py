@@ -58,6 +58,29 @@ def reduced_sizes(chapter: str) -> dict:
     return out
 
 
+CIFAR10_PER_CLASS, PACKED_PER_CLASS = 5000, 1500      # CIFAR-10's training images per class; a packed lease root's
+
+
+@pytest.mark.parametrize("chapter", chapter_names())
+def test_gpu_and_paper_presets_fit_their_data(chapter):
+    """What a split draws per CIFAR-10 class fits the data it runs on: all of CIFAR-10 for the paper preset, a data
+    root packed for a GPU lease (pack-data --per-class 1500) for the gpu preset. Drawing the head class whole would
+    leave nothing for a validation set outside the splits (the check runs only when a chapter builds its splits)."""
+    for preset, room in (("paper", CIFAR10_PER_CLASS), ("gpu", PACKED_PER_CLASS)):
+        cfg = make_config(chapter, preset, check_data=False)
+        if cfg.get("n_max"):
+            assert cfg.n_max + cfg.get("val_per_class", 0) <= room, (preset, cfg.n_max)
+        if chapter == "tad" and cfg.per_class:
+            assert cfg.per_class <= room
+        if chapter == "kde_debias" and "corrupted_cifar10" in cfg.datasets:
+            assert cfg.per_class + cfg.val_per_class <= room
+        if chapter == "leaderboard":
+            for ch in ("adsa", "unbiased_recovery", "tad"):
+                from ltdd_utils.chapters.leaderboard import paper_config
+                sub = paper_config(dict(cfg), ch)
+                assert (sub.get("n_max") or 0) + sub.get("val_per_class", 0) <= room and (sub.get("per_class") or 0) <= room
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("chapter", chapter_names())
 def test_gpu_preset_dry_runs_on_cpu_with_reduced_sizes(chapter, tmp_path):

@@ -117,9 +117,9 @@ PRESETS = {
               "eval_epochs": 1000, "eval_batch": 256, "eval_width": 128},
 }
 
-# One H200 within about a minute (bf16): 2,000 CIFAR-10 images per class, a width-64 trust network, DM at width
-# 128 with DSA and a fresh network per step for 1,000 iterations, width-128 students for 300 epochs (sized from the
-# cpu run, not yet timed on a GPU)
-PRESETS["gpu"] = {**PRESETS["cpu"], "per_class": 2000, "width": 128, "trust_width": 64, "trust_batch": 256,
+# One H200 within about a minute (bf16): 1,400 CIFAR-10 images per class (a data root packed for a GPU lease,
+# pack-data --per-class 1500, holds them), a width-64 trust network, DM at width 128 with DSA and a fresh network
+# per step for 1,000 iterations, width-128 students for 300 epochs (sized from the cpu run, not yet timed on a GPU)
+PRESETS["gpu"] = {**PRESETS["cpu"], "per_class": 1400, "width": 128, "trust_width": 64, "trust_batch": 256,
                   "sweep_rates": [], "real_noise": [], "dm_iterations": 1000, "dm_batch_real": 256, "dm_dsa": True,
                   "dm_net_pool": 0, "eval_width": 128}

@@ -103,7 +103,8 @@ PRESETS = {
             "expert_width": 32, "expert_epochs": 100, "share_experts": True, "recover_iterations": 150,
             "dm_iterations": 300, "dm_batch_real": 64, "eval_students": 1, "student_steps": 1000, "eval_batch": 50,
             "eval_width": 32, "test_limit": None},
-    "paper": {**_COMMON, "seeds": [0, 1, 2, 3, 4], "n_max": 5000, "other_factors": [10, 50], "other_ipcs": [1, 50],
+    # 4,900 head images: the validation set takes 100 per class of CIFAR-10's 5,000 from outside every split
+    "paper": {**_COMMON, "seeds": [0, 1, 2, 3, 4], "n_max": 4900, "other_factors": [10, 50], "other_ipcs": [1, 50],
               "diagnostic_factors": [1, 10, 50, 100], "expert_model": "resnet18", "expert_width": 64,
               "expert_epochs": 200, "share_experts": False, "recover_iterations": 1000, "dm_iterations": 20000,
               "dm_batch_real": 256, "eval_students": 1, "student_steps": 10000, "eval_batch": 50, "eval_width": 128,
@@ -111,8 +112,9 @@ PRESETS = {
 }
 
 # One H200 within about a minute (bf16): width-64 GLMC experts (BatchNorm ConvNet) for 60 epochs on CIFAR-10-LT with
-# 5,000 head images, 500 recovery steps, width-128 students for 2,000 steps; the main arms at IF 100 (sized from
-# the cpu run, not yet timed on a GPU)
-PRESETS["gpu"] = {**PRESETS["cpu"], "n_max": 5000, "other_factors": [], "other_ipcs": [], "expert_width": 64,
+# 1,400 head images (it fits a data root packed for a GPU lease, pack-data --per-class 1500, with 100 per class
+# left for validation), 500 recovery steps, width-128 students for 2,000 steps; the main arms at IF 100 (sized
+# from the cpu run, not yet timed on a GPU)
+PRESETS["gpu"] = {**PRESETS["cpu"], "n_max": 1400, "other_factors": [], "other_ipcs": [], "expert_width": 64,
                   "expert_epochs": 60, "expert_batch": 128, "recover_iterations": 500, "dm_iterations": 1000,
                   "dm_batch_real": 256, "student_steps": 2000, "eval_width": 128}
