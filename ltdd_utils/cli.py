@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -198,6 +199,31 @@ def _parse_value(text: str):
 
 def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = False,
               output_dir: Path | None = None, timeout: int | None = None, cold: bool = False) -> int:
+    """Run the chapters ``names`` (default all) at ``preset``; returns 0, or 1 naming the chapter that failed. A cold
+    run computes in a new, empty cache, which it removes when every chapter ran (a failed run keeps it, and says
+    where); the caller's cache setting is restored either way."""
+    if not cold:
+        return _reproduce(preset, names, params, force, output_dir, timeout, cold)
+    previous, rc = os.environ.get("LTDD_CACHE"), 1
+    empty = _cold_cache()
+    os.environ["LTDD_CACHE"] = str(empty)
+    try:
+        rc = _reproduce(preset, names, params, force, output_dir, timeout, cold)
+    finally:
+        if previous is None:
+            os.environ.pop("LTDD_CACHE", None)
+        else:
+            os.environ["LTDD_CACHE"] = previous
+        computed = [p for p in empty.iterdir() if p.name != "datasets"]   # "datasets" links the warm cache's
+        if rc == 0 or not computed:
+            shutil.rmtree(empty, ignore_errors=True)
+        else:
+            print(f"the cold run's cache is kept in {empty}", file=sys.stderr, flush=True)
+    return rc
+
+
+def _reproduce(preset: str, names: list[str] | None, params: dict, force: bool, output_dir: Path | None,
+               timeout: int | None, cold: bool) -> int:
     import papermill as pm
     from . import config
     from .results import device_name, git_commit
@@ -216,7 +242,6 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
     if os.environ.pop(config.PRESET_ENV, None):          # the runner's --preset is the one that runs and is recorded
         print(f"${config.PRESET_ENV} is ignored by reproduce: preset {preset!r}", flush=True)
     if cold:
-        os.environ["LTDD_CACHE"] = str(_cold_cache())
         print(f"cold run: empty cache {os.environ['LTDD_CACHE']}", flush=True)
     for i, stem in enumerate(todo, 1):
         src, out = chapters()[stem], executed_path(stem, preset, output_dir)

@@ -186,3 +186,22 @@ def test_what_a_chapter_is_made_from_does_not_depend_on_the_data_root(nb, tmp_pa
     empty = cli.chapter_inputs(nb, "cpu", {})["config"]
     drop = lambda cfg: {k: v for k, v in cfg.items() if k != "data_root"}
     assert drop(empty) == drop(with_data)
+
+
+def test_a_cold_run_removes_its_cache_and_restores_the_callers(tmp_path, monkeypatch):
+    """A cold run computes in a new, empty cache and removes it when every chapter ran; a bad parameter fails before
+    compute and leaves no cache behind; the caller's LTDD_CACHE is the same afterwards."""
+    import glob
+    import tempfile
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    before = os.environ.get("LTDD_CACHE")
+    params = {"RESULTS_DIR": str(tmp_path / "results"), "METHODS": ["random"], "IMBALANCE_FACTORS": [10],
+              "BALANCED_CONTROL": False}
+    assert cli.reproduce("smoke", ["00"], params, output_dir=tmp_path / "out", cold=True) == 0
+    assert json.loads((tmp_path / "out" / "00_longtail_baselines.ipynb").read_text())["metadata"]["ltdd"]["cold"]
+    assert not glob.glob(str(tmp_path / "tmp" / "ltdd-cold-*")) and os.environ.get("LTDD_CACHE") == before
+    from ltdd_utils.config import ConfigError
+    with pytest.raises(ConfigError):
+        cli.reproduce("smoke", ["00"], {"IPCC": 3}, output_dir=tmp_path / "out", cold=True)
+    assert not glob.glob(str(tmp_path / "tmp" / "ltdd-cold-*")) and os.environ.get("LTDD_CACHE") == before
