@@ -333,6 +333,7 @@ def main(argv=None) -> int:
                        "subset, MNIST, FashionMNIST)")
     k.add_argument("out", type=Path)
     k.add_argument("--per-class", type=int, default=1000, help="CIFAR-10 training images per class (official order)")
+    k.add_argument("--test-per-class", type=int, default=None, help="CIFAR-10 test images per class (default: all)")
     k.add_argument("--datasets", nargs="*", default=["cifar10", "mnist"], help="cifar10 | mnist | fashionmnist")
     k.add_argument("--data-root", default=None)
     args = ap.parse_args(argv)
@@ -356,7 +357,7 @@ def main(argv=None) -> int:
             return 0
         if args.cmd == "pack-data":
             from .data.pack import pack
-            sizes = pack(args.out, args.per_class, args.data_root, args.datasets)
+            sizes = pack(args.out, args.per_class, args.data_root, args.datasets, args.test_per_class)
             print("\n".join(f"{d}: {n / 1e6:.1f} MB" for d, n in sizes.items())
                   + f"\ntotal {sum(sizes.values()) / 1e6:.1f} MB in {args.out}")
             return 0

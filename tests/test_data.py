@@ -135,3 +135,6 @@ def test_a_packed_data_root_keeps_the_first_images_per_class_and_says_so(tmp_pat
         pack(tmp_path / "bad", 0)
     with pytest.raises(ConfigError, match="datasets"):
         pack(tmp_path / "bad", 3, datasets=["imagenet"])
+    pack(tmp_path / "small", 3, datasets=["cifar10"], test_per_class=5)
+    test = load_dataset("cifar10", tmp_path / "small", train=False)
+    assert test.class_counts() == [5] * 10 and "first 5 test images of each class" in test.source

@@ -2,7 +2,7 @@
 of MB): ``python -m ltdd_utils pack-data OUT --per-class N``.
 
 CIFAR-10 (the JPEG image folder) keeps the first ``per_class`` training images of each class in the official
-training order and its whole test set; the folder's ``SUBSET`` file says so in words, and the loader adds that to
+training order and its whole test set (or its first ``test_per_class`` images of each class); the folder's ``SUBSET`` file says so in words, and the loader adds that to
 the data source, so every record and fingerprint made from it names the subset. MNIST and FashionMNIST are copied
 as they are (their official files)."""
 from __future__ import annotations
@@ -22,11 +22,15 @@ def _size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def pack(out, per_class: int, root=None, datasets=("cifar10", "mnist")) -> dict[str, int]:
-    """Write the packed data root ``out``; returns the bytes written per dataset."""
+def pack(out, per_class: int, root=None, datasets=("cifar10", "mnist"), test_per_class: int | None = None
+         ) -> dict[str, int]:
+    """Write the packed data root ``out``; returns the bytes written per dataset. ``test_per_class`` keeps the first
+    test images of each class (by file name) instead of the whole test set."""
     src, out = data_root(root), Path(out)
     if per_class < 1:
         raise ConfigError(f"per_class = {per_class!r} is not allowed: expected an integer >= 1")
+    if test_per_class is not None and test_per_class < 1:
+        raise ConfigError(f"test_per_class = {test_per_class!r} is not allowed: expected an integer >= 1 or None")
     for d in datasets:
         one_of(*PACKABLE)("datasets", d)
     sizes = {}
@@ -55,9 +59,14 @@ def pack(out, per_class: int, root=None, datasets=("cifar10", "mnist")) -> dict[
                 w = csv.writer(f)
                 w.writerow(["index", "path"])
                 w.writerows(enumerate(kept))
-            shutil.copytree(base / "test", dst / "test", dirs_exist_ok=True)
+            for c in CIFAR10_CLASSES:
+                files = sorted((base / "test" / c).glob("*.jpg"))
+                (dst / "test" / c).mkdir(parents=True, exist_ok=True)
+                for f in files[:test_per_class]:
+                    shutil.copy2(f, dst / "test" / c / f.name)
+            test = "the whole test set" if test_per_class is None else f"the first {test_per_class} test images of each class"
             (dst / SUBSET_FILE).write_text(f"the first {per_class} training images of each class in the official order "
-                                           f"({len(kept):,} of {len(rows):,}); the whole test set\n")
+                                           f"({len(kept):,} of {len(rows):,}); {test}\n")
             sizes[d] = _size(dst)
         else:
             folder = _FOLDERS[d]
