@@ -176,10 +176,10 @@ def _subset_note(base: Path) -> str | None:
     return f.read_text().strip() if f.exists() else None
 
 
-def _cifar10_jpeg(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _cifar10_jpeg(root: Path, train: bool, note: str | None) -> tuple[torch.Tensor, torch.Tensor]:
     base = root / "cifar10-jpeg"
     split = "train" if train else "test"
-    note = _subset_note(base)         # a packed subset is decoded (and cached) apart from the whole folder
+    # a packed subset (``note``: its SUBSET file) is decoded and cached apart from the whole folder
     key = f"cifar10-jpeg-{split}" + (f"-{hashlib.sha1(note.encode()).hexdigest()[:12]}" if note else "")
 
     def build():
@@ -198,8 +198,8 @@ def _cifar10_jpeg(root: Path, train: bool) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _cifar10_load(root, train):
     if (root / "cifar10-jpeg" / ("train" if train else "test")).is_dir():
-        x, y = _cifar10_jpeg(root, train)
         note = _subset_note(root / "cifar10-jpeg")
+        x, y = _cifar10_jpeg(root, train, note)
         return ImageData(x, y, CIFAR10_CLASSES, "CIFAR-10",
                          "JPEG copy of CIFAR-10 (cifar10-jpeg, quality 75; close to, not equal to, the official pixels)"
                          + (f"; packed subset: {note}" if note else ""),

@@ -2,8 +2,9 @@
 of MB): ``python -m ltdd_utils pack-data OUT --per-class N``.
 
 CIFAR-10 (the JPEG image folder) keeps the first ``per_class`` training images of each class in the official
-training order and its whole test set (or its first ``test_per_class`` images of each class); the folder's ``SUBSET`` file says so in words, and the loader adds that to
-the data source, so every record and fingerprint made from it names the subset. MNIST and FashionMNIST are copied
+training order and its whole test set (or its first ``test_per_class`` images of each class); the folder's
+``SUBSET`` file says so in words, and the loader adds that to the data source, so every record and fingerprint
+made from it names the subset. MNIST and FashionMNIST are copied
 as they are (their official files)."""
 from __future__ import annotations
 
@@ -64,7 +65,8 @@ def pack(out, per_class: int, root=None, datasets=("cifar10", "mnist"), test_per
                 (dst / "test" / c).mkdir(parents=True, exist_ok=True)
                 for f in files[:test_per_class]:
                     shutil.copy2(f, dst / "test" / c / f.name)
-            test = "the whole test set" if test_per_class is None else f"the first {test_per_class} test images of each class"
+            test = ("the whole test set" if test_per_class is None
+                    else f"the first {test_per_class} test images of each class")
             (dst / SUBSET_FILE).write_text(f"the first {per_class} training images of each class in the official order "
                                            f"({len(kept):,} of {len(rows):,}); {test}\n")
             sizes[d] = _size(dst)

@@ -299,20 +299,25 @@ def choose_delta(z, labels, split, num_classes, logits, settings: TADSettings, h
     their true labels): the smallest delta of ``settings.delta_grid`` whose recalls on the hold-out are at least
     as often right as the labels the split trusts there, so that recalling cannot lower the trusted space's
     precision; None (recall nothing) when no delta qualifies or the hold-out has no trusted or recalled sample."""
+    return _choose_delta(z, labels, split, num_classes, logits, settings, holdout, holdout_labels)[0]
+
+
+def _choose_delta(z, labels, split, num_classes, logits, settings, holdout, holdout_labels):
+    """:func:`choose_delta`'s delta and the :func:`recalibrate` result at it (None, None when none qualifies)."""
     true = torch.full_like(labels, -1)
     true[holdout] = holdout_labels
     in_h = true >= 0
     trusted_h = split & in_h
     if not trusted_h.any():
-        return None
+        return None, None
     precision = float((labels[trusted_h] == true[trusted_h]).float().mean())
     for delta in sorted(settings.delta_grid):
-        new, recalled, _ = recalibrate(z, labels, split, num_classes, logits, delta, tuple(settings.tests),
-                                       settings.shrinkage)
+        out = recalibrate(z, labels, split, num_classes, logits, delta, tuple(settings.tests), settings.shrinkage)
+        new, recalled, _ = out
         rec_h = recalled & in_h
         if rec_h.any() and float((new[rec_h] == true[rec_h]).float().mean()) >= precision:
-            return delta
-    return None
+            return delta, out
+    return None, None
 
 
 def trust_aware_diversion(net, x: torch.Tensor, noisy_labels: torch.Tensor, num_classes: int,
@@ -340,12 +345,12 @@ def trust_aware_diversion(net, x: torch.Tensor, noisy_labels: torch.Tensor, num_
         split, _ = trust_split(loss, labels, num_classes, settings.tau, settings.split, settings.keep_ratio,
                                settings.noisy_test)
         trusted, recalled = split.clone(), torch.zeros(len(x), dtype=torch.bool)
-        delta = settings.delta
-        if settings.recall and settings.delta_grid and holdout is not None:
-            delta = choose_delta(z, labels, split, num_classes, logits, settings, holdout, holdout_labels)
+        delta, out = settings.delta, None
+        if settings.recall and settings.delta_grid and holdout is not None:   # the chosen delta's recall, reused
+            delta, out = _choose_delta(z, labels, split, num_classes, logits, settings, holdout, holdout_labels)
         if settings.recall and delta is not None:
-            labels, recalled, _ = recalibrate(z, labels, split, num_classes, logits, delta,
-                                              tuple(settings.tests), settings.shrinkage)
+            labels, recalled, _ = out or recalibrate(z, labels, split, num_classes, logits, delta,
+                                                     tuple(settings.tests), settings.shrinkage)
             trusted = split | recalled
         state = RoundState(r, split, trusted.clone(), labels.clone(), recalled)
         if clean_labels is not None:
