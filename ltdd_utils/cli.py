@@ -76,13 +76,57 @@ def cell_sources(nb_path: Path) -> list[str]:
     return [c["source"] if isinstance(c["source"], str) else "".join(c["source"]) for c in nb["cells"]]
 
 
+# Parameters whose 'auto' the machine resolves (precision: bf16 where the hardware has it; device: CUDA when present).
+# What a chapter asks for is an input of its executed copy; what that resolved to where it ran is provenance
+# (``ran_with``): a copy made with 'auto' stays up to date on a machine where 'auto' resolves otherwise, and an
+# explicit value makes it stale only when it differs from what ran.
+ENVIRONMENT = ("precision", "device")
+
+
+def _asked(chapter: str, preset: str, params: dict) -> dict:
+    """The values of the ENVIRONMENT parameters a run asks for: its overrides, else its preset's ('auto', 'fp32', ...)."""
+    from .config import presets
+    over = {k.lower(): v for k, v in params.items()}
+    return {k: over.get(k, presets(chapter)[preset].get(k)) for k in ENVIRONMENT if k in presets(chapter)[preset]}
+
+
 def chapter_inputs(nb_path: Path, preset: str, params: dict) -> dict:
     """What an executed copy is made from, besides the producers it calls: the notebook's cells and the
-    chapter's resolved parameters (its preset with the overrides; not the bytes of the module holding them)."""
+    chapter's parameters (its preset with the overrides, validated; not the bytes of the module holding them), with
+    the ENVIRONMENT parameters as asked for ('auto' stays 'auto': what it resolves to is :func:`resolved`)."""
     from .config import make_config
-    cfg = make_config(chapter_key(nb_path.stem), preset, check_data=False, **params)
-    values = json.loads(json.dumps(dict(cfg), sort_keys=True, default=str))
+    chapter = chapter_key(nb_path.stem)
+    cfg = make_config(chapter, preset, check_data=False, **params)
+    values = json.loads(json.dumps({**cfg, **_asked(chapter, preset, params)}, sort_keys=True, default=str))
     return {"cells": hashlib.sha1(json.dumps(cell_sources(nb_path)).encode()).hexdigest(), "config": values}
+
+
+def resolved(chapter: str, preset: str, params: dict) -> dict:
+    """What the ENVIRONMENT parameters resolve to on this machine: the precision ('fp32' or 'bf16'), the device kind
+    ('cpu' or 'cuda') and its name (``cpu:AMD EPYC x2 threads (avx512_bf16)``)."""
+    from .config import make_config, resolve_device
+    from .results import device_name
+    cfg = make_config(chapter, preset, check_data=False, **params)
+    dev = resolve_device(cfg.get("device", "auto"))
+    return {"precision": cfg.get("precision", "fp32"), "device": dev.type, "device_name": device_name(dev)}
+
+
+def ran_with(meta: dict) -> dict:
+    """What an executed copy's ENVIRONMENT parameters resolved to where it ran (``precision``, ``device``)."""
+    if "resolved" in meta:
+        return meta["resolved"]
+    # made before asked-for and resolved values were told apart: its config holds the precision that ran
+    device = str(meta.get("device") or "")
+    return {"precision": meta["inputs"]["config"].get("precision"), "device": device.split(":")[0] or None,
+            "device_name": device or None}
+
+
+def _asked_then(meta: dict, chapter: str, preset: str) -> dict:
+    """What an executed copy asked for: its config's values, or (a copy made before they were told apart, whose
+    config holds the resolved precision) its overrides, else its preset's."""
+    if "resolved" in meta:
+        return {k: meta["inputs"]["config"][k] for k in ENVIRONMENT if k in meta["inputs"]["config"]}
+    return _asked(chapter, preset, meta.get("parameters") or {})
 
 
 PROSE_ONLY = "only its prose changed (markdown cells; `reproduce` copies them in without running)"
@@ -152,10 +196,19 @@ def staleness(out: Path, nb_path: Path, preset: str, params: dict, meta: dict | 
     if meta["inputs"]["cells"] != now["cells"]:
         reasons.append(PROSE_ONLY if prose_changes(out, nb_path) is not None else "the notebook's cells changed")
     old_cfg, new_cfg = meta["inputs"]["config"], now["config"]
-    changed = sorted(k for k in set(old_cfg) | set(new_cfg) if old_cfg.get(k) != new_cfg.get(k))
+    changed = sorted(k for k in set(old_cfg) | set(new_cfg) if k not in ENVIRONMENT and old_cfg.get(k) != new_cfg.get(k))
     if changed:
         reasons.append("parameters changed: " + ", ".join(f"{k} {old_cfg.get(k)!r} -> {new_cfg.get(k)!r}"
                                                           for k in changed))
+    asked_then, ran = _asked_then(meta, chapter_key(nb_path.stem), preset), ran_with(meta)
+    for k in ENVIRONMENT:                  # 'auto' accepts whatever ran; an explicit value must be what ran
+        want = new_cfg.get(k, "auto")
+        if want == "auto":
+            continue
+        kind = want if k == "precision" else want.split(":")[0]
+        if ran.get(k) != kind:
+            reasons.append(f"parameter {k} is {want!r} (was {asked_then.get(k)!r}); the copy ran "
+                           f"{'in' if k == 'precision' else 'on'} {ran.get(k)!r}")
     versions = load_all()
     for name, v in sorted(meta["producers"].items()):
         if name not in versions:
@@ -173,10 +226,12 @@ def status(preset: str, names: list[str] | None, params: dict, output_dir: Path 
         meta = _metadata(out)
         reasons = staleness(out, chapters()[stem], preset, params, meta)
         stale += bool(reasons)
-        cold = ""
+        how = ""
         if not reasons:
-            cold = f" (run {'cold' if meta.get('cold') else 'with a warm cache'}, commit {meta.get('commit')})"
-        print(f"{stem} (preset {preset}): " + ("up to date" + cold if not reasons else "stale: " + "; ".join(reasons)))
+            ran = ran_with(meta)
+            how = (f", ran in {ran.get('precision')} on {ran.get('device_name') or ran.get('device')} "
+                   f"({'cold' if meta.get('cold') else 'with a warm cache'}, commit {meta.get('commit')})")
+        print(f"{stem} (preset {preset}): " + ("up to date" + how if not reasons else "stale: " + "; ".join(reasons)))
     return stale
 
 
@@ -226,7 +281,7 @@ def _reproduce(preset: str, names: list[str] | None, params: dict, force: bool, 
                timeout: int | None, cold: bool) -> int:
     import papermill as pm
     from . import config
-    from .results import device_name, git_commit
+    from .results import git_commit
     from .versions import LOG_ENV, load_all
     logging.basicConfig(level=logging.INFO, format="    %(message)s")   # papermill logs cell output here
     todo = select(names)
@@ -280,11 +335,12 @@ def _reproduce(preset: str, names: list[str] | None, params: dict, force: bool, 
         os.unlink(log)
         versions = load_all()
         nb = json.loads(Path(tmp).read_text())
+        ran = resolved(chapter_key(stem), preset, params)
         nb["metadata"]["ltdd"] = {"inputs": chapter_inputs(src, preset, params),
                                   "producers": {n: versions[n] for n in used if n in versions},
                                   "cold": cold, "preset": preset, "parameters": params,
                                   "commit": commit, "runtime_s": round(time.time() - t0, 1),
-                                  "device": device_name(config.resolve_device("auto")),
+                                  "resolved": ran, "device": ran["device_name"],
                                   "date": time.strftime("%Y-%m-%d %H:%M:%S")}
         Path(tmp).write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
         os.chmod(tmp, 0o644)                   # mkstemp makes it private; the executed copy is a normal file

@@ -37,6 +37,21 @@ def cpu_bf16_flags() -> tuple[str, ...]:
     return ()
 
 
+@functools.lru_cache(maxsize=None)
+def cpu_model() -> str:
+    """The CPU's model name (``AMD EPYC``, ``Intel(R) Xeon(R) ...``) from /proc/cpuinfo, else the platform's
+    machine name."""
+    import platform
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def resolve(precision: str = "auto", device="cpu") -> str:
     """``fp32`` or ``bf16`` for ``precision`` on ``device``."""
     if precision not in PRECISIONS:

@@ -9,7 +9,6 @@ import csv
 import io
 import json
 import os
-import platform
 import subprocess
 import time
 from dataclasses import asdict, dataclass, field
@@ -41,7 +40,9 @@ def device_name(device) -> str:
     dev = torch.device(device)
     if dev.type == "cuda":
         return f"cuda:{torch.cuda.get_device_name(dev)}"
-    return f"cpu:{platform.processor() or platform.machine()} x{torch.get_num_threads()} threads"
+    from .precision import cpu_bf16_flags, cpu_model
+    return (f"cpu:{cpu_model()} x{torch.get_num_threads()} threads "
+            f"({', '.join(cpu_bf16_flags()) or 'no bf16 extension'})")
 
 
 def provenance(preset: str, device, seeds) -> dict:

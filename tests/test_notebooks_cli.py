@@ -44,6 +44,8 @@ def test_chapter_runs_in_smoke_preset(nb, tmp_path):
     executed = json.loads((out / nb.name).read_text())
     meta = executed["metadata"]["ltdd"]
     assert meta["preset"] == "smoke" and meta["runtime_s"] > 0 and meta["commit"] and meta["device"]
+    assert meta["inputs"]["config"]["precision"] == "auto"          # asked for; what it resolved to is provenance
+    assert meta["resolved"]["precision"] in ("fp32", "bf16") and meta["resolved"]["device"] == "cpu"
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     records = json.loads(next(res.glob("*_smoke.json")).read_text())
@@ -101,12 +103,49 @@ def _copy_with_executed(tmp_path):
     return root
 
 
-def _status(root):
+def _status(root, *args, **env):
     r = subprocess.run([sys.executable, "-m", "ltdd_utils", "reproduce", "--preset", "smoke", "--status",
-                        "--chapters", "00"], cwd=root, capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(root)})
+                        "--chapters", "00", *args], cwd=root, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(root), **env})
     assert r.returncode == 0, r.stderr
     return r.stdout
+
+
+def test_a_copy_made_with_auto_in_bf16_is_current_where_auto_resolves_to_fp32(tmp_path, monkeypatch):
+    """The machine is provenance, not identity: a copy made with PRECISION='auto' on a bf16 CPU stays up to date
+    where 'auto' resolves to fp32 ($LTDD_PRECISION stands in for that CPU), and says what it ran in; an explicit
+    PRECISION (or DEVICE) that differs from what ran makes it stale, one that matches does not."""
+    root = _copy_with_executed(tmp_path)
+    out = root / "book" / "runs" / "00_longtail_baselines_smoke.ipynb"
+    nb = json.loads(out.read_text())
+    monkeypatch.setenv("LTDD_PRECISION", "bf16")
+    nb["metadata"]["ltdd"]["resolved"] = cli.resolved("longtail_baselines", "smoke", {})
+    assert nb["metadata"]["ltdd"]["inputs"]["config"]["precision"] == "auto"
+    assert nb["metadata"]["ltdd"]["resolved"]["precision"] == "bf16"
+    out.write_text(json.dumps(nb))
+    fp32 = _status(root, LTDD_PRECISION="fp32")
+    assert "up to date, ran in bf16 on cpu:" in fp32, fp32
+    assert "up to date" in _status(root, "-p", "PRECISION", "bf16", LTDD_PRECISION="fp32")
+    stale = _status(root, "-p", "PRECISION", "fp32", LTDD_PRECISION="fp32")
+    assert "stale: parameter precision is 'fp32' (was 'auto'); the copy ran in 'bf16'" in stale, stale
+    assert "stale: parameter device is 'cuda'" in _status(root, "-p", "DEVICE", "cuda")
+    assert "up to date" in _status(root, "-p", "DEVICE", "cpu")
+    r = subprocess.run([sys.executable, "-m", "ltdd_utils", "reproduce", "--preset", "smoke", "--status"],
+                       cwd=root, capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(root), "LTDD_PRECISION": "fp16"})
+    assert r.returncode == 2 and "$LTDD_PRECISION = 'fp16' is not allowed" in r.stderr
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_the_books_chapters_are_not_stale_for_the_precision_this_machine_resolves(precision, monkeypatch):
+    """The executed chapters (made with PRECISION='auto', some before asked-for and resolved values were recorded
+    apart) are not stale because 'auto' means another precision here."""
+    monkeypatch.setenv("LTDD_PRECISION", precision)
+    for stem, src in cli.chapters().items():
+        out = cli.executed_path(stem, cli.BOOK_PRESET)
+        reasons = cli.staleness(out, src, cli.BOOK_PRESET, {})
+        assert not [r for r in reasons if "precision" in r or "device" in r], (stem, reasons)
+        assert cli.ran_with(cli._metadata(out))["precision"] in ("fp32", "bf16")
 
 
 def test_comments_and_refactors_stale_nothing_but_a_version_bump_does(tmp_path):

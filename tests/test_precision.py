@@ -9,13 +9,33 @@ from ltdd_utils.evaluate import EvalSettings, evaluate_synset
 from ltdd_utils.models import embed_in_chunks, embed_with_input_grad, get_model
 
 
-def test_resolution_and_the_default_context():
+def test_resolution_and_the_default_context(monkeypatch):
+    monkeypatch.delenv("LTDD_PRECISION", raising=False)
     assert precision.resolve("fp32") == "fp32" and precision.resolve("bf16") == "bf16"
     assert precision.resolve("auto", "cpu") == ("bf16" if precision.cpu_bf16_flags() else "fp32")
     with precision.default("fp32"):
         assert precision.resolve("auto") == "fp32" and precision.resolve("bf16") == "bf16"
     with pytest.raises(ValueError, match="precision"):
         precision.resolve("fp16")
+
+
+@pytest.mark.parametrize("forced", ["fp32", "bf16"])
+def test_the_environment_says_what_auto_means_and_nothing_else(forced, monkeypatch):
+    """$LTDD_PRECISION sets what 'auto' resolves to (the suite runs as a CPU with or without bf16 would); an explicit
+    precision and the default() context (the golden cases' fp32) are never overridden; a bad value is an error
+    naming the variable, raised when the config is made."""
+    from ltdd_utils.config import ConfigError, make_config
+    monkeypatch.setenv("LTDD_PRECISION", forced)
+    other = "bf16" if forced == "fp32" else "fp32"
+    assert precision.resolve("auto", "cpu") == forced and precision.resolve(other) == other
+    assert make_config("longtail_baselines", "smoke", check_data=False).precision == forced
+    with precision.default(other):
+        assert precision.resolve("auto") == other
+    monkeypatch.setenv("LTDD_PRECISION", "auto")
+    assert precision.resolve("auto", "cpu") == ("bf16" if precision.cpu_bf16_flags() else "fp32")
+    monkeypatch.setenv("LTDD_PRECISION", "half")
+    with pytest.raises(ConfigError, match=r"\$LTDD_PRECISION = 'half' is not allowed"):
+        make_config("longtail_baselines", "smoke", check_data=False)
 
 
 def test_the_config_records_the_resolved_precision():
@@ -63,6 +83,7 @@ def test_compiled_embedding_follows_each_fresh_network():
 
 
 def test_a_cpu_without_bf16_runs_fp32_quietly(monkeypatch, recwarn):
+    monkeypatch.delenv("LTDD_PRECISION", raising=False)
     monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ())
     assert precision.resolve("auto", "cpu") == "fp32"
     from ltdd_utils.models import compile_wanted
