@@ -111,29 +111,35 @@ def _status(root, *args, **env):
     return r.stdout
 
 
-def test_a_copy_made_with_auto_in_bf16_is_current_where_auto_resolves_to_fp32(tmp_path, monkeypatch):
+def test_a_copy_made_with_auto_in_bf16_is_current_where_auto_resolves_to_fp32(tmp_path, monkeypatch, capsys):
     """The machine is provenance, not identity: a copy made with PRECISION='auto' on a bf16 CPU stays up to date
     where 'auto' resolves to fp32 ($LTDD_PRECISION stands in for that CPU), and says what it ran in; an explicit
     PRECISION (or DEVICE) that differs from what ran makes it stale, one that matches does not."""
-    root = _copy_with_executed(tmp_path)
-    out = root / "book" / "runs" / "00_longtail_baselines_smoke.ipynb"
-    nb = json.loads(out.read_text())
-    monkeypatch.setenv("LTDD_PRECISION", "bf16")
-    nb["metadata"]["ltdd"]["resolved"] = cli.resolved("longtail_baselines", "smoke", {})
+    src = ROOT / "notebooks" / "00_longtail_baselines.ipynb"
+    monkeypatch.setenv("LTDD_PRECISION", "bf16")              # made where 'auto' meant bf16
+    nb = json.loads(src.read_text())
+    nb["metadata"]["ltdd"] = {"inputs": cli.chapter_inputs(src, "smoke", {}), "preset": "smoke", "commit": "test",
+                              "resolved": cli.resolved("longtail_baselines", "smoke", {}), "producers": {}}
     assert nb["metadata"]["ltdd"]["inputs"]["config"]["precision"] == "auto"
     assert nb["metadata"]["ltdd"]["resolved"]["precision"] == "bf16"
-    out.write_text(json.dumps(nb))
-    fp32 = _status(root, LTDD_PRECISION="fp32")
-    assert "up to date, ran in bf16 on cpu:" in fp32, fp32
-    assert "up to date" in _status(root, "-p", "PRECISION", "bf16", LTDD_PRECISION="fp32")
-    stale = _status(root, "-p", "PRECISION", "fp32", LTDD_PRECISION="fp32")
-    assert "stale: parameter precision is 'fp32' (was 'auto'); the copy ran in 'bf16'" in stale, stale
-    assert "stale: parameter device is 'cuda'" in _status(root, "-p", "DEVICE", "cuda")
-    assert "up to date" in _status(root, "-p", "DEVICE", "cpu")
-    r = subprocess.run([sys.executable, "-m", "ltdd_utils", "reproduce", "--preset", "smoke", "--status"],
-                       cwd=root, capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(root), "LTDD_PRECISION": "fp16"})
-    assert r.returncode == 2 and "$LTDD_PRECISION = 'fp16' is not allowed" in r.stderr
+    (tmp_path / src.name).write_text(json.dumps(nb))
+
+    def status(*params, env="fp32"):
+        monkeypatch.setenv("LTDD_PRECISION", env)
+        assert cli.main(["reproduce", "--preset", "smoke", "--status", "--chapters", "00", "--output-dir",
+                         str(tmp_path), *[a for p in params for a in ("-p", *p)]]) == 0
+        return capsys.readouterr().out
+
+    assert "up to date, ran in bf16 on cpu:" in status()
+    assert "up to date" in status(("PRECISION", "bf16"))
+    assert ("stale: parameter precision is 'fp32' (was 'auto'); the copy ran in 'bf16'"
+            in status(("PRECISION", "fp32")))
+    assert "stale: parameter precision is 'fp32'" in status(("PRECISION", "fp32"), env="bf16")
+    assert "stale: parameter device is 'cuda'" in status(("DEVICE", "cuda"))
+    assert "up to date" in status(("DEVICE", "cpu"))
+    monkeypatch.setenv("LTDD_PRECISION", "fp16")
+    assert cli.main(["reproduce", "--preset", "smoke", "--status", "--output-dir", str(tmp_path)]) == 2
+    assert "$LTDD_PRECISION = 'fp16' is not allowed" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
@@ -206,9 +212,9 @@ def test_a_prose_edit_is_copied_into_the_executed_copy_without_running_it(tmp_pa
 
 def test_source_notebooks_pass_nbval_at_the_smoke_preset(tmp_path):
     """`LTDD_PRESET=smoke pytest --nbval-lax notebooks/`: every source notebook runs top to bottom as a reader
-    would open it, at the smoke preset, with its results outside the checkout."""
-    env = {**os.environ, "LTDD_PRESET": "smoke", "LTDD_RESULTS": str(tmp_path / "results"),
-           "LTDD_CACHE": str(tmp_path / "cache"), "MPLBACKEND": "Agg"}
+    would open it, at the smoke preset, with its results outside the checkout. It shares the session's cache (a
+    reader's warm cache): what the runner's smoke runs above distilled is reused, not computed a second time."""
+    env = {**os.environ, "LTDD_PRESET": "smoke", "LTDD_RESULTS": str(tmp_path / "results"), "MPLBACKEND": "Agg"}
     r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--nbval-lax",
                         str(ROOT / "notebooks")], cwd=ROOT, env=env, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
