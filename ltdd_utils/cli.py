@@ -84,7 +84,7 @@ ENVIRONMENT = ("precision", "device")
 
 
 def _asked(chapter: str, preset: str, params: dict) -> dict:
-    """The values of the ENVIRONMENT parameters a run asks for: its overrides, else its preset's ('auto', 'fp32', ...)."""
+    """The values of the ENVIRONMENT parameters a run asks for: its overrides, else its preset's ('auto', ...)."""
     from .config import presets
     over = {k.lower(): v for k, v in params.items()}
     return {k: over.get(k, presets(chapter)[preset].get(k)) for k in ENVIRONMENT if k in presets(chapter)[preset]}
@@ -196,7 +196,8 @@ def staleness(out: Path, nb_path: Path, preset: str, params: dict, meta: dict | 
     if meta["inputs"]["cells"] != now["cells"]:
         reasons.append(PROSE_ONLY if prose_changes(out, nb_path) is not None else "the notebook's cells changed")
     old_cfg, new_cfg = meta["inputs"]["config"], now["config"]
-    changed = sorted(k for k in set(old_cfg) | set(new_cfg) if k not in ENVIRONMENT and old_cfg.get(k) != new_cfg.get(k))
+    changed = sorted(k for k in set(old_cfg) | set(new_cfg)
+                     if k not in ENVIRONMENT and old_cfg.get(k) != new_cfg.get(k))
     if changed:
         reasons.append("parameters changed: " + ", ".join(f"{k} {old_cfg.get(k)!r} -> {new_cfg.get(k)!r}"
                                                           for k in changed))
