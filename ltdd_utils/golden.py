@@ -280,6 +280,21 @@ def _verdict():
     return out
 
 
+@case("verdicts")
+def _verdicts():
+    from .verdicts import VERDICTS, judge
+    out = []
+    for diffs, kind, margin in (({0: 2.0, 1: 3.0, 2: 2.5}, "superiority", 1.0),
+                                ({0: 2.0, 1: -1.0, 2: 2.5}, "superiority", 1.0),
+                                ({0: 0.1, 1: 0.2, 2: 0.15}, "superiority", 1.0),
+                                ({0: 0.3, 1: -0.2, 2: 0.1, 3: 0.0}, "equivalence", 1.0),
+                                ({0: -0.5, 1: 0.4, 2: 0.2}, "non-inferiority", 1.0), ({0: 3.0}, "superiority", 1.0)):
+        c = judge(diffs, kind, margin)
+        out += [VERDICTS.index(c["verdict"]), c["mean"], c["n"], c["lo"] if c["n"] > 1 else 0.0,
+                c["seeds_to_resolve"] or -1]
+    return out
+
+
 def compute(names=None) -> dict[str, list[float]]:
     """The golden numbers, in fp32 (``auto`` pinned: bf16 is machine-dependent and checked by the parity test)."""
     from .precision import default

@@ -82,6 +82,26 @@ def test_compiled_embedding_follows_each_fresh_network():
         assert torch.allclose(grads[0], grads[1], rtol=1e-3, atol=1e-4)
 
 
+@pytest.mark.parametrize("flags, expected", [(("amx_bf16", "avx512_bf16"), "bf16"), (("avx512_bf16",), "bf16"),
+                                             ((), "fp32")], ids=["intel-amx", "amd-avx512-bf16", "avx2-only"])
+def test_auto_on_each_kind_of_cpu_the_book_has_met(flags, expected, monkeypatch):
+    """The three CPUs this project's machines have had, as /proc/cpuinfo shows them: 'auto' is bf16 with AMX or
+    AVX512-bf16 and fp32 with AVX2 alone, and the fast path (compiled long runs) follows it; the device name
+    recorded with every run says which CPU and which bf16 extensions it had."""
+    from ltdd_utils.models import compile_wanted
+    from ltdd_utils.results import device_name
+    monkeypatch.delenv("LTDD_PRECISION", raising=False)
+    monkeypatch.delenv("LTDD_COMPILE", raising=False)
+    monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: flags)
+    assert precision.resolve("auto", "cpu") == expected
+    import os
+    import shutil
+    has_compiler = shutil.which(os.environ.get("CXX", "g++")) is not None
+    assert compile_wanted("auto", "cpu", 10_000) == (expected == "bf16" and has_compiler)
+    name = device_name("cpu")
+    assert name.startswith(f"cpu:{precision.cpu_model()} x") and (", ".join(flags) or "no bf16 extension") in name
+
+
 def test_a_cpu_without_bf16_runs_fp32_quietly(monkeypatch, recwarn):
     monkeypatch.delenv("LTDD_PRECISION", raising=False)
     monkeypatch.setattr(precision, "cpu_bf16_flags", lambda: ())

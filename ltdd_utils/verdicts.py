@@ -1,0 +1,280 @@
+"""Claims as data and the one rule that judges them: exact selectors, paired per-seed differences, a 95 % interval.
+
+A :class:`Claim` says which two arms it compares (each an :class:`Arm`, an exact selector over a chapter's result
+records, or a :class:`Contrast` of two arms, e.g. a gain at IF 100 minus the same gain at IF 10), on which metric,
+of which kind (``superiority`` by a margin, ``non-inferiority`` within a margin, ``equivalence`` within ±margin),
+at which level (``headline``: the paper's own claims; ``supporting``; ``control``; ``gate``; ``diagnostic``), and
+which gates it depends on. :func:`evaluate` judges a list of claims on a list of records, gates first.
+
+**Selection is exact.** An arm selects the records whose flat fields (``method``, ``ipc``, ``setting.study``,
+``setting.imbalance_factor``, ...) equal its own; all of them must be of one arm (one method, dataset, IPC and
+setting), and every seed must have the same number of them (its students). A selector that also matches another
+study's records, or that finds a different count on some seed, raises :class:`SelectionError` listing what it
+matched: a silent average over whatever matches is how a wrong verdict once reached the page.
+
+**The rule.** With d_s = a_s - b_s over the n seeds both arms ran (the arms of a seed share its data, networks and
+student seeds), the 95 % interval of the mean of d is mean ± t(0.975, n - 1) · sd / √n (``scipy.stats.t``).
+
+* superiority (a beats b by at least the margin): **held** when the interval lies above 0 and the mean reaches the
+  margin; **did not hold** when the whole interval lies below the margin; otherwise **inconclusive**;
+* non-inferiority (a is not worse than b by more than the margin): **held** when the interval lies above -margin;
+  **did not hold** when it lies below -margin; otherwise inconclusive (a one-sided test at 2.5 %);
+* equivalence (a and b within ±margin): **held** when the interval lies inside (-margin, margin) (two one-sided
+  tests, TOST, each at 2.5 %); **did not hold** when it lies wholly outside; otherwise inconclusive;
+* **not testable at this scale** when fewer than 2 paired seeds exist, or a gate of the claim did not hold (the
+  reason gives the gate's numbers).
+
+An inconclusive verdict says how many seeds would resolve it: the smallest n at which the interval around the
+observed mean, with the observed spread, would clear the boundary that decides it. Margins are fixed before the run
+(a chapter's parameter or the specification's bar), never read off the results.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Mapping
+
+from .versions import producer
+
+LEVELS = ("headline", "supporting", "control", "gate", "diagnostic")
+KINDS = ("superiority", "non-inferiority", "equivalence")
+VERDICTS = ("held", "did not hold", "inconclusive", "not testable at this scale")
+CONFIDENCE = 0.95
+MAX_SEEDS = 1000          # "more than this many seeds" is reported as unresolvable at the observed spread
+
+
+class SelectionError(ValueError):
+    """An arm's selector matched records of more than one arm, none, or a different number on some seed."""
+
+
+@dataclass(frozen=True)
+class Arm:
+    """An exact selector over result records: ``method``, and the ``study``, ``ipc`` and other ``setting`` fields
+    that tell this arm's records from every other's (``setting`` keys as recorded: ``{"imbalance_factor": 100}``)."""
+    method: str
+    study: str | None = None
+    ipc: int | None = None
+    setting: Mapping = field(default_factory=dict)
+    dataset: str | None = None
+
+    def fields(self) -> dict:
+        out = {"method": self.method}
+        if self.study is not None:
+            out["setting.study"] = self.study
+        if self.ipc is not None:
+            out["ipc"] = self.ipc
+        if self.dataset is not None:
+            out["dataset"] = self.dataset
+        out.update({f"setting.{k}": v for k, v in self.setting.items()})
+        return out
+
+    def label(self) -> str:
+        return " ".join(f"{k.removeprefix('setting.')}={v}" for k, v in self.fields().items())
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """The per-seed difference of two arms, ``plus - minus`` (e.g. ADSA minus plain soft labels at one IF)."""
+    plus: Arm
+    minus: Arm
+
+    def label(self) -> str:
+        return f"({self.plus.label()}) - ({self.minus.label()})"
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One claim, as data. ``statement`` is what we test, in our setting; ``paper`` the paper's own statement
+    (quoted or closely paraphrased, with its table or section) and ``paper_value`` its number, where known."""
+    id: str
+    level: str
+    statement: str
+    a: Arm | Contrast
+    b: Arm | Contrast | None = None        # None: a alone against 0 (a is then usually a Contrast)
+    kind: str = "superiority"
+    margin: float = 1.0
+    metric: str = "acc"
+    gates: tuple = ()
+    paper: str = ""
+    paper_value: str = ""
+    unit: str = "points"
+
+    def __post_init__(self):
+        if self.level not in LEVELS:
+            raise ValueError(f"claim {self.id!r}: level {self.level!r} is not allowed: expected one of {LEVELS}")
+        if self.kind not in KINDS:
+            raise ValueError(f"claim {self.id!r}: kind {self.kind!r} is not allowed: expected one of {KINDS}")
+        if not (isinstance(self.margin, (int, float)) and self.margin >= 0):
+            raise ValueError(f"claim {self.id!r}: margin {self.margin!r} is not allowed: expected a number >= 0")
+        if self.kind == "equivalence" and self.margin == 0:
+            raise ValueError(f"claim {self.id!r}: an equivalence claim needs a margin > 0")
+
+
+# ------------------------------------------------------------------------------------------- selection
+def _flat(rec) -> dict:
+    from .results import ResultRecord, _flat as flat
+    return flat(asdict(rec) if isinstance(rec, ResultRecord) else rec)
+
+
+def _identity(row: dict) -> tuple:
+    return (row.get("method"), row.get("dataset"), row.get("ipc"),
+            tuple(sorted((k, str(v)) for k, v in row.items() if k.startswith("setting."))))
+
+
+def _show(identity: tuple) -> str:
+    method, dataset, ipc, setting = identity
+    return f"method={method} dataset={dataset} ipc={ipc} " + " ".join(f"{k[8:]}={v}" for k, v in setting)
+
+
+def select(records, arm: Arm, metric: str = "acc", students: int | None = None) -> dict[int, float]:
+    """``{seed: mean of metric over the seed's students}`` for the records ``arm`` selects, exactly: they must be of
+    one arm, every seed must hold the same number of them (``students`` when given), and each must have ``metric``."""
+    want = arm.fields()
+    rows = [r for r in map(_flat, records) if all(r.get(k) == v for k, v in want.items())]
+    if not rows:
+        raise SelectionError(f"arm [{arm.label()}] matches no record")
+    ids = sorted({_identity(r) for r in rows}, key=str)
+    if len(ids) > 1:
+        raise SelectionError(f"arm [{arm.label()}] matches the records of {len(ids)} arms; name the one it means "
+                             "(study, setting): " + "; ".join(_show(i) for i in ids))
+    by_seed: dict[int, list[float]] = {}
+    for r in rows:
+        if r.get(metric) is None:
+            raise SelectionError(f"arm [{arm.label()}]: a record of seed {r['seed']} has no metric {metric!r}")
+        by_seed.setdefault(int(r["seed"]), []).append(float(r[metric]))
+    counts = {s: len(v) for s, v in sorted(by_seed.items())}
+    if len(set(counts.values())) > 1 or (students is not None and set(counts.values()) != {students}):
+        raise SelectionError(f"arm [{arm.label()}] selects a different number of records per seed than its "
+                             f"students ({students if students is not None else 'the same on every seed'}): "
+                             f"{counts}")
+    return {s: sum(v) / len(v) for s, v in sorted(by_seed.items())}
+
+
+def values(records, side: Arm | Contrast, metric: str = "acc", students: int | None = None) -> dict[int, float]:
+    """Per-seed values of an arm, or of a contrast (seeds both of its arms ran)."""
+    if isinstance(side, Arm):
+        return select(records, side, metric, students)
+    p, m = values(records, side.plus, metric, students), values(records, side.minus, metric, students)
+    return {s: p[s] - m[s] for s in sorted(set(p) & set(m))}
+
+
+def paired_differences(records, claim: Claim, students: int | None = None) -> dict[int, float]:
+    """``{seed: a_s - b_s}`` over the seeds both sides ran (``a_s`` alone when the claim has no ``b``)."""
+    a = values(records, claim.a, claim.metric, students)
+    if claim.b is None:
+        return a
+    b = values(records, claim.b, claim.metric, students)
+    return {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
+
+
+# ---------------------------------------------------------------------------------------------- the rule
+def interval(d: list[float], confidence: float = CONFIDENCE) -> tuple[float, float, float, float]:
+    """Mean, standard deviation (n - 1), and the two-sided t interval of the mean of ``d`` (n >= 2)."""
+    from scipy import stats
+    n = len(d)
+    mean = sum(d) / n
+    sd = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1))
+    lo, hi = stats.t.interval(confidence, n - 1, loc=mean, scale=sd / math.sqrt(n)) if sd > 0 else (mean, mean)
+    return mean, sd, float(lo), float(hi)
+
+
+def _boundaries(kind: str, margin: float) -> tuple[float, ...]:
+    return {"superiority": (0.0, margin), "non-inferiority": (-margin,), "equivalence": (-margin, margin)}[kind]
+
+
+def _decide(kind: str, margin: float, mean: float, lo: float, hi: float) -> str:
+    held, no, open_ = VERDICTS[:3]
+    if kind == "superiority":
+        return held if lo > 0 and mean >= margin else no if hi < margin else open_
+    if kind == "non-inferiority":
+        return held if lo > -margin else no if hi < -margin else open_
+    return held if -margin < lo and hi < margin else no if lo > margin or hi < -margin else open_
+
+
+def seeds_to_resolve(kind: str, margin: float, mean: float, sd: float, n: int,
+                     confidence: float = CONFIDENCE) -> int | None:
+    """The fewest seeds at which the interval around ``mean``, with spread ``sd``, decides the claim (None: more
+    than MAX_SEEDS, e.g. a mean on a boundary)."""
+    from scipy import stats
+    for m in range(max(n + 1, 2), MAX_SEEDS + 1):
+        half = float(stats.t.ppf(0.5 + confidence / 2, m - 1)) * sd / math.sqrt(m)
+        if _decide(kind, margin, mean, mean - half, mean + half) != VERDICTS[2]:
+            return m
+    return None
+
+
+@producer("verdicts", 1)
+def judge(diffs: Mapping[int, float], kind: str = "superiority", margin: float = 1.0,
+          confidence: float = CONFIDENCE) -> dict:
+    """The verdict on paired per-seed differences ``{seed: d}``: n, mean, sd, the interval, the verdict, and for
+    an inconclusive one the seeds that would resolve it."""
+    seeds = sorted(diffs)
+    d = [float(diffs[s]) for s in seeds]
+    out = {"kind": kind, "margin": margin, "confidence": confidence, "seeds": seeds, "diffs": d, "n": len(d),
+           "mean": sum(d) / len(d) if d else float("nan"), "sd": float("nan"), "lo": float("nan"),
+           "hi": float("nan"), "seeds_to_resolve": None, "why_not_testable": ""}
+    if len(d) < 2:
+        return {**out, "verdict": VERDICTS[3],
+                "why_not_testable": f"{len(d)} paired seed(s): an interval needs at least 2"}
+    mean, sd, lo, hi = interval(d, confidence)
+    verdict = _decide(kind, margin, mean, lo, hi)
+    out.update(mean=mean, sd=sd, lo=lo, hi=hi, verdict=verdict)
+    if verdict == VERDICTS[2]:
+        out["seeds_to_resolve"] = seeds_to_resolve(kind, margin, mean, sd, len(d), confidence)
+    return out
+
+
+def evaluate(claims: list[Claim], records, students: int | None = None) -> list[dict]:
+    """Judge every claim on ``records``: gates first (a claim's gates are other claims' ids in the list); a claim
+    whose gate did not hold is not testable at this scale, with the gate's numbers as the reason. One row per
+    claim, in the order given."""
+    by_id = {c.id: c for c in claims}
+    if len(by_id) != len(claims):
+        raise ValueError("claim ids must be unique: " + ", ".join(sorted({c.id for c in claims
+                                                                           if [x.id for x in claims].count(c.id) > 1})))
+    done: dict[str, dict] = {}
+
+    def run(c: Claim, stack=()) -> dict:
+        if c.id in done:
+            return done[c.id]
+        if c.id in stack:
+            raise ValueError(f"claim {c.id!r}: its gates form a cycle: {' -> '.join(stack + (c.id,))}")
+        missing = [g for g in c.gates if g not in by_id]
+        if missing:
+            raise ValueError(f"claim {c.id!r}: gate(s) {missing} are not claims of this list")
+        gates = [run(by_id[g], stack + (c.id,)) for g in c.gates]
+        row = {"id": c.id, "level": c.level, "statement": c.statement, "paper": c.paper,
+               "paper_value": c.paper_value, "metric": c.metric, "unit": c.unit, "gates": list(c.gates),
+               "a": c.a.label(), "b": c.b.label() if c.b is not None else None,
+               **judge(paired_differences(records, c, students), c.kind, c.margin)}
+        failed = [g for g in gates if g["verdict"] != VERDICTS[0]]
+        if failed and row["verdict"] != VERDICTS[3]:
+            row["verdict_if_testable"] = row["verdict"]
+            row["verdict"], row["seeds_to_resolve"] = VERDICTS[3], None
+        if failed:
+            row["why_not_testable"] = "; ".join(f"gate {g['id']} {g['verdict']}: {describe_numbers(g)}" for g in failed)
+        done[c.id] = row
+        return row
+
+    return [run(c) for c in claims]
+
+
+def describe_numbers(row: dict) -> str:
+    """``+3.3 points [+2.4, +4.1], n = 3, margin 1`` for a judged row."""
+    if row["n"] < 2:
+        return f"{row['n']} paired seed(s)"
+    u = "" if row.get("unit", "points") == "points" else f" {row['unit']}"
+    return (f"{row['mean']:+.2f}{u} [{row['lo']:+.2f}, {row['hi']:+.2f}] (95 %), n = {row['n']}, "
+            f"{row['kind']} margin {row['margin']:g}")
+
+
+def describe(row: dict) -> str:
+    """One line for a chapter's "What we saw": the claim, its effect with the interval, and the verdict."""
+    tail = ""
+    if row["verdict"] == VERDICTS[2]:
+        k = row["seeds_to_resolve"]
+        tail = (f" (about {k} seeds would resolve it at this spread)" if k else
+                f" (more than {MAX_SEEDS} seeds would be needed at this spread)")
+    if row["verdict"] == VERDICTS[3]:
+        tail = f" ({row['why_not_testable']})"
+    return f"{row['statement']}: {describe_numbers(row)}: **{row['verdict']}**{tail}"
