@@ -10,7 +10,8 @@
     python -m ltdd_utils pack-data OUT --per-class 1000   # a small data root to carry (e.g. to a GPU lease)
 
 Each chapter's parameters are validated before anything runs. A chapter is skipped when its executed copy
-was made from the same notebook cells and resolved parameters, and every producer it called
+was made from the same notebook cells and parameters ('auto' precision and device as asked for: what they
+resolved to on the machine that ran it is provenance, see :func:`staleness`), and every producer it called
 (``ltdd_utils.versions``) is still at the version it ran with: editing library code without changing what
 it computes stales nothing, and an edit of markdown cells alone is copied into the executed copy without
 running it. ``--cold`` runs with an empty cache. The executed copy is
@@ -85,9 +86,9 @@ ENVIRONMENT = ("precision", "device")
 
 def _asked(chapter: str, preset: str, params: dict) -> dict:
     """The values of the ENVIRONMENT parameters a run asks for: its overrides, else its preset's ('auto', ...)."""
-    from .config import presets
-    over = {k.lower(): v for k, v in params.items()}
-    return {k: over.get(k, presets(chapter)[preset].get(k)) for k in ENVIRONMENT if k in presets(chapter)[preset]}
+    from .config import presets, schema
+    over, preset_values = {k.lower(): v for k, v in params.items()}, presets(chapter)[preset]
+    return {k: over.get(k, preset_values.get(k, "auto")) for k in ENVIRONMENT if k in schema(chapter)}
 
 
 def chapter_inputs(nb_path: Path, preset: str, params: dict) -> dict:
@@ -111,13 +112,21 @@ def resolved(chapter: str, preset: str, params: dict) -> dict:
     return {"precision": cfg.get("precision", "fp32"), "device": dev.type, "device_name": device_name(dev)}
 
 
+def torch_device_type(device) -> str:
+    """'cpu' or 'cuda' for a device parameter ('cuda:1', 0, 'cpu'); only the kind decides staleness (the products
+    of two GPUs of one kind are the same computation)."""
+    import torch
+    return torch.device(device).type
+
+
 def ran_with(meta: dict) -> dict:
     """What an executed copy's ENVIRONMENT parameters resolved to where it ran (``precision``, ``device``)."""
     if "resolved" in meta:
         return meta["resolved"]
-    # made before asked-for and resolved values were told apart: its config holds the precision that ran
+    # made before asked-for and resolved values were told apart: its config holds the precision that ran (none
+    # before the precision parameter existed, when everything ran in fp32)
     device = str(meta.get("device") or "")
-    return {"precision": meta["inputs"]["config"].get("precision"), "device": device.split(":")[0] or None,
+    return {"precision": meta["inputs"]["config"].get("precision", "fp32"), "device": device.split(":")[0] or None,
             "device_name": device or None}
 
 
@@ -183,7 +192,9 @@ def staleness(out: Path, nb_path: Path, preset: str, params: dict, meta: dict | 
     """Why the executed copy ``out`` is stale (empty: up to date). It is stale when its notebook's cells, its
     parameters or the version of a producer it called changed; edits to library code that leave every
     producer's version alone (comments, refactors) do not stale it, and a change of markdown cells alone is
-    the reason ``PROSE_ONLY``, which :func:`reproduce` mends by copying the prose in, without running."""
+    the reason ``PROSE_ONLY``, which :func:`reproduce` mends by copying the prose in, without running. The
+    ENVIRONMENT parameters (precision, device) follow what is asked now: 'auto' accepts whatever the copy ran in
+    or on; an explicit value stales it only when it differs from what ran (for the device, its kind)."""
     from .versions import load_all
     meta = _metadata(out) if meta is None else meta
     if meta is None:
@@ -206,7 +217,7 @@ def staleness(out: Path, nb_path: Path, preset: str, params: dict, meta: dict | 
         want = new_cfg.get(k, "auto")
         if want == "auto":
             continue
-        kind = want if k == "precision" else want.split(":")[0]
+        kind = want if k == "precision" else torch_device_type(want)
         if ran.get(k) != kind:
             reasons.append(f"parameter {k} is {want!r} (was {asked_then.get(k)!r}); the copy ran "
                            f"{'in' if k == 'precision' else 'on'} {ran.get(k)!r}")

@@ -3,9 +3,11 @@
 bf16 applies to convolutions and matrix products only (``torch.autocast``); master copies (synthetic
 images, weights, optimiser state) stay fp32, and losses, class means and statistics reduce in fp32.
 ``auto`` resolves to bf16 on a CPU with AMX-bf16 or AVX512-bf16 and on a CUDA device that supports bf16,
-to fp32 elsewhere (silently: no bf16 is not an error). ``$LTDD_PRECISION`` (``fp32`` or ``bf16``) says what
-``auto`` means on this machine instead, e.g. ``LTDD_PRECISION=fp32 make test`` runs the suite as a CPU without
-bf16 would; an explicit ``fp32`` or ``bf16`` is never overridden. The resolved precision is part of the cache key
+to fp32 elsewhere (silently: no bf16 is not an error). ``$LTDD_PRECISION`` (``fp32`` or ``bf16``, any case;
+``auto`` or unset: the hardware decides) says what ``auto`` means on this machine instead, e.g.
+``LTDD_PRECISION=fp32 make test`` runs the suite as a CPU without bf16 would; an explicit ``fp32`` or ``bf16``
+and the :func:`default` context are never overridden. ``bf16`` is taken as asked for even where the hardware lacks
+it (a CPU without bf16 emulates it, slowly). The resolved precision is part of the cache key
 of every product computed under it and of each run's provenance; what a chapter *asked for* (``auto`` or an
 explicit value) is what decides whether its executed copy is up to date (:func:`ltdd_utils.cli.staleness`).
 """

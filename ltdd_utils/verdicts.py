@@ -21,8 +21,10 @@ student seeds), the 95 % interval of the mean of d is mean ± t(0.975, n - 1) ·
   **did not hold** when it lies below -margin; otherwise inconclusive (a one-sided test at 2.5 %);
 * equivalence (a and b within ±margin): **held** when the interval lies inside (-margin, margin) (two one-sided
   tests, TOST, each at 2.5 %); **did not hold** when it lies wholly outside; otherwise inconclusive;
-* **not testable at this scale** when fewer than 2 paired seeds exist, or a gate of the claim did not hold (the
-  reason gives the gate's numbers).
+* **not testable at this scale** when fewer than 2 paired seeds exist, or a gate of the claim was not shown to
+  hold (did not hold, inconclusive, or not testable itself; the reason gives the gate's numbers).
+
+Differences that are all equal give an interval of zero width (the seeds agree exactly): it is judged as it lies.
 
 An inconclusive verdict says how many seeds would resolve it: the smallest n at which the interval around the
 observed mean, with the observed spread, would clear the boundary that decides it. Margins are fixed before the run
@@ -31,6 +33,7 @@ observed mean, with the observed spread, would clear the boundary that decides i
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import asdict, dataclass, field
 from typing import Mapping
 
@@ -56,6 +59,9 @@ class Arm:
     ipc: int | None = None
     setting: Mapping = field(default_factory=dict)
     dataset: str | None = None
+
+    def __hash__(self):
+        return hash((self.method, self.study, self.ipc, tuple(sorted(self.setting.items())), self.dataset))
 
     def fields(self) -> dict:
         out = {"method": self.method}
@@ -104,7 +110,7 @@ class Claim:
             raise ValueError(f"claim {self.id!r}: level {self.level!r} is not allowed: expected one of {LEVELS}")
         if self.kind not in KINDS:
             raise ValueError(f"claim {self.id!r}: kind {self.kind!r} is not allowed: expected one of {KINDS}")
-        if not (isinstance(self.margin, (int, float)) and self.margin >= 0):
+        if isinstance(self.margin, bool) or not (isinstance(self.margin, numbers.Real) and self.margin >= 0):
             raise ValueError(f"claim {self.id!r}: margin {self.margin!r} is not allowed: expected a number >= 0")
         if self.kind == "equivalence" and self.margin == 0:
             raise ValueError(f"claim {self.id!r}: an equivalence claim needs a margin > 0")
@@ -116,21 +122,30 @@ def _flat(rec) -> dict:
     return flat(asdict(rec) if isinstance(rec, ResultRecord) else rec)
 
 
+# besides the setting, what tells one arm's records from another's: a run's chapter, preset and precision too (an fp32
+# and a bf16 run of the same seeds are two arms, never pooled), and the students' budget
+_IDENTITY = ("chapter", "preset", "precision", "method", "dataset", "ipc", "student_steps")
+
+
+def _norm(v):
+    return float(v) if isinstance(v, numbers.Real) and not isinstance(v, bool) else str(v)
+
+
 def _identity(row: dict) -> tuple:
-    return (row.get("method"), row.get("dataset"), row.get("ipc"),
-            tuple(sorted((k, str(v)) for k, v in row.items() if k.startswith("setting."))))
+    return (tuple((k, _norm(row.get(k))) for k in _IDENTITY)
+            + tuple(sorted((k, _norm(v)) for k, v in row.items() if k.startswith("setting."))))
 
 
 def _show(identity: tuple) -> str:
-    method, dataset, ipc, setting = identity
-    return f"method={method} dataset={dataset} ipc={ipc} " + " ".join(f"{k[8:]}={v}" for k, v in setting)
+    return " ".join(f"{k.removeprefix('setting.')}={v:g}" if isinstance(v, float) else f"{k.removeprefix('setting.')}={v}"
+                    for k, v in identity if v != "None")
 
 
 def select(records, arm: Arm, metric: str = "acc", students: int | None = None) -> dict[int, float]:
     """``{seed: mean of metric over the seed's students}`` for the records ``arm`` selects, exactly: they must be of
     one arm, every seed must hold the same number of them (``students`` when given), and each must have ``metric``."""
-    want = arm.fields()
-    rows = [r for r in map(_flat, records) if all(r.get(k) == v for k, v in want.items())]
+    want = {k: _norm(v) for k, v in arm.fields().items()}
+    rows = [r for r in map(_flat, records) if all(_norm(r.get(k)) == v for k, v in want.items())]
     if not rows:
         raise SelectionError(f"arm [{arm.label()}] matches no record")
     ids = sorted({_identity(r) for r in rows}, key=str)
@@ -139,8 +154,9 @@ def select(records, arm: Arm, metric: str = "acc", students: int | None = None) 
                              "(study, setting): " + "; ".join(_show(i) for i in ids))
     by_seed: dict[int, list[float]] = {}
     for r in rows:
-        if r.get(metric) is None:
-            raise SelectionError(f"arm [{arm.label()}]: a record of seed {r['seed']} has no metric {metric!r}")
+        if r.get(metric) is None or not math.isfinite(float(r[metric])):
+            raise SelectionError(f"arm [{arm.label()}]: a record of seed {r['seed']} has no finite {metric!r} "
+                                 f"({r.get(metric)!r})")
         by_seed.setdefault(int(r["seed"]), []).append(float(r[metric]))
     counts = {s: len(v) for s, v in sorted(by_seed.items())}
     if len(set(counts.values())) > 1 or (students is not None and set(counts.values()) != {students}):
@@ -193,13 +209,15 @@ def _decide(kind: str, margin: float, mean: float, lo: float, hi: float) -> str:
 
 def seeds_to_resolve(kind: str, margin: float, mean: float, sd: float, n: int,
                      confidence: float = CONFIDENCE) -> int | None:
-    """The fewest seeds at which the interval around ``mean``, with spread ``sd``, decides the claim (None: more
-    than MAX_SEEDS, e.g. a mean on a boundary)."""
+    """The fewest seeds in all (not more seeds) at which the interval around ``mean``, with spread ``sd``, decides
+    the claim (None: more than MAX_SEEDS, e.g. a mean on a boundary)."""
+    import numpy as np
     from scipy import stats
-    for m in range(max(n + 1, 2), MAX_SEEDS + 1):
-        half = float(stats.t.ppf(0.5 + confidence / 2, m - 1)) * sd / math.sqrt(m)
-        if _decide(kind, margin, mean, mean - half, mean + half) != VERDICTS[2]:
-            return m
+    m = np.arange(max(n + 1, 2), MAX_SEEDS + 1)
+    half = stats.t.ppf(0.5 + confidence / 2, m - 1) * sd / np.sqrt(m)
+    for k, h in zip(m.tolist(), half.tolist()):
+        if _decide(kind, margin, mean, mean - h, mean + h) != VERDICTS[2]:
+            return k
     return None
 
 
@@ -226,8 +244,8 @@ def judge(diffs: Mapping[int, float], kind: str = "superiority", margin: float =
 
 def evaluate(claims: list[Claim], records, students: int | None = None) -> list[dict]:
     """Judge every claim on ``records``: gates first (a claim's gates are other claims' ids in the list); a claim
-    whose gate did not hold is not testable at this scale, with the gate's numbers as the reason. One row per
-    claim, in the order given."""
+    whose gate was not shown to hold is not testable at this scale, with the gate's numbers as the reason. One row
+    per claim, in the order given; seeds that only one side ran are listed under ``unpaired_seeds``."""
     by_id = {c.id: c for c in claims}
     if len(by_id) != len(claims):
         raise ValueError("claim ids must be unique: " + ", ".join(sorted({c.id for c in claims
@@ -243,16 +261,20 @@ def evaluate(claims: list[Claim], records, students: int | None = None) -> list[
         if missing:
             raise ValueError(f"claim {c.id!r}: gate(s) {missing} are not claims of this list")
         gates = [run(by_id[g], stack + (c.id,)) for g in c.gates]
+        diffs = paired_differences(records, c, students)
+        sides = [values(records, x, c.metric, students) for x in (c.a, c.b) if x is not None]
         row = {"id": c.id, "level": c.level, "statement": c.statement, "paper": c.paper,
                "paper_value": c.paper_value, "metric": c.metric, "unit": c.unit, "gates": list(c.gates),
                "a": c.a.label(), "b": c.b.label() if c.b is not None else None,
-               **judge(paired_differences(records, c, students), c.kind, c.margin)}
+               "unpaired_seeds": sorted(set().union(*sides) - set(diffs)), **judge(diffs, c.kind, c.margin)}
         failed = [g for g in gates if g["verdict"] != VERDICTS[0]]
         if failed and row["verdict"] != VERDICTS[3]:
             row["verdict_if_testable"] = row["verdict"]
             row["verdict"], row["seeds_to_resolve"] = VERDICTS[3], None
         if failed:
-            row["why_not_testable"] = "; ".join(f"gate {g['id']} {g['verdict']}: {describe_numbers(g)}" for g in failed)
+            row["why_not_testable"] = "; ".join(
+                [row["why_not_testable"]] * bool(row["why_not_testable"])
+                + [f"gate {g['id']} {g['verdict']}: {describe_numbers(g)}" for g in failed])
         done[c.id] = row
         return row
 
@@ -260,7 +282,8 @@ def evaluate(claims: list[Claim], records, students: int | None = None) -> list[
 
 
 def describe_numbers(row: dict) -> str:
-    """``+3.3 points [+2.4, +4.1], n = 3, margin 1`` for a judged row."""
+    """``+3.26 [+2.41, +4.12] (95 %), n = 3, superiority margin 1`` for a judged row (points unless its unit
+    says otherwise)."""
     if row["n"] < 2:
         return f"{row['n']} paired seed(s)"
     u = "" if row.get("unit", "points") == "points" else f" {row['unit']}"

@@ -275,9 +275,9 @@ def test_consistency_loss_has_gradients_and_dual_loop_records_rounds():
 
 
 def test_planted_asymmetric_noise_our_loop_keeps_label_precision_where_the_papers_loop_loses_it():
-    """End to end in seconds: digits with 48 % of classes 0-4 flipped to c + 5, eight draws of the noise and the
+    """End to end in about 12 s: digits with 48 % of classes 0-4 flipped to c + 5, eight draws of the noise and the
     networks. The paper's loop recalls wrong labels and the trusted space loses precision over four rounds; our loop
-    (revert, recall threshold chosen on a labelled hold-out) does not lower it.
+    (revert, recall threshold chosen on a labelled hold-out) does not lower it (on average, by more than a point).
 
     One draw is too noisy to tell this (its drop moves by several points between fp32 and bf16, or one thread and
     two), so the test is on the eight paired draws, with margins that hold in fp32 and bf16 alike. Measured on an

@@ -137,6 +137,7 @@ def test_a_copy_made_with_auto_in_bf16_is_current_where_auto_resolves_to_fp32(tm
     assert "stale: parameter precision is 'fp32'" in status(("PRECISION", "fp32"), env="bf16")
     assert "stale: parameter device is 'cuda'" in status(("DEVICE", "cuda"))
     assert "up to date" in status(("DEVICE", "cpu"))
+    assert "stale: parameter device is 0" in status(("DEVICE", "0"))            # a GPU by its index
     monkeypatch.setenv("LTDD_PRECISION", "fp16")
     assert cli.main(["reproduce", "--preset", "smoke", "--status", "--output-dir", str(tmp_path)]) == 2
     assert "$LTDD_PRECISION = 'fp16' is not allowed" in capsys.readouterr().err

@@ -42,8 +42,19 @@ def test_no_match_and_a_missing_metric_raise():
     rs = records({"dm": [50, 51]})
     with pytest.raises(SelectionError, match="matches no record"):
         select(rs, Arm("dm", "sweep"))
-    with pytest.raises(SelectionError, match="no metric 'acc_few'"):
+    with pytest.raises(SelectionError, match="no finite 'acc_few' \\(None\\)"):
         select(rs, Arm("dm", "main"), metric="acc_few")
+    with pytest.raises(SelectionError, match="no finite 'acc' \\(nan\\)"):
+        select(rs + [rec("dm", 2, float("nan"))], Arm("dm", "main"))
+
+
+def test_numbers_match_by_value_and_runs_in_two_precisions_are_two_arms():
+    rs = [rec("dm", 0, 50.0, imbalance_factor=100), rec("dm", 1, 52.0, imbalance_factor=100.0)]
+    assert select(rs, Arm("dm", "main", setting={"imbalance_factor": 100})) == {0: 50.0, 1: 52.0}
+    assert len({Arm("dm", setting={"imbalance_factor": 100}), Arm("dm", setting={"imbalance_factor": 100})}) == 1
+    mixed = [{**r, "precision": "fp32"} for r in rs] + [{**r, "precision": "bf16"} for r in rs]
+    with pytest.raises(SelectionError, match="matches the records of 2 arms.*precision=bf16.*precision=fp32"):
+        select(mixed, Arm("dm", "main"))
 
 
 # -------------------------------------------------------------------------------------------- the rule
@@ -102,6 +113,15 @@ def test_a_claim_whose_gate_did_not_hold_is_not_testable_with_the_gates_numbers(
     assert g["verdict"] == NO and h["verdict"] == UNTESTABLE and h["verdict_if_testable"] == HELD
     assert h["why_not_testable"].startswith("gate g.dm_beats_random did not hold: -0.83 [")
     assert "**not testable at this scale** (gate g.dm_beats_random did not hold: -0.83 [" in describe(h)
+    open_gate = Claim("g.open", "gate", "x", Arm("dm", "main"), Arm("random", "main"), kind="equivalence")
+    one_seed = records({"new": [45.0]})
+    h2, = [r for r in evaluate([open_gate, Claim("h2", "headline", "y", Arm("method", "main"), Arm("dm", "main"),
+                                                 gates=("g.open",))], rs) if r["id"] == "h2"]
+    assert h2["verdict"] == UNTESTABLE and "gate g.open inconclusive" in h2["why_not_testable"]
+    h3, = [r for r in evaluate([gate, Claim("h3", "headline", "z", Arm("new", "main"), Arm("dm", "main"),
+                                             gates=("g.dm_beats_random",))], rs + one_seed) if r["id"] == "h3"]
+    assert h3["why_not_testable"].startswith("1 paired seed(s)") and "gate g.dm_beats_random did not hold" in \
+        h3["why_not_testable"] and h3["unpaired_seeds"] == [1, 2]
     with pytest.raises(ValueError, match="not claims of this list"):
         evaluate([claim], rs)
     loop = Claim("g.dm_beats_random", "gate", "x", Arm("dm", "main"), Arm("random", "main"), gates=("h1",))
