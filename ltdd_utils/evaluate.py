@@ -221,40 +221,108 @@ def _hard_or_soft(model, syn, settings, seed, device, teacher=None, logit_offset
 LABEL_MODES = ("hard", "soft_kl", "soft_mse")
 
 
+def content_digest(*objects) -> str:
+    """A short hash of tensors (dtype, shape and bytes), networks (their state: names and tensors) and
+    JSON-serialisable values, in order; ``None`` counts as a value."""
+    import hashlib
+    import json
+    h = hashlib.sha1()
+
+    def tensor(t: torch.Tensor):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    for o in objects:
+        if isinstance(o, torch.Tensor):
+            tensor(o)
+        elif isinstance(o, nn.Module):
+            h.update(type(o).__name__.encode())
+            for name, t in o.state_dict().items():
+                h.update(name.encode())
+                tensor(t)
+        else:
+            h.update(json.dumps(o, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def student_key(syn: SyntheticSet, test: ImageData, settings: "EvalSettings", groups, student_seed: int, device,
+                teacher=None, logit_offset=None, train_fn: Callable | None = None,
+                min_group: int = MIN_GROUP_IMAGES) -> dict | None:
+    """What one student's metrics depend on: the synthetic set's content (pixels, labels, stored soft labels), the
+    test set's fingerprint and groups, the protocol's settings, the student's seed, the labeller (its weights and
+    logit offset), the trainer (``train_fn.key``; None, uncacheable, for a ``train_fn`` without one), the device kind,
+    the precision it trains in, torch's version and the versions of the producers involved."""
+    from dataclasses import asdict
+    from .versions import key_versions
+    trainer = None
+    if train_fn is not None:
+        trainer = getattr(train_fn, "key", None)
+        if trainer is None:
+            return None
+    fields = {k: v for k, v in asdict(settings).items() if k != "students"}
+    return {"syn": content_digest(syn.images, syn.labels, syn.soft_labels), "classes": syn.num_classes,
+            "test": test.fingerprint(), "groups": groups, "min_group": min_group, "settings": fields,
+            "student_seed": student_seed, "labeller": content_digest(teacher, logit_offset), "trainer": trainer,
+            "device": torch.device(device).type, "precision": resolve_precision("auto", device),
+            "torch": torch.__version__, "versions": key_versions("evaluate", *(trainer or {}).get("producers", ()))}
+
+
 @producer("evaluate", 1, uses=("train.fit", "models", "augment"))
 def evaluate_synset(syn: SyntheticSet, test: ImageData, settings: EvalSettings, groups=None, seed: int = 0,
                     device="cpu", teacher: nn.Module | None = None, logit_offset: torch.Tensor | None = None,
                     name: str = "eval", train_fn: Callable | None = None,
-                    min_group: int = MIN_GROUP_IMAGES) -> list[dict]:
+                    min_group: int = MIN_GROUP_IMAGES, use_cache: bool = False, cache_root=None) -> list[dict]:
     """Train ``settings.students`` fresh students on ``syn`` and test each; one metrics dict per student.
 
     ``train_fn(model, x, y, seed)`` replaces the standard training (e.g. a debiasing algorithm or knowledge
     distillation applied to the synthetic set) and returns the trained model. Each dict also holds
     ``student``, ``train_seconds``, ``student_steps`` (the optimiser steps :func:`ltdd_utils.train.fit` took)
     and ``precision``. On a test set with a bias attribute, worst groups need ``min_group`` test images.
+
+    With ``use_cache`` (chapters: :meth:`ltdd_utils.experiment.Run.evaluate`) each student's metrics are stored
+    under ``students/`` in the cache, keyed by :func:`student_key`, and reused when nothing it depends on changed,
+    with the global random state the training left (so what runs next draws the same numbers either way); a
+    ``train_fn`` without a ``key`` attribute is always trained.
     """
     from .models import get_model
     if settings.label_mode not in LABEL_MODES:
         raise ValueError(f"label_mode {settings.label_mode!r}: expected one of {list(LABEL_MODES)}")
     if teacher is not None:
         teacher = teacher.to(device)
+    from .cache import atomic_torch_save, cache_dir, config_key
+    cuda = torch.device(device).type == "cuda"
     results = []
     for s in range(settings.students):
         student_seed = seed * 1000 + s
-        torch.manual_seed(student_seed)
-        model = get_model(settings.model, test.shape[0], test.num_classes, test.shape[1:], width=settings.width,
-                          depth=settings.depth, norm=settings.norm)
-        t0 = time.time()
-        if train_fn is not None:
-            model = train_fn(model, syn.images, syn.labels, student_seed)
+        key = student_key(syn, test, settings, groups, student_seed, device, teacher, logit_offset, train_fn,
+                          min_group) if use_cache else None
+        path = cache_dir(cache_root) / "students" / f"{config_key(key)}.pt" if key is not None else None
+        if path is not None and path.exists():
+            entry = torch.load(path, weights_only=False)["product"]
+            torch.set_rng_state(entry["rng"])
+            if cuda and entry.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(entry["cuda_rng"], device)
+            m, took = {**entry["metrics"], "student": s}, "cached"
         else:
-            model = _hard_or_soft(model, syn, settings, student_seed, device, teacher, logit_offset)
-        m = test_model(model, test, groups, device, min_group)
-        m.update(student=s, train_seconds=time.time() - t0, student_steps=getattr(model, "train_steps", None),
-                 precision=getattr(model, "precision", None))
+            torch.manual_seed(student_seed)
+            model = get_model(settings.model, test.shape[0], test.num_classes, test.shape[1:], width=settings.width,
+                              depth=settings.depth, norm=settings.norm)
+            t0 = time.time()
+            if train_fn is not None:
+                model = train_fn(model, syn.images, syn.labels, student_seed)
+            else:
+                model = _hard_or_soft(model, syn, settings, student_seed, device, teacher, logit_offset)
+            m = test_model(model, test, groups, device, min_group)
+            m.update(student=s, train_seconds=time.time() - t0, student_steps=getattr(model, "train_steps", None),
+                     precision=getattr(model, "precision", None))
+            took = f"{m['train_seconds']:.0f}s"
+            if path is not None:
+                atomic_torch_save({"config": key, "product": {
+                    "metrics": m, "rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(device) if cuda else None}}, path)
         print(f"[{name}] student {s + 1}/{settings.students}: acc {m['acc']:.2f}"
               + "".join(f" {g} {m[f'acc_{g}']:.1f}" for g in (*GROUPS, "aligned", "conflicting") if f"acc_{g}" in m)
-              + f" ({m['train_seconds']:.0f}s)", flush=True)
+              + f" ({took})", flush=True)
         results.append(m)
     return results
 

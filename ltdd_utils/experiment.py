@@ -52,13 +52,17 @@ def kd_trainer(cfg: Config, teacher, device, logit_offset=None):
     (:func:`ltdd_utils.evaluate.train_student_kd`) for ``student_steps`` steps of batch ``eval_batch``, learning
     ``teacher``'s logits (minus ``logit_offset``), or, with ``teacher`` None, hard labels under the same
     augmentation and optimiser."""
-    from .evaluate import train_student_kd
+    from .evaluate import content_digest, train_student_kd
+    crop = {"crop_scale": tuple(cfg.crop_scale)} if "crop_scale" in cfg else {}      # a chapter's own crops
 
     def fit(model, x, y, seed):
-        crop = {"crop_scale": tuple(cfg.crop_scale)} if "crop_scale" in cfg else {}      # a chapter's own crops
         return train_student_kd(model, x, y, teacher, student_epochs(cfg, len(x)), lr=cfg.kd_lr, batch=cfg.eval_batch,
                                 ce_weight=cfg.kd_ce_weight, cutmix=cfg.kd_cutmix, seed=seed, device=device,
                                 logit_offset=logit_offset, **crop)
+    # what a student trained by fit depends on besides its set and seed (evaluate.student_key)
+    fit.key = {"trainer": "student.kd", "producers": ["student.kd"], "teacher": content_digest(teacher, logit_offset),
+               "student_steps": cfg.student_steps, "batch": cfg.eval_batch, "lr": cfg.kd_lr,
+               "ce_weight": cfg.kd_ce_weight, "cutmix": cfg.kd_cutmix, **crop}
     return fit
 
 
@@ -115,13 +119,16 @@ class Run:
     def evaluate(self, syn, method: str, setting: dict, ipc: int, seed: int, settings=None, groups=None, data=None,
                  test=None, t0: float | None = None, add: dict | None = None, **kw) -> list[dict]:
         """The evaluation protocol on ``syn`` (keywords go to :func:`ltdd_utils.evaluate.evaluate_synset`);
-        one record per student, with the metrics ``add`` besides, ``wall_time_s`` counted from ``t0``."""
+        one record per student, with the metrics ``add`` besides, ``wall_time_s`` counted from ``t0``. Students are
+        cached by what they depend on (:func:`ltdd_utils.evaluate.student_key`): a re-run that leaves a set and its
+        protocol alone reuses its students' metrics."""
         import time
         from .evaluate import evaluate_synset
         t0 = time.time() if t0 is None else t0
         label = " ".join(f"{k} {v}" for k, v in setting.items() if k != "study")
         out = evaluate_synset(syn, self.test if test is None else test, settings or eval_settings(self.cfg), groups,
-                              seed=seed, device=self.device, name=f"{label} IPC {ipc} {method} seed {seed}", **kw)
+                              seed=seed, device=self.device, name=f"{label} IPC {ipc} {method} seed {seed}",
+                              use_cache=True, cache_root=self.cfg.get("cache_dir"), **kw)
         for m in out:
             self.record(method, setting, ipc, seed, {**m, **(add or {})}, time.time() - t0, data, student=m["student"])
         return out

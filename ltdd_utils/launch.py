@@ -8,7 +8,8 @@ of time is requeued by submitit and resumes from that cache (finished products a
 from its checkpoint); running the same command again does the same for jobs that failed. When a chapter's seed
 jobs are done, a merge job runs the chapter once with all its seeds into ``<runs>/<stem>_<preset>.ipynb``: the
 executed copy with provenance, whose records and claims (``book/results/<chapter>_<preset>*``, unless RESULTS_DIR is
-given) cover every seed, computed from the seed jobs' cached products (the students are trained again).
+given) cover every seed, computed from the seed jobs' cached products (students included: each is cached by what
+it depends on).
 """
 from __future__ import annotations
 

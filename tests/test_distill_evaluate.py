@@ -106,6 +106,37 @@ def test_evaluate_synset_learns_digits(digits):
     assert all(r["student_steps"] == 100 * 1 and r["precision"] == resolve("auto") for r in res)   # 100 images, batch 100
 
 
+def test_students_are_cached_by_what_they_depend_on(digits, tmp_path, capsys):
+    """A second evaluation of the same set under the same protocol reuses each student's metrics and leaves the
+    global random state as training did; another set, seed, protocol or labeller trains again, and a train_fn
+    without a key is never cached."""
+    from ltdd_utils.evaluate import student_key
+    from ltdd_utils.experiment import kd_trainer
+    from ltdd_utils.config import make_config
+    tr, te = digits
+    syn = random_subset(tr, 5, 0)
+    st = EvalSettings(width=8, depth=2, epochs=20, lr=0.05, batch=25, aug="dsa", students=2)
+    kw = dict(use_cache=True, cache_root=tmp_path)
+    a = evaluate_synset(syn, te, st, seed=3, **kw)
+    after_training = torch.rand(3)
+    assert "(cached)" not in capsys.readouterr().out and len(list((tmp_path / "students").glob("*.pt"))) == 2
+    b = evaluate_synset(syn, te, st, seed=3, **kw)
+    assert torch.equal(torch.rand(3), after_training)            # the same draws next, trained or reused
+    assert capsys.readouterr().out.count("(cached)") == 2
+    assert [x["acc"] for x in a] == [x["acc"] for x in b] and a[1]["per_class"] == b[1]["per_class"]
+    evaluate_synset(syn, te, st, seed=4, **kw)                                 # another seed
+    evaluate_synset(random_subset(tr, 5, 1), te, st, seed=3, **kw)            # other pixels
+    evaluate_synset(syn, te, EvalSettings(**{**st.__dict__, "lr": 0.02}), seed=3, **kw)   # another protocol
+    assert "(cached)" not in capsys.readouterr().out
+    assert len(list((tmp_path / "students").glob("*.pt"))) == 8
+    plain = lambda m, x, y, seed: m
+    assert student_key(syn, te, st, None, 0, "cpu", train_fn=plain) is None
+    cfg = make_config("adsa", "smoke", check_data=False)
+    t1, t2 = (get_model("convnet", 1, 10, (8, 8), width=8) for _ in range(2))
+    k1, k2 = (student_key(syn, te, st, None, 0, "cpu", train_fn=kd_trainer(cfg, t, "cpu")) for t in (t1, t2))
+    assert k1["trainer"]["teacher"] != k2["trainer"]["teacher"] and k1["versions"]["student.kd"] == 1
+
+
 def test_teacher_is_cached_by_configuration(digits, tmp_path):
     tr = make_longtail(digits[0], 10, 0)
     kw = dict(width=8, epochs=3, batch=128, cache_root=tmp_path)
