@@ -64,13 +64,24 @@ def partial_path(kind: str, config: dict, root: str | os.PathLike | None = None)
     return cache_dir(root) / kind / f"{config_key(config)}.partial.pt"
 
 
+def mark_versions(config: dict) -> None:
+    """Log the producers named in ``config["versions"]`` as used by this run (:func:`ltdd_utils.versions.mark_used`):
+    a product read from the cache stands for the producers that made it, so an executed copy made with a warm
+    cache still records them and goes stale when one of their versions changes."""
+    from .versions import mark_used
+    for name in (config.get("versions") or {}):
+        mark_used(name)
+
+
 def cached(kind: str, config: dict, compute: Callable[[], Any], root: str | os.PathLike | None = None,
            verbose: bool = True) -> Any:
     """Return the product of ``compute()`` for ``config``, computing and storing it on first use.
 
     The file is ``<cache>/<kind>/<hash(config)>.pt``; the configuration is stored beside the product so a
-    reader can see what a file holds.
+    reader can see what a file holds. The producers in ``config["versions"]`` are logged as used either way
+    (:func:`mark_versions`).
     """
+    mark_versions(config)
     path = cache_dir(root) / kind / f"{config_key(config)}.pt"
     if path.exists():
         if verbose:

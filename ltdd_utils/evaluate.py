@@ -249,10 +249,15 @@ def student_key(syn: SyntheticSet, test: ImageData, settings: "EvalSettings", gr
                 teacher=None, logit_offset=None, train_fn: Callable | None = None,
                 min_group: int = MIN_GROUP_IMAGES) -> dict | None:
     """What one student's metrics depend on: the synthetic set's content (pixels, labels, stored soft labels), the
-    test set's fingerprint and groups, the protocol's settings, the student's seed, the labeller (its weights and
-    logit offset), the trainer (``train_fn.key``; None, uncacheable, for a ``train_fn`` without one), the device kind,
-    the precision it trains in, torch's version and the versions of the producers involved."""
+    test set's content (pixels, labels, bias attributes, normalisation) and groups, the protocol's settings, the
+    student's seed, the labeller (its weights and logit offset), the trainer (``train_fn.key``; None, uncacheable,
+    for a ``train_fn`` without one), the machine (device name: CPU model and bf16 extensions, or GPU), the
+    precision it trains in, whether training may compile, torch's version and the versions of the producers
+    involved (the data's too)."""
+    import os
+    import shutil
     from dataclasses import asdict
+    from .results import device_name
     from .versions import key_versions
     trainer = None
     if train_fn is not None:
@@ -261,10 +266,14 @@ def student_key(syn: SyntheticSet, test: ImageData, settings: "EvalSettings", gr
             return None
     fields = {k: v for k, v in asdict(settings).items() if k != "students"}
     return {"syn": content_digest(syn.images, syn.labels, syn.soft_labels), "classes": syn.num_classes,
-            "test": test.fingerprint(), "groups": groups, "min_group": min_group, "settings": fields,
-            "student_seed": student_seed, "labeller": content_digest(teacher, logit_offset), "trainer": trainer,
-            "device": torch.device(device).type, "precision": resolve_precision("auto", device),
-            "torch": torch.__version__, "versions": key_versions("evaluate", *(trainer or {}).get("producers", ()))}
+            "test": test.fingerprint(), "test_content": content_digest(test.images, test.labels,
+                                                                        getattr(test, "bias", None), test.mean, test.std),
+            "groups": groups, "min_group": min_group, "settings": fields, "student_seed": student_seed,
+            "labeller": content_digest(teacher, logit_offset), "trainer": trainer, "device": device_name(device),
+            "precision": resolve_precision("auto", device), "torch": torch.__version__,
+            "compile": [os.environ.get("LTDD_COMPILE"), shutil.which(os.environ.get("CXX", "g++")) is not None],
+            "versions": key_versions("evaluate", "data", "data.bias", "data.longtail", "data.noise",
+                                     *(trainer or {}).get("producers", ()))}
 
 
 @producer("evaluate", 1, uses=("train.fit", "models", "augment"))
@@ -289,16 +298,19 @@ def evaluate_synset(syn: SyntheticSet, test: ImageData, settings: EvalSettings, 
         raise ValueError(f"label_mode {settings.label_mode!r}: expected one of {list(LABEL_MODES)}")
     if teacher is not None:
         teacher = teacher.to(device)
-    from .cache import atomic_torch_save, cache_dir, config_key
+    from .cache import atomic_torch_save, cache_dir, config_key, mark_versions
     cuda = torch.device(device).type == "cuda"
     results = []
+    base = student_key(syn, test, settings, groups, seed * 1000, device, teacher, logit_offset, train_fn,
+                       min_group) if use_cache else None            # hashed once: the students differ by their seed
     for s in range(settings.students):
         student_seed = seed * 1000 + s
-        key = student_key(syn, test, settings, groups, student_seed, device, teacher, logit_offset, train_fn,
-                          min_group) if use_cache else None
+        key = None if base is None else {**base, "student_seed": student_seed}
         path = cache_dir(cache_root) / "students" / f"{config_key(key)}.pt" if key is not None else None
-        if path is not None and path.exists():
-            entry = torch.load(path, weights_only=False)["product"]
+        stored = torch.load(path, weights_only=False) if path is not None and path.exists() else None
+        if stored is not None and stored["config"] == key:        # the whole key, not only its hash
+            entry = stored["product"]
+            mark_versions(key)                                    # the producers it stands for, as if they ran
             torch.set_rng_state(entry["rng"])
             if cuda and entry.get("cuda_rng") is not None:
                 torch.cuda.set_rng_state(entry["cuda_rng"], device)

@@ -106,7 +106,7 @@ def test_evaluate_synset_learns_digits(digits):
     assert all(r["student_steps"] == 100 * 1 and r["precision"] == resolve("auto") for r in res)   # 100 images, batch 100
 
 
-def test_students_are_cached_by_what_they_depend_on(digits, tmp_path, capsys):
+def test_students_are_cached_by_what_they_depend_on(digits, tmp_path, capsys, monkeypatch):
     """A second evaluation of the same set under the same protocol reuses each student's metrics and leaves the
     global random state as training did; another set, seed, protocol or labeller trains again, and a train_fn
     without a key is never cached."""
@@ -120,8 +120,12 @@ def test_students_are_cached_by_what_they_depend_on(digits, tmp_path, capsys):
     a = evaluate_synset(syn, te, st, seed=3, **kw)
     after_training = torch.rand(3)
     assert "(cached)" not in capsys.readouterr().out and len(list((tmp_path / "students").glob("*.pt"))) == 2
+    from ltdd_utils import versions
+    monkeypatch.setattr(versions, "_used", set())
+    monkeypatch.setenv(versions.LOG_ENV, str(tmp_path / "producers.txt"))
     b = evaluate_synset(syn, te, st, seed=3, **kw)
     assert torch.equal(torch.rand(3), after_training)            # the same draws next, trained or reused
+    assert {"evaluate", "train.fit"} <= set((tmp_path / "producers.txt").read_text().split())   # a hit logs them
     assert capsys.readouterr().out.count("(cached)") == 2
     assert [x["acc"] for x in a] == [x["acc"] for x in b] and a[1]["per_class"] == b[1]["per_class"]
     evaluate_synset(syn, te, st, seed=4, **kw)                                 # another seed
