@@ -33,6 +33,28 @@ def config_key(config: dict) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 
+def content_digest(*objects) -> str:
+    """A short hash of tensors (dtype, shape and bytes), networks (their state: names and tensors) and
+    JSON-serialisable values, in order; ``None`` counts as a value. For keys that must name content, not a path."""
+    h = hashlib.sha1()
+
+    def tensor(t: torch.Tensor):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    for o in objects:
+        if isinstance(o, torch.Tensor):
+            tensor(o)
+        elif isinstance(o, torch.nn.Module):
+            h.update(type(o).__name__.encode())
+            for name, t in o.state_dict().items():
+                h.update(name.encode())
+                tensor(t)
+        else:
+            h.update(json.dumps(o, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
     path = Path(path)
@@ -74,19 +96,22 @@ def mark_versions(config: dict) -> None:
 
 
 def cached(kind: str, config: dict, compute: Callable[[], Any], root: str | os.PathLike | None = None,
-           verbose: bool = True) -> Any:
+           verbose: bool = True, exact: bool = False) -> Any:
     """Return the product of ``compute()`` for ``config``, computing and storing it on first use.
 
     The file is ``<cache>/<kind>/<hash(config)>.pt``; the configuration is stored beside the product so a
-    reader can see what a file holds. The producers in ``config["versions"]`` are logged as used either way
-    (:func:`mark_versions`).
+    reader can see what a file holds. With ``exact`` a stored product is reused only when its stored configuration
+    equals ``config``, not only its hash (for configurations of plain values). The producers in
+    ``config["versions"]`` are logged as used either way (:func:`mark_versions`).
     """
     mark_versions(config)
     path = cache_dir(root) / kind / f"{config_key(config)}.pt"
     if path.exists():
-        if verbose:
-            print(f"[cache] reuse {kind} {path.name}")
-        return torch.load(path, weights_only=False)["product"]
+        stored = torch.load(path, weights_only=False)
+        if not exact or stored["config"] == config:
+            if verbose:
+                print(f"[cache] reuse {kind} {path.name}")
+            return stored["product"]
     product = compute()
     atomic_torch_save({"config": config, "product": product}, path)
     if verbose:

@@ -112,13 +112,6 @@ def resolved(chapter: str, preset: str, params: dict) -> dict:
     return {"precision": cfg.get("precision", "fp32"), "device": dev.type, "device_name": device_name(dev)}
 
 
-def torch_device_type(device) -> str:
-    """'cpu' or 'cuda' for a device parameter ('cuda:1', 0, 'cpu'); only the kind decides staleness (the products
-    of two GPUs of one kind are the same computation)."""
-    import torch
-    return torch.device(device).type
-
-
 def ran_with(meta: dict) -> dict:
     """What an executed copy's ENVIRONMENT parameters resolved to where it ran (``precision``, ``device``)."""
     if "resolved" in meta:
@@ -195,6 +188,7 @@ def staleness(out: Path, nb_path: Path, preset: str, params: dict, meta: dict | 
     the reason ``PROSE_ONLY``, which :func:`reproduce` mends by copying the prose in, without running. The
     ENVIRONMENT parameters (precision, device) follow what is asked now: 'auto' accepts whatever the copy ran in
     or on; an explicit value stales it only when it differs from what ran (for the device, its kind)."""
+    import torch
     from .versions import load_all
     meta = _metadata(out) if meta is None else meta
     if meta is None:
@@ -217,7 +211,7 @@ def staleness(out: Path, nb_path: Path, preset: str, params: dict, meta: dict | 
         want = new_cfg.get(k, "auto")
         if want == "auto":
             continue
-        kind = want if k == "precision" else torch_device_type(want)
+        kind = want if k == "precision" else torch.device(want).type     # a device by its kind: cuda:1 ~ cuda:0
         if ran.get(k) != kind:
             reasons.append(f"parameter {k} is {want!r} (was {asked_then.get(k)!r}); the copy ran "
                            f"{'in' if k == 'precision' else 'on'} {ran.get(k)!r}")

@@ -221,30 +221,6 @@ def _hard_or_soft(model, syn, settings, seed, device, teacher=None, logit_offset
 LABEL_MODES = ("hard", "soft_kl", "soft_mse")
 
 
-def content_digest(*objects) -> str:
-    """A short hash of tensors (dtype, shape and bytes), networks (their state: names and tensors) and
-    JSON-serialisable values, in order; ``None`` counts as a value."""
-    import hashlib
-    import json
-    h = hashlib.sha1()
-
-    def tensor(t: torch.Tensor):
-        t = t.detach().cpu().contiguous()
-        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
-    for o in objects:
-        if isinstance(o, torch.Tensor):
-            tensor(o)
-        elif isinstance(o, nn.Module):
-            h.update(type(o).__name__.encode())
-            for name, t in o.state_dict().items():
-                h.update(name.encode())
-                tensor(t)
-        else:
-            h.update(json.dumps(o, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
-
-
 def student_key(syn: SyntheticSet, test: ImageData, settings: "EvalSettings", groups, student_seed: int, device,
                 teacher=None, logit_offset=None, train_fn: Callable | None = None,
                 min_group: int = MIN_GROUP_IMAGES) -> dict | None:
@@ -265,6 +241,7 @@ def student_key(syn: SyntheticSet, test: ImageData, settings: "EvalSettings", gr
         if trainer is None:
             return None
     fields = {k: v for k, v in asdict(settings).items() if k != "students"}
+    from .cache import content_digest
     return {"syn": content_digest(syn.images, syn.labels, syn.soft_labels), "classes": syn.num_classes,
             "test": test.fingerprint(), "test_content": content_digest(test.images, test.labels,
                                                                         getattr(test, "bias", None), test.mean, test.std),
@@ -298,24 +275,17 @@ def evaluate_synset(syn: SyntheticSet, test: ImageData, settings: EvalSettings, 
         raise ValueError(f"label_mode {settings.label_mode!r}: expected one of {list(LABEL_MODES)}")
     if teacher is not None:
         teacher = teacher.to(device)
-    from .cache import atomic_torch_save, cache_dir, config_key, mark_versions
+    from .cache import cached
     cuda = torch.device(device).type == "cuda"
     results = []
     base = student_key(syn, test, settings, groups, seed * 1000, device, teacher, logit_offset, train_fn,
                        min_group) if use_cache else None            # hashed once: the students differ by their seed
     for s in range(settings.students):
         student_seed = seed * 1000 + s
-        key = None if base is None else {**base, "student_seed": student_seed}
-        path = cache_dir(cache_root) / "students" / f"{config_key(key)}.pt" if key is not None else None
-        stored = torch.load(path, weights_only=False) if path is not None and path.exists() else None
-        if stored is not None and stored["config"] == key:        # the whole key, not only its hash
-            entry = stored["product"]
-            mark_versions(key)                                    # the producers it stands for, as if they ran
-            torch.set_rng_state(entry["rng"])
-            if cuda and entry.get("cuda_rng") is not None:
-                torch.cuda.set_rng_state(entry["cuda_rng"], device)
-            m, took = {**entry["metrics"], "student": s}, "cached"
-        else:
+        trained = []
+
+        def train_one():
+            trained.append(True)
             torch.manual_seed(student_seed)
             model = get_model(settings.model, test.shape[0], test.num_classes, test.shape[1:], width=settings.width,
                               depth=settings.depth, norm=settings.norm)
@@ -327,11 +297,16 @@ def evaluate_synset(syn: SyntheticSet, test: ImageData, settings: EvalSettings, 
             m = test_model(model, test, groups, device, min_group)
             m.update(student=s, train_seconds=time.time() - t0, student_steps=getattr(model, "train_steps", None),
                      precision=getattr(model, "precision", None))
-            took = f"{m['train_seconds']:.0f}s"
-            if path is not None:
-                atomic_torch_save({"config": key, "product": {
-                    "metrics": m, "rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state(device) if cuda else None}}, path)
+            return {"metrics": m, "rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(device) if cuda else None}
+        entry = (train_one() if base is None else
+                 cached("students", {**base, "student_seed": student_seed}, train_one, cache_root, verbose=False,
+                        exact=True))
+        torch.set_rng_state(entry["rng"])           # as training left it, whether it ran now or was reused
+        if cuda and entry["cuda_rng"] is not None:
+            torch.cuda.set_rng_state(entry["cuda_rng"], device)
+        m = {**entry["metrics"], "student": s}
+        took = f"{m['train_seconds']:.0f}s" if trained else "cached"
         print(f"[{name}] student {s + 1}/{settings.students}: acc {m['acc']:.2f}"
               + "".join(f" {g} {m[f'acc_{g}']:.1f}" for g in (*GROUPS, "aligned", "conflicting") if f"acc_{g}" in m)
               + f" ({took})", flush=True)

@@ -52,7 +52,8 @@ def kd_trainer(cfg: Config, teacher, device, logit_offset=None):
     (:func:`ltdd_utils.evaluate.train_student_kd`) for ``student_steps`` steps of batch ``eval_batch``, learning
     ``teacher``'s logits (minus ``logit_offset``), or, with ``teacher`` None, hard labels under the same
     augmentation and optimiser."""
-    from .evaluate import content_digest, train_student_kd
+    from .cache import content_digest
+    from .evaluate import train_student_kd
     crop = {"crop_scale": tuple(cfg.crop_scale)} if "crop_scale" in cfg else {}      # a chapter's own crops
 
     def fit(model, x, y, seed):
@@ -60,7 +61,7 @@ def kd_trainer(cfg: Config, teacher, device, logit_offset=None):
                                 ce_weight=cfg.kd_ce_weight, cutmix=cfg.kd_cutmix, seed=seed, device=device,
                                 logit_offset=logit_offset, **crop)
     # what a student trained by fit depends on besides its set and seed (evaluate.student_key)
-    fit.key = {"trainer": "student.kd", "producers": ["student.kd"], "teacher": content_digest(teacher, logit_offset),
+    fit.key = {"producers": ["student.kd"], "teacher": content_digest(teacher, logit_offset),
                "student_steps": cfg.student_steps, "batch": cfg.eval_batch, "lr": cfg.kd_lr,
                "ce_weight": cfg.kd_ce_weight, "cutmix": cfg.kd_cutmix, **crop}
     return fit

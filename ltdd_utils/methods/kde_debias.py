@@ -191,7 +191,7 @@ def lff_trainer(settings, epochs: int | None = None, q: float = 0.7, device="cpu
                                 aug=settings.aug, seed=seed, device=device)
         return debiased
     from dataclasses import asdict
-    train.key = {"trainer": "student.lff", "producers": ["student.lff"], "settings": asdict(settings),
+    train.key = {"producers": ["student.lff"], "settings": asdict(settings),
                  "epochs": epochs, "q": q}          # what a student depends on besides its set (evaluate.student_key)
     return train
 
