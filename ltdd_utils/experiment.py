@@ -84,9 +84,9 @@ class Run:
     """One execution of a chapter: its device and provenance, the data, and the records and claims it writes.
 
     ``run.evaluate(syn, method, setting, ipc, seed, settings=..., groups=...)`` runs the evaluation protocol
-    and keeps one record per student; ``run.claim(a, b, claim, ...)`` judges "arm a beats arm b" from paired
-    per-seed differences (:func:`ltdd_utils.results.compare`, margin ``claim_margin`` unless given);
-    ``run.report(lines)`` writes the records and claims and shows the chapter's "What we saw".
+    and keeps one record per student; ``run.record(...)`` keeps any other measurement a claim is on (a tau*, a
+    slope); ``run.verdicts(lines)`` judges the chapter's declared claims (:mod:`ltdd_utils.claims`) on the records,
+    writes records and verdicts, and shows the chapter's "What we saw".
     """
 
     def __init__(self, cfg: Config, load: bool = True):
@@ -142,42 +142,28 @@ class Run:
         from .results import to_frame
         return to_frame(self.records)
 
-    def claim(self, a: dict, b: dict, claim: str, metric: str = "acc", margin: float | None = None,
-              testable: bool = True, why_not: str = "", **about) -> dict:
-        from .results import compare
-        c = compare(self.records, a, b, metric, self.cfg.claim_margin if margin is None else margin, claim,
-                    testable, why_not, **about)
-        self.claims.append(c)
-        return c
-
-    def base_claim(self, a: dict, b: dict, claim: str, base: str, other: str = "a random real subset"):
-        """The claim "the base method ``a`` beats ``b`` (a random subset)", and whether the claims built on the base
-        are testable: not when the base loses (a negative paired mean over two or more seeds). Returns (claim,
-        testable, why_not) for those claims."""
-        c = self.claim(a, b, claim)
-        testable = c["n"] < 2 or c["mean"] >= 0          # with fewer than 2 seeds nothing is judged anyway
-        return c, testable, "" if testable else f"{base} loses to {other} ({c['mean']:+.1f} points)"
-
-    def judge(self, diffs: dict, claim: str, margin: float | None = None, testable: bool = True, why_not: str = "",
-              **about) -> dict:
-        """A claim from paired per-seed differences computed by the chapter (:func:`ltdd_utils.results.judge`)."""
-        from .results import judge
-        c = judge(diffs, self.cfg.claim_margin if margin is None else margin, claim, testable, why_not, **about)
-        self.claims.append(c)
-        return c
-
     def per_seed(self, select: dict, metric: str = "acc") -> dict:
         from .results import per_seed
         return per_seed(self.records, select, metric)
 
-    def report(self, lines=()):
-        """Write records and claims; show ``lines`` (strings, or claim dicts shown by describe_claim)."""
+    def verdicts(self, lines=()) -> list[dict]:
+        """Judge the chapter's declared claims (``ltdd_utils.claims.<chapter>``) on this run's records, write the
+        records and the judged rows, and show them (headline claims first, then supporting claims, controls, gates,
+        diagnostics), then ``lines`` (the chapter's other observations). Returns the rows."""
         from IPython.display import Markdown, display
-        from .results import describe_claim, write_claims
+        from . import claims
+        from .results import write_claims
+        from .verdicts import LEVELS, describe
+        self.claims = claims.judge(self.cfg.chapter, self.cfg, self.records)
         self.write()
         write_claims(self.claims, self.path)
-        text = [f"* {describe_claim(x)}" if isinstance(x, dict) else x for x in lines]
-        display(Markdown("\n".join(text)))
+        text = []
+        for level in LEVELS:
+            rows = [r for r in self.claims if r["level"] == level]
+            if rows:
+                text += [f"**{level.capitalize()} claims**", ""] + [f"* `{r['id']}` {describe(r)}" for r in rows] + [""]
+        display(Markdown("\n".join(text + list(lines))))
+        return self.claims
 
     def finish(self):
         import time

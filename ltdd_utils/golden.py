@@ -269,17 +269,6 @@ def _adsa():
     return [tau] + summary(values)
 
 
-@case("verdict")
-def _verdict():
-    from .results import VERDICTS, judge
-    out = []
-    for diffs, margin in (({0: 2.0, 1: 3.0, 2: 2.5}, 1.0), ({0: 2.0, 1: -1.0, 2: 2.5}, 1.0), ({0: 0.5, 1: 0.6}, 1.0),
-                          ({0: 3.0}, 1.0)):
-        c = judge(diffs, margin)
-        out += [VERDICTS.index(c["verdict"]), c["mean"], c["n"]]
-    return out
-
-
 @case("verdicts")
 def _verdicts():
     from .verdicts import VERDICTS, judge

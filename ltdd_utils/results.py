@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .cache import atomic_write_text
-from .versions import producer
 
 
 def git_commit(path: str | Path = ".") -> str:
@@ -136,77 +135,20 @@ def summarize(df, by: list[str], metrics=("acc", "acc_many", "acc_medium", "acc_
 
 
 # -------------------------------------------------------------------------------------------- verdicts
-VERDICTS = ("held", "did not hold", "not testable at this scale")
-
-
-def _matches(row: dict, select: dict) -> bool:
-    return all(row.get(k) == v for k, v in select.items())
-
-
 def per_seed(records, select: dict, metric: str = "acc") -> dict[int, float]:
-    """Mean of ``metric`` over the students of each seed, over the records matching ``select`` (keys of the
-    flat view: ``method``, ``ipc``, ``setting.imbalance_factor``, ...)."""
+    """Mean of ``metric`` over the records of each seed matching ``select`` (keys of the flat view: ``method``,
+    ``ipc``, ``setting.imbalance_factor``, ...), for tables and figures. Claims never use it: they select exactly
+    (:mod:`ltdd_utils.verdicts`)."""
     rows = [_flat(asdict(r) if isinstance(r, ResultRecord) else r) for r in records]
     by_seed: dict[int, list[float]] = {}
     for r in rows:
-        if _matches(r, select) and r.get(metric) is not None:
+        if all(r.get(k) == v for k, v in select.items()) and r.get(metric) is not None:
             by_seed.setdefault(int(r["seed"]), []).append(float(r[metric]))
     return {s: sum(v) / len(v) for s, v in sorted(by_seed.items())}
 
 
-def compare(records, a: dict, b: dict, metric: str = "acc", margin: float = 0.0, claim: str = "",
-            testable: bool = True, why_not: str = "", **about) -> dict:
-    """The verdict of "arm ``a`` beats arm ``b`` on ``metric`` by at least ``margin`` points", from paired
-    per-seed differences (the arms of one seed share initialisation, networks and student seeds).
-
-    With d_s = a_s - b_s over the n seeds both arms ran: mean, std (n - 1), standard error se = std / sqrt(n).
-    **held** when mean >= margin and mean - 2 se > 0 (at least the margin, and positive beyond the seed
-    noise); **did not hold** otherwise; **not testable at this scale** when ``testable`` is False (say why in
-    ``why_not``: e.g. the base method loses to a random subset) or fewer than 2 paired seeds exist. The
-    margin is fixed before the run (a chapter's parameter), never read off the results. ``about`` (e.g.
-    ``paper=`` the paper's own number) is stored with the claim.
-    """
-    pa, pb = per_seed(records, a, metric), per_seed(records, b, metric)
-    diffs = {s: pa[s] - pb[s] for s in sorted(set(pa) & set(pb))}
-    return judge(diffs, margin, claim, testable, why_not, a=a, b=b, metric=metric, **about)
-
-
-@producer("verdict", 1)
-def judge(diffs: dict[int, float], margin: float = 0.0, claim: str = "", testable: bool = True, why_not: str = "",
-          **about) -> dict:
-    """The verdict rule of :func:`compare` on paired per-seed differences ``{seed: d}`` computed elsewhere (e.g.
-    a difference of drops, (a_lo - a_hi) - (b_lo - b_hi)); ``about`` is stored with the claim."""
-    import math
-    seeds = sorted(diffs)
-    d = [diffs[s] for s in seeds]
-    n = len(d)
-    mean = sum(d) / n if n else float("nan")
-    std = math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1)) if n > 1 else float("nan")
-    se = std / math.sqrt(n) if n > 1 else float("nan")
-    if n < 2:
-        verdict, why_not = VERDICTS[2], f"{n} paired seed(s): a paired verdict needs at least 2"
-    elif not testable:
-        verdict = VERDICTS[2]
-    else:
-        verdict = VERDICTS[0] if mean >= margin and mean - 2 * se > 0 else VERDICTS[1]
-    return {"claim": claim, "a": None, "b": None, "metric": None, **about, "margin": margin,
-            "seeds": seeds, "diffs": d, "mean": mean, "std": std, "n": n, "verdict": verdict,
-            "why_not_testable": why_not if verdict == VERDICTS[2] else ""}
-
-
-def describe_claim(c: dict) -> str:
-    """One line for a chapter's "What we saw"."""
-    if c["n"] == 0:
-        return f"{c['claim']}: {c['verdict']} ({c['why_not_testable']})"
-    k = c.get("digits", 1)                  # a claim made with judge(..., unit=, digits=) on another scale
-    spread = f" ± {c['std']:.{k}f}" if c["n"] > 1 else ""
-    tail = f"; {c['why_not_testable']}" if c["why_not_testable"] else ""
-    return (f"{c['claim']}: {c['mean']:+.{k}f}{spread} {c.get('unit', 'points')} paired over {c['n']} seeds "
-            f"(margin {c['margin']:g}): **{c['verdict']}**{tail}")
-
-
 def write_claims(claims: list[dict], path: str | Path) -> Path:
-    """Claim records to ``<path>_claims.json`` (``path`` as for :func:`write_records`), atomically."""
+    """Judged claims (:func:`ltdd_utils.verdicts.evaluate`'s rows) to ``<path>_claims.json`` (``path`` as for :func:`write_records`), atomically."""
     path = Path(path)
     out = path.with_name(path.name + "_claims.json")
     atomic_write_text(out, json.dumps(claims, indent=1))

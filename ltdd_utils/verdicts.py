@@ -43,6 +43,7 @@ LEVELS = ("headline", "supporting", "control", "gate", "diagnostic")
 KINDS = ("superiority", "non-inferiority", "equivalence")
 VERDICTS = ("held", "did not hold", "inconclusive", "not testable at this scale")
 CONFIDENCE = 0.95
+HEADLINE_SEEDS = 5        # a paper's headline claim is judged on at least this many paired seeds
 MAX_SEEDS = 1000          # "more than this many seeds" is reported as unresolvable at the observed spread
 
 
@@ -54,7 +55,7 @@ class SelectionError(ValueError):
 class Arm:
     """An exact selector over result records: ``method``, and the ``study``, ``ipc`` and other ``setting`` fields
     that tell this arm's records from every other's (``setting`` keys as recorded: ``{"imbalance_factor": 100}``)."""
-    method: str
+    method: str | None          # None: any method (the setting tells the arm, e.g. a variant)
     study: str | None = None
     ipc: int | None = None
     setting: Mapping = field(default_factory=dict)
@@ -64,7 +65,7 @@ class Arm:
         return hash((self.method, self.study, self.ipc, tuple(sorted(self.setting.items())), self.dataset))
 
     def fields(self) -> dict:
-        out = {"method": self.method}
+        out = {} if self.method is None else {"method": self.method}
         if self.study is not None:
             out["setting.study"] = self.study
         if self.ipc is not None:
@@ -80,12 +81,15 @@ class Arm:
 
 @dataclass(frozen=True)
 class Contrast:
-    """The per-seed difference of two arms, ``plus - minus`` (e.g. ADSA minus plain soft labels at one IF)."""
+    """The per-seed difference of two arms, ``scale · (plus - minus)`` (e.g. ADSA minus plain soft labels at one
+    IF; half the gap between clean-label and noisy-label DM with ``scale=0.5``)."""
     plus: Arm
     minus: Arm
+    scale: float = 1.0
 
     def label(self) -> str:
-        return f"({self.plus.label()}) - ({self.minus.label()})"
+        d = f"({self.plus.label()}) - ({self.minus.label()})"
+        return d if self.scale == 1 else f"{self.scale:g} * [{d}]"
 
 
 @dataclass(frozen=True)
@@ -95,8 +99,8 @@ class Claim:
     id: str
     level: str
     statement: str
-    a: Arm | Contrast
-    b: Arm | Contrast | None = None        # None: a alone against 0 (a is then usually a Contrast)
+    a: Arm | Contrast | float
+    b: Arm | Contrast | float | None = None   # None: a alone against 0; a number: a fixed bar (e.g. a floor of 20 %)
     kind: str = "superiority"
     margin: float = 1.0
     metric: str = "acc"
@@ -104,6 +108,9 @@ class Claim:
     paper: str = ""
     paper_value: str = ""
     unit: str = "points"
+    setting: str = ""          # our setting in words, for the claims page ("CIFAR-10-LT IF 100, IPC 10")
+    control: str = ""          # the id of the claim that explains this one (the control a reviewer asks for first)
+    digits: int = 2
 
     def __post_init__(self):
         if self.level not in LEVELS:
@@ -114,6 +121,14 @@ class Claim:
             raise ValueError(f"claim {self.id!r}: margin {self.margin!r} is not allowed: expected a number >= 0")
         if self.kind == "equivalence" and self.margin == 0:
             raise ValueError(f"claim {self.id!r}: an equivalence claim needs a margin > 0")
+        if isinstance(self.gates, (str, list)):
+            object.__setattr__(self, "gates", (self.gates,) if isinstance(self.gates, str) else tuple(self.gates))
+
+    @property
+    def min_seeds(self) -> int:
+        """Paired seeds a verdict needs to stand: 5 for a paper's headline claim, 2 otherwise (below it, a headline
+        verdict is shown as provisional)."""
+        return HEADLINE_SEEDS if self.level == "headline" else 2
 
 
 # ------------------------------------------------------------------------------------------- selection
@@ -147,7 +162,7 @@ def select(records, arm: Arm, metric: str = "acc", students: int | None = None) 
     want = {k: _norm(v) for k, v in arm.fields().items()}
     rows = [r for r in map(_flat, records) if all(_norm(r.get(k)) == v for k, v in want.items())]
     if not rows:
-        raise SelectionError(f"arm [{arm.label()}] matches no record")
+        raise NotRecorded(f"arm [{arm.label()}] matches no record")
     ids = sorted({_identity(r) for r in rows}, key=str)
     if len(ids) > 1:
         raise SelectionError(f"arm [{arm.label()}] matches the records of {len(ids)} arms; name the one it means "
@@ -171,16 +186,18 @@ def values(records, side: Arm | Contrast, metric: str = "acc", students: int | N
     if isinstance(side, Arm):
         return select(records, side, metric, students)
     p, m = values(records, side.plus, metric, students), values(records, side.minus, metric, students)
-    return {s: p[s] - m[s] for s in sorted(set(p) & set(m))}
+    return {s: side.scale * (p[s] - m[s]) for s in sorted(set(p) & set(m))}
 
 
 def paired_differences(records, claim: Claim, students: int | None = None) -> dict[int, float]:
-    """``{seed: a_s - b_s}`` over the seeds both sides ran (``a_s`` alone when the claim has no ``b``)."""
-    a = values(records, claim.a, claim.metric, students)
-    if claim.b is None:
-        return a
-    b = values(records, claim.b, claim.metric, students)
-    return {s: a[s] - b[s] for s in sorted(set(a) & set(b))}
+    """``{seed: a_s - b_s}`` over the seeds both sides ran; a side that is a number (a fixed bar) or None (0) is the
+    same on every seed."""
+    a, b = (values(records, x, claim.metric, students) if isinstance(x, (Arm, Contrast)) else float(x or 0.0)
+            for x in (claim.a, claim.b))
+    if isinstance(a, float) and isinstance(b, float):
+        raise ValueError(f"claim {claim.id!r}: at least one side must select records")
+    seeds = sorted(set(a if isinstance(a, dict) else b) & set(b if isinstance(b, dict) else a))
+    return {s: (a[s] if isinstance(a, dict) else a) - (b[s] if isinstance(b, dict) else b) for s in seeds}
 
 
 # ---------------------------------------------------------------------------------------------- the rule
@@ -242,10 +259,25 @@ def judge(diffs: Mapping[int, float], kind: str = "superiority", margin: float =
     return out
 
 
-def evaluate(claims: list[Claim], records, students: int | None = None) -> list[dict]:
+class NotRecorded(SelectionError):
+    """An arm finds no record at all: the run did not measure it (e.g. a copy made before the quantity was recorded)."""
+
+
+def _side_label(side) -> str | None:
+    return None if side is None else f"{float(side):g}" if isinstance(side, numbers.Real) else side.label()
+
+
+def evaluate(claims: list[Claim], records, students: int | None = None, missing: str = "raise") -> list[dict]:
     """Judge every claim on ``records``: gates first (a claim's gates are other claims' ids in the list); a claim
     whose gate was not shown to hold is not testable at this scale, with the gate's numbers as the reason. One row
-    per claim, in the order given; seeds that only one side ran are listed under ``unpaired_seeds``."""
+    per claim, in the order given; seeds that only one side ran are listed under ``unpaired_seeds``; a headline
+    claim judged on fewer than :data:`HEADLINE_SEEDS` paired seeds carries ``provisional``.
+
+    ``missing="report"`` (for records written before a quantity was recorded) turns an arm that matches no record
+    into a row with ``verdict`` None and ``not_recorded`` saying which; a claim whose gate was not recorded is
+    judged without it and says so under ``gates_not_recorded``. Every other selection error raises."""
+    if missing not in ("raise", "report"):
+        raise ValueError(f"missing={missing!r} is not allowed: expected 'raise' or 'report'")
     by_id = {c.id: c for c in claims}
     if len(by_id) != len(claims):
         raise ValueError("claim ids must be unique: " + ", ".join(sorted({c.id for c in claims
@@ -257,20 +289,33 @@ def evaluate(claims: list[Claim], records, students: int | None = None) -> list[
             return done[c.id]
         if c.id in stack:
             raise ValueError(f"claim {c.id!r}: its gates form a cycle: {' -> '.join(stack + (c.id,))}")
-        missing = [g for g in c.gates if g not in by_id]
-        if missing:
-            raise ValueError(f"claim {c.id!r}: gate(s) {missing} are not claims of this list")
+        missing_gates = [g for g in c.gates if g not in by_id]
+        if missing_gates:
+            raise ValueError(f"claim {c.id!r}: gate(s) {missing_gates} are not claims of this list")
         gates = [run(by_id[g], stack + (c.id,)) for g in c.gates]
-        diffs = paired_differences(records, c, students)
-        sides = [values(records, x, c.metric, students) for x in (c.a, c.b) if x is not None]
         row = {"id": c.id, "level": c.level, "statement": c.statement, "paper": c.paper,
-               "paper_value": c.paper_value, "metric": c.metric, "unit": c.unit, "gates": list(c.gates),
-               "a": c.a.label(), "b": c.b.label() if c.b is not None else None,
-               "unpaired_seeds": sorted(set().union(*sides) - set(diffs)), **judge(diffs, c.kind, c.margin)}
-        failed = [g for g in gates if g["verdict"] != VERDICTS[0]]
+               "paper_value": c.paper_value, "setting": c.setting, "control": c.control, "metric": c.metric,
+               "unit": c.unit, "digits": c.digits, "gates": list(c.gates), "a": _side_label(c.a), "b": _side_label(c.b)}
+        try:
+            diffs = paired_differences(records, c, students)
+            sides = [values(records, x, c.metric, students) for x in (c.a, c.b) if isinstance(x, (Arm, Contrast))]
+        except NotRecorded as e:
+            if missing == "raise":
+                raise
+            row.update(kind=c.kind, margin=c.margin, n=0, verdict=None, not_recorded=str(e))
+            done[c.id] = row
+            return row
+        row.update(unpaired_seeds=sorted(set().union(*sides) - set(diffs)), **judge(diffs, c.kind, c.margin))
+        if 2 <= row["n"] < c.min_seeds:
+            row["provisional"] = f"{row['n']} paired seeds; a headline verdict needs {c.min_seeds}"
+        unknown = [g["id"] for g in gates if g["verdict"] is None]
+        if unknown:
+            row["gates_not_recorded"] = unknown
+        failed = [g for g in gates if g["verdict"] not in (VERDICTS[0], None)]
         if failed and row["verdict"] != VERDICTS[3]:
             row["verdict_if_testable"] = row["verdict"]
             row["verdict"], row["seeds_to_resolve"] = VERDICTS[3], None
+            row.pop("provisional", None)
         if failed:
             row["why_not_testable"] = "; ".join(
                 [row["why_not_testable"]] * bool(row["why_not_testable"])
@@ -286,13 +331,15 @@ def describe_numbers(row: dict) -> str:
     says otherwise)."""
     if row["n"] < 2:
         return f"{row['n']} paired seed(s)"
-    u = "" if row.get("unit", "points") == "points" else f" {row['unit']}"
-    return (f"{row['mean']:+.2f}{u} [{row['lo']:+.2f}, {row['hi']:+.2f}] (95 %), n = {row['n']}, "
+    u, k = "" if row.get("unit", "points") == "points" else f" {row['unit']}", row.get("digits", 2)
+    return (f"{row['mean']:+.{k}f}{u} [{row['lo']:+.{k}f}, {row['hi']:+.{k}f}] (95 %), n = {row['n']}, "
             f"{row['kind']} margin {row['margin']:g}")
 
 
 def describe(row: dict) -> str:
     """One line for a chapter's "What we saw": the claim, its effect with the interval, and the verdict."""
+    if row["verdict"] is None:
+        return f"{row['statement']}: not in this run's records ({row['not_recorded']})"
     tail = ""
     if row["verdict"] == VERDICTS[2]:
         k = row["seeds_to_resolve"]
@@ -300,4 +347,6 @@ def describe(row: dict) -> str:
                 f" (more than {MAX_SEEDS} seeds would be needed at this spread)")
     if row["verdict"] == VERDICTS[3]:
         tail = f" ({row['why_not_testable']})"
+    if row.get("provisional"):
+        tail += f" (provisional: {row['provisional']})"
     return f"{row['statement']}: {describe_numbers(row)}: **{row['verdict']}**{tail}"

@@ -35,17 +35,17 @@ def _arms(values):
             for m, per_seed in values.items() for s, a in enumerate(per_seed)]
 
 
-def test_paired_comparison_and_its_three_verdicts(tmp_path):
-    from ltdd_utils.results import compare, describe_claim, write_claims
+def test_records_judged_as_paired_claims_and_written(tmp_path):
+    from ltdd_utils.results import write_claims
+    from ltdd_utils.verdicts import Arm, Claim, evaluate
     recs = _arms({"new": [30.0, 35.0, 40.0], "base": [29.0, 34.2, 39.1]})
     assert recs[0].student_steps == 40 and recs[0].precision == "fp32" and "precision" not in recs[0].metrics
-    c = compare(recs, {"method": "new"}, {"method": "base"}, margin=0.5, claim="new beats base")
+    new, base = Arm("new"), Arm("base")
+    rows = evaluate([Claim("c1", "supporting", "new beats base", new, base, margin=0.5),
+                     Claim("c2", "supporting", "new beats base by 1", new, base, margin=1.0),
+                     Claim("c3", "supporting", "base beats new", base, new)], recs)
     # seeds differ by 10 points, the paired difference by 0.2: an unpaired bar would hide it
-    assert c["n"] == 3 and abs(c["mean"] - 0.9) < 1e-9 and c["std"] < 0.2 and c["verdict"] == "held"
-    assert compare(recs, {"method": "new"}, {"method": "base"}, margin=1.0)["verdict"] == "did not hold"
-    assert compare(recs, {"method": "base"}, {"method": "new"})["verdict"] == "did not hold"
-    nt = compare(recs, {"method": "new"}, {"method": "base"}, testable=False, why_not="base loses to random")
-    assert nt["verdict"] == "not testable at this scale" and "base loses" in describe_claim(nt)
-    assert compare(recs, {"method": "new"}, {"method": "other"})["verdict"] == "not testable at this scale"
-    out = write_claims([c, nt], tmp_path / "ch_smoke")
-    assert out.name == "ch_smoke_claims.json" and len(json.loads(out.read_text())) == 2
+    assert rows[0]["n"] == 3 and abs(rows[0]["mean"] - 0.9) < 1e-9 and rows[0]["sd"] < 0.2
+    assert [r["verdict"] for r in rows] == ["held", "inconclusive", "did not hold"]
+    out = write_claims(rows, tmp_path / "ch_smoke")
+    assert out.name == "ch_smoke_claims.json" and len(json.loads(out.read_text())) == 3
