@@ -21,7 +21,10 @@ student seeds), the 95 % interval of the mean of d is mean ± t(0.975, n - 1) ·
   **did not hold** when it lies below -margin; otherwise inconclusive (a one-sided test at 2.5 %);
 * equivalence (a and b within ±margin): **held** when the interval lies inside (-margin, margin) (two one-sided
   tests, TOST, each at 2.5 %); **did not hold** when it lies wholly outside; otherwise inconclusive;
-* **not testable at this scale** when fewer than 2 paired seeds exist, or a gate of the claim was not shown to
+* check (a fixed rule of the method on a measurement it made once, not an estimate: e.g. "the debiased expert's
+  few-group gain on validation reaches the acceptance margin"; gates and diagnostics only): **held** when every
+  recorded value of a - b reaches the margin, **did not hold** otherwise;
+* **not testable at this scale** when fewer than 2 paired seeds exist (a check needs 1), or a gate of the claim was not shown to
   hold (did not hold, inconclusive, or not testable itself; the reason gives the gate's numbers).
 
 Differences that are all equal give an interval of zero width (the seeds agree exactly): it is judged as it lies.
@@ -40,7 +43,7 @@ from typing import Mapping
 from .versions import producer
 
 LEVELS = ("headline", "supporting", "control", "gate", "diagnostic")
-KINDS = ("superiority", "non-inferiority", "equivalence")
+KINDS = ("superiority", "non-inferiority", "equivalence", "check")
 VERDICTS = ("held", "did not hold", "inconclusive", "not testable at this scale")
 CONFIDENCE = 0.95
 HEADLINE_SEEDS = 5        # a paper's headline claim is judged on at least this many paired seeds
@@ -119,6 +122,8 @@ class Claim:
             raise ValueError(f"claim {self.id!r}: kind {self.kind!r} is not allowed: expected one of {KINDS}")
         if isinstance(self.margin, bool) or not (isinstance(self.margin, numbers.Real) and self.margin >= 0):
             raise ValueError(f"claim {self.id!r}: margin {self.margin!r} is not allowed: expected a number >= 0")
+        if self.kind == "check" and self.level not in ("gate", "diagnostic"):
+            raise ValueError(f"claim {self.id!r}: a check is a rule, not an estimate: only a gate or a diagnostic")
         if self.kind == "equivalence" and self.margin == 0:
             raise ValueError(f"claim {self.id!r}: an equivalence claim needs a margin > 0")
         if isinstance(self.gates, (str, list)):
@@ -248,6 +253,9 @@ def judge(diffs: Mapping[int, float], kind: str = "superiority", margin: float =
     out = {"kind": kind, "margin": margin, "confidence": confidence, "seeds": seeds, "diffs": d, "n": len(d),
            "mean": sum(d) / len(d) if d else float("nan"), "sd": float("nan"), "lo": float("nan"),
            "hi": float("nan"), "seeds_to_resolve": None, "why_not_testable": ""}
+    if kind == "check" and d:
+        return {**out, "lo": min(d), "hi": max(d), "sd": 0.0,
+                "verdict": VERDICTS[0] if min(d) >= margin else VERDICTS[1]}
     if len(d) < 2:
         return {**out, "verdict": VERDICTS[3],
                 "why_not_testable": f"{len(d)} paired seed(s): an interval needs at least 2"}
@@ -257,6 +265,13 @@ def judge(diffs: Mapping[int, float], kind: str = "superiority", margin: float =
     if verdict == VERDICTS[2]:
         out["seeds_to_resolve"] = seeds_to_resolve(kind, margin, mean, sd, len(d), confidence)
     return out
+
+
+def said(c: Claim) -> str:
+    """The claim's statement with its margin, where the statement does not give it ("... by at least 1 points")."""
+    if c.kind == "superiority" and c.margin > 0 and "at least" not in c.statement:
+        return f"{c.statement}, by at least {c.margin:g} {c.unit.removesuffix('s') if c.margin == 1 else c.unit}"
+    return c.statement
 
 
 class NotRecorded(SelectionError):
@@ -293,7 +308,7 @@ def evaluate(claims: list[Claim], records, students: int | None = None, missing:
         if missing_gates:
             raise ValueError(f"claim {c.id!r}: gate(s) {missing_gates} are not claims of this list")
         gates = [run(by_id[g], stack + (c.id,)) for g in c.gates]
-        row = {"id": c.id, "level": c.level, "statement": c.statement, "paper": c.paper,
+        row = {"id": c.id, "level": c.level, "statement": said(c), "paper": c.paper,
                "paper_value": c.paper_value, "setting": c.setting, "control": c.control, "metric": c.metric,
                "unit": c.unit, "digits": c.digits, "gates": list(c.gates), "a": _side_label(c.a), "b": _side_label(c.b)}
         try:
@@ -329,9 +344,12 @@ def evaluate(claims: list[Claim], records, students: int | None = None, missing:
 def describe_numbers(row: dict) -> str:
     """``+3.26 [+2.41, +4.12] (95 %), n = 3, superiority margin 1`` for a judged row (points unless its unit
     says otherwise)."""
+    u, k = "" if row.get("unit", "points") == "points" else f" {row['unit']}", row.get("digits", 2)
+    if row["kind"] == "check" and row["n"]:
+        return (f"{row['mean']:+.{k}f}{u} (lowest {row['lo']:+.{k}f}), n = {row['n']}, check: every value "
+                f">= {row['margin']:g}")
     if row["n"] < 2:
         return f"{row['n']} paired seed(s)"
-    u, k = "" if row.get("unit", "points") == "points" else f" {row['unit']}", row.get("digits", 2)
     return (f"{row['mean']:+.{k}f}{u} [{row['lo']:+.{k}f}, {row['hi']:+.{k}f}] (95 %), n = {row['n']}, "
             f"{row['kind']} margin {row['margin']:g}")
 
@@ -349,4 +367,6 @@ def describe(row: dict) -> str:
         tail = f" ({row['why_not_testable']})"
     if row.get("provisional"):
         tail += f" (provisional: {row['provisional']})"
+    if row.get("gates_not_recorded"):
+        tail += f" (judged without its gate {', '.join(row['gates_not_recorded'])}, which this run did not record)"
     return f"{row['statement']}: {describe_numbers(row)}: **{row['verdict']}**{tail}"

@@ -299,15 +299,14 @@ def test_run_records_claims_and_report(tmp_path, monkeypatch):
         for method in ("a", "b"):
             run.evaluate(random_subset(tr, 2, seed), method, {"imbalance_factor": 10}, 2, seed, add={"tag": 1})
     assert len(run.records) == 4 and all(r.student_steps and r.metrics["tag"] == 1 for r in run.records)
-    c = run.claim({"method": "a"}, {"method": "b"}, "a beats b")
-    assert c["n"] == 2 and c["diffs"] == [0.0, 0.0] and c["verdict"] == "did not hold"   # same sets: no gain
-    j = run.judge({0: 3.0, 1: 4.0, 2: 3.5}, "a difference computed elsewhere", margin=1.0)
-    assert j["verdict"] == "held"
-    assert run.judge({0: 5.0}, "one seed")["why_not_testable"].startswith("1 paired seed")
-    base, ok, why = run.base_claim({"method": "a"}, {"method": "b"}, "the base beats b", "a")
-    assert base["n"] == 2 and ok and why == ""                 # it does not lose (mean 0): claims on it testable
-    run.claims.remove(base)
-    run.report(["* a line", c])
+    from ltdd_utils import claims as declared
+    from ltdd_utils.verdicts import Arm, Claim
+    monkeypatch.setattr(declared, "declared", lambda chapter, cfg: [
+        Claim("x.same", "supporting", "a beats b", Arm("a"), Arm("b")),
+        Claim("x.bar", "gate", "a reaches 0 on every seed", Arm("a"), 0.0, kind="check", margin=0.0)])
+    rows = run.verdicts(["* a line"])
+    assert rows[0]["n"] == 2 and rows[0]["diffs"] == [0.0, 0.0] and rows[0]["verdict"] == "did not hold"   # same sets
+    assert rows[1]["verdict"] == "held" and rows[1]["n"] == 2
     assert len(read_records(run.path)) == 4
     claims = json.loads((tmp_path / "longtail_baselines_smoke_claims.json").read_text())
-    assert [x["claim"] for x in claims] == ["a beats b", "a difference computed elsewhere", "one seed"]
+    assert [x["id"] for x in claims] == ["x.same", "x.bar"] and claims[0]["statement"] == "a beats b, by at least 1 point"

@@ -10,14 +10,15 @@ def claims(cfg) -> list[Claim]:
     if cfg.balanced_control:
         splits.append(control)
     at = lambda m, split: Arm(m, setting={"split": split})
+    slug = lambda split: split.replace("IF ", "if").replace(", size of ", "_size_").replace(" ", "")
     out = []
     if {"dm", "random"} <= set(cfg.methods):
-        out += [Claim(f"lt.g.dm_distils.{k}", "gate", f"DM beats a random real subset at {k}", at("dm", k),
+        out += [Claim(f"lt.g.dm_distils.{slug(k)}", "gate", f"DM beats a random real subset at {k}", at("dm", k),
                       at("random", k), margin=cfg.claim_margin, setting=k) for k in splits]
     if cfg.balanced_control:
         out += [Claim(f"lt.s.tail_cost.{m}", "supporting", f"{m}: the long tail costs accuracy beyond its size "
                       f"({control} over {hi})", at(m, control), at(m, hi), margin=cfg.claim_margin,
-                      setting=f"{control} vs {hi}", gates=(f"lt.g.dm_distils.{hi}",) if m == "dm" and "random" in
+                      setting=f"{control} vs {hi}", gates=(f"lt.g.dm_distils.{slug(hi)}",) if m == "dm" and "random" in
                       cfg.methods else ()) for m in cfg.methods]
         if lo != control:
             out += [Claim(f"lt.s.size_cost.{m}", "supporting", f"{m}: size alone costs accuracy ({lo} over {control})",

@@ -129,3 +129,31 @@ class Study:
         return self.run.evaluate(syn, method, {"study": study, "noise": s[0], "rate": s[1],
                                                "measured_rate": self.noisy[s].noise_rate()}, c.ipc, seed,
                                  groups=self.groups_for(s), data=self.base, add=add, t0=t0)
+
+    def warmup_ablation(self, s, seed) -> tuple[list[dict], list[dict]]:
+        """On the warm-up network of setting ``s`` (one seed): per split rule and tau (``ABLATION_TAUS``; the
+        small-loss rule at ``KEEP_RATIO``), the trusted share, its precision and the share of clean images it keeps;
+        then, for the default split, what each combination of reliability tests (``ABLATION_TESTS``) recalls and how
+        often the recalled labels are right (against their noisy labels)."""
+        c, d = self.cfg, self.noisy[s]
+        net = tad.warmup_trust_net(d, seed=seed, device=self.device, cache_root=c.cache_dir, **self.warmup)
+        x, y = d.tensors()
+        loss, z, logits = tad.losses_features_logits(net, x, y, self.device)
+        clean = ~d.is_noisy
+        splits = []
+        for mode in ("classwise", "global", "small_loss"):
+            for t in (c.ablation_taus if mode != "small_loss" else [c.tau]):
+                T, _ = tad.trust_split(loss, y, self.C, t, mode, c.keep_ratio)
+                splits.append({"split": mode, "tau": t if mode != "small_loss" else f"keep {c.keep_ratio:g}",
+                               "coverage": float(T.float().mean()), "precision": float(clean[T].float().mean()),
+                               "recall_clean": float((T & clean).sum() / clean.sum())})
+        T, _ = tad.trust_split(loss, y, self.C, c.tau, c.trust_split, c.keep_ratio)
+        tests = []
+        for combo in c.ablation_tests:
+            new, rec, _ = tad.recalibrate(z, y, T, self.C, logits, c.delta, tuple(combo.split("+")), c.shrinkage)
+            n = int(rec.sum())
+            tests.append({"tests": combo, "recalled": n, "share of U recalled": n / max(1, int((~T).sum())),
+                          "accuracy of new labels": float((new[rec] == d.clean_labels[rec]).float().mean())
+                          if n else float("nan"),
+                          "accuracy of their noisy labels": float(clean[rec].float().mean()) if n else float("nan")})
+        return splits, tests

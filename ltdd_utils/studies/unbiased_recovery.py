@@ -93,6 +93,9 @@ class Study:
         self.few_gain = {f: min(self._val[f, "debiased", r]["acc_few"] - self._val[f, "plain", r]["acc_few"]
                                 for r in self.roles()) for f in self.factors}
         self.accepted = {f: g >= self.cfg.expert_margin for f, g in self.few_gain.items()}
+        for f, g in self.few_gain.items():      # what the experts' gate is judged on (ltdd_utils/claims/unbiased_recovery.py)
+            self.run.record("debiased expert", {"study": "experts", "imbalance_factor": f}, self.cfg.ipc, 0,
+                            {"few_gain": g}, 0.0)
         return rows
 
     def expert_table(self) -> list[dict]:
@@ -108,6 +111,33 @@ class Study:
                          "test many": m["acc_many"], "test medium": m["acc_medium"], "test few": m["acc_few"],
                          "training seconds (first run)": net.train_seconds})
         return rows
+
+    def bn_diagnostics(self) -> tuple[list[dict], list[dict], list[dict]]:
+        """Where BatchNorm's targets sit, three ways: at the main factor, each class's distance to three global
+        targets (the debiased observer's running EMA statistics, a sample-weighted pass, the class-balanced
+        recalibration); over DIAGNOSTIC_FACTORS, the fixed observer's sample-weighted minus class-balanced distance per
+        layer (forward passes only); per factor and observer kind, its EMA statistics' distance to class-balanced."""
+        c, f0 = self.cfg, self.cfg.imbalance_factor
+        s0 = self.class_stats(f0, "debiased")
+        targets = {"running (EMA) statistics": ema_targets(self.experts[f0, "debiased", "observer"]),
+                   "sample-weighted pass": ur.sample_weighted_targets(s0),
+                   "class-balanced (recalibrated)": ur.balanced_targets(s0, c.mixture_variance)}
+        skew = [{"class": k, "target": name, "distance": dist}
+                for name, t in targets.items() for k, dist in enumerate(per_class_distance(s0, t))]
+        diag = [{"IF": f, "layer": f"BN {i + 1}", "distance": v} for f in c.diagnostic_factors
+                for s in [self.class_stats(f0, "debiased", f)]
+                for i, v in enumerate(ur.stats_distance(ur.sample_weighted_targets(s), ur.balanced_targets(s, mixture=True)))]
+        ema = [{"IF": f, "observer": kind, "layer": f"BN {i + 1}", "distance": v}
+               for f in self.factors for kind in ("debiased", "plain")
+               for i, v in enumerate(ur.stats_distance(ema_targets(self.experts[f, kind, "observer"]),
+                                                       ur.balanced_targets(self.class_stats(f, kind), mixture=True)))]
+        return skew, diag, ema
+
+    def ceiling_rows(self, f) -> dict:
+        """The experts' test accuracy at factor ``f`` (one network each, no seeds): the students' ceiling."""
+        return {f"teacher ceiling ({kind})": {m: f"{v[m]:.1f}" for m in ("acc", "acc_many", "acc_medium", "acc_few")}
+                | {"n": 1} for kind in ("debiased", "plain")
+                for v in [self.metrics_on(self.experts[f, kind, "teacher"], self.run.test)]}
 
     def class_stats(self, f, kind, data_f=None):
         """Class statistics through the (f, kind) observer of the split with imbalance ``data_f`` (default f)."""

@@ -1,0 +1,49 @@
+"""The experiments of the long-tail baselines chapter (notebooks/00_longtail_baselines.ipynb): the long-tailed
+splits (and a balanced control of the most imbalanced split's size), and the three baselines on each: a random real
+subset, herding in a fixed embedding, and DM."""
+from __future__ import annotations
+
+import torch
+
+from ..data.longtail import class_groups, make_longtail
+from ..distill import distill, herding, random_subset
+from ..evaluate import train_teacher
+from ..experiment import Run, net_factory
+
+
+class Study:
+    """``splits`` by name ("IF 100", "IF 1, size of IF 100"), each split's ``factor``, the student ``groups`` of
+    the most imbalanced split; ``synthesize(method, split, seed)`` gives a baseline's set."""
+
+    def __init__(self, run: Run):
+        cfg, train = run.cfg, run.train
+        self.run, self.cfg = run, cfg
+        self.lo, self.hi = f"IF {min(cfg.imbalance_factors):g}", f"IF {max(cfg.imbalance_factors):g}"
+        self.splits = {f"IF {f:g}": make_longtail(train, f, seed=0) for f in cfg.imbalance_factors}
+        self.factor = {f"IF {f:g}": f for f in cfg.imbalance_factors}
+        self.control = f"IF 1, size of {self.hi}"
+        if cfg.balanced_control:   # a balanced subset (split seed 0) with the most imbalanced split's mean class size
+            self.splits[self.control] = make_longtail(train, 1, seed=0,
+                                                      n_max=len(self.splits[self.hi]) // train.num_classes)
+            self.factor[self.control] = 1
+        self.groups = class_groups(self.splits[self.hi].class_counts(), cfg.group_scheme)
+        self._herding = {}
+
+    def herding_embedding(self, split):
+        """The embedding herding selects in: a teacher trained on the split, or a random network (seed 0)."""
+        cfg = self.cfg
+        if cfg.herding_features == "teacher":
+            return train_teacher(split, cfg.model, cfg.teacher_width, cfg.depth, cfg.norm, cfg.teacher_epochs,
+                                 cfg.teacher_lr, seed=0, device=self.run.device, cache_root=cfg.cache_dir).embed
+        torch.manual_seed(0)
+        return net_factory(cfg, split)().to(self.run.device).eval().embed
+
+    def synthesize(self, method: str, split, seed: int):
+        if method == "random":
+            return random_subset(split, self.cfg.ipc, seed)
+        if method == "herding":   # deterministic: computed once per split
+            key = split.fingerprint()
+            if key not in self._herding:
+                self._herding[key] = herding(split, self.cfg.ipc, self.herding_embedding(split), self.run.device)
+            return self._herding[key]
+        return distill("dm", split, self.cfg, seed, self.run.device)   # cached by its settings and version, resumable
