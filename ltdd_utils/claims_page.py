@@ -152,8 +152,9 @@ def _counts(chapters: list[dict]) -> list[str]:
 def claims_markdown(results_dir: Path = RESULTS, preset: str = "cpu", chapters: list[dict] | None = None) -> str:
     """The page: the rule; counts per level and verdict; the papers' headline claims (table and forest plot); then,
     per chapter, its run and every other claim, folded by level."""
-    chapters = chapter_rows(preset, results_dir) if chapters is None else chapters
+    from . import claims
     from .claims import PAPERS
+    chapters = chapter_rows(preset, results_dir) if chapters is None else chapters
     lines = ["# Claims at a glance", "",
              f"Every claim the chapters declare, re-judged from the records of their `{preset}` runs "
              f"(`book/results/<chapter>_{preset}.json`) by `python -m ltdd_utils claims`; nothing on this page is "
@@ -198,6 +199,8 @@ def claims_markdown(results_dir: Path = RESULTS, preset: str = "cpu", chapters: 
                   f"{_cell(m.get('resolved', {}).get('device_name') or m.get('device', '?'))}, precision "
                   f"{c['precision']}; records: {{download}}`{c['records'].name} <results/{c['records'].name}>`."
                   + ("" if c["under_engine"] else " Its page shows the verdicts of the rule it ran under."), ""]
+        if claims.shared(c["key"]):
+            lines += [f"Every seed shares {claims.shared(c['key'])}.", ""]
         for level in LEVELS:
             mine = [r for r in c["rows"] if r["level"] == level]
             if not mine:

@@ -13,7 +13,7 @@ from typing import Mapping
 
 from ..verdicts import Arm, Claim, Contrast, evaluate
 
-__all__ = ["Arm", "Claim", "Contrast", "declared", "derived", "judge", "PAPERS"]
+__all__ = ["Arm", "Claim", "Contrast", "declared", "derived", "judge", "shared", "PAPERS"]
 
 # each paper's chapter: who wrote it, as the claims page names it
 PAPERS = {
@@ -42,6 +42,11 @@ def _module(chapter: str):
 def declared(chapter: str, cfg: Mapping) -> list[Claim]:
     """The claims ``chapter`` judges under ``cfg`` (a Config, or a recorded configuration dict)."""
     return _module(chapter).claims(cfg if hasattr(cfg, "seeds") else _Cfg(cfg))
+
+
+def shared(chapter: str) -> str:
+    """What every seed of the chapter shares (a note beside its verdicts; empty: seeds re-draw everything)."""
+    return getattr(_module(chapter), "SHARED", "")
 
 
 def derived(chapter: str, records, cfg: Mapping) -> list[dict]:

@@ -6,6 +6,9 @@ from ..verdicts import Arm, Claim, Contrast
 SATURATED = 0.02      # a labeller's confidence spread across classes below this is saturated (fixed before the run)
 SLOPE = dict(unit="confidence per rank", digits=4)
 TAU = dict(unit="in tau", metric="tau", digits=2)
+# what every seed shares, so that the spread over seeds leaves it out (shown on the claims page)
+SHARED = ("the long-tailed splits and one teacher per split (and the balanced teacher), each trained once with "
+          "seed 0: the spread over seeds leaves out teacher-to-teacher variation")
 
 
 def claims(cfg) -> list[Claim]:

@@ -3,6 +3,10 @@ available to us): TAD improves an existing distillation method (here DM) under s
 label noise, part by part."""
 from ..verdicts import Arm, Claim, Contrast
 
+# what every seed shares, so that the spread over seeds leaves it out (shown on the claims page)
+SHARED = ("the training subset and its noisy labels (one draw, NOISE_SEED): the spread over seeds leaves out "
+          "noise-draw-to-noise-draw variation")
+
 
 def claims(cfg) -> list[Claim]:
     from ..studies.tad import label
