@@ -155,7 +155,7 @@ def claims_markdown(results_dir: Path = RESULTS, preset: str = "cpu", chapters: 
     from . import claims
     from .claims import PAPERS
     chapters = chapter_rows(preset, results_dir) if chapters is None else chapters
-    lines = ["# Claims at a glance", "",
+    lines = ["---", "html_theme.sidebar_secondary.remove: true", "---", "", "# Claims at a glance", "",   # wide tables
              f"Every claim the chapters declare, re-judged from the records of their `{preset}` runs "
              f"(`book/results/<chapter>_{preset}.json`) by `python -m ltdd_utils claims`; nothing on this page is "
              "typed. A chapter executed before the claims were declared shows, on its own page, the verdicts of the "
