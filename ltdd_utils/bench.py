@@ -66,13 +66,31 @@ def _per_call(fn: Callable[[], None], units: float = 1.0) -> Callable[[], float]
     return timed
 
 
+CPU_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "fma")
+
+
+def cpu_flags() -> list[str]:
+    """The CPU's vector and matrix extensions that decide its convolution throughput (from /proc/cpuinfo)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    have = set(line.split(":", 1)[1].split())
+                    return [x for x in CPU_FLAGS if x in have]
+    except OSError:
+        pass
+    return []
+
+
 def conv_gflops(rounds: int = 3) -> dict:
-    """GFLOP/s of a 3x3 convolution 128->128 on 2,560 images of 16x16 (no gradients)."""
+    """GFLOP/s of a 3x3 convolution 128->128 on 2,560 images of 16x16 (no gradients): fp32 NCHW and
+    channels_last (also 64 images at a time, as the library runs it), and bf16 where the CPU has it."""
     x = torch.randn(2560, 128, 16, 16)
     conv = torch.nn.Conv2d(128, 128, 3, padding=1)
     flops = 2 * 2560 * 128 * 128 * 9 * 16 * 16
     cl, xc = conv.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    variants = {"fp32 NCHW": _per_call(lambda: conv(x)), "fp32 channels_last": _per_call(lambda: cl(xc))}
+    variants = {"fp32 NCHW": _per_call(lambda: conv(x)), "fp32 channels_last": _per_call(lambda: cl(xc)),
+                "fp32 channels_last, 64 images at a time": _per_call(lambda: [cl(c) for c in xc.split(64)])}
     if resolve("auto") == "bf16":
         cb, xb = copy.deepcopy(cl).bfloat16(), xc.bfloat16()      # (.bfloat16() converts in place)
         variants["bf16 channels_last"] = _per_call(lambda: cb(xb))
@@ -124,16 +142,17 @@ def reference_dm_iteration(data, net_fn, syn: torch.Tensor, ipc: int, batch_real
         syn -= 1.0 * syn.grad
 
 
-def dm_seconds(data, rounds: int = 5, iterations: int = 2) -> dict:
-    """Seconds per DM iteration (``iterations`` per call): the official-structure loop, the library in fp32,
-    the library on the fast path; interleaved (:func:`interleaved`)."""
+def dm_seconds(data, rounds: int = 5, iterations: int = 2, fast: str | None = None) -> dict:
+    """Seconds per DM iteration (``iterations`` per call): the official-structure loop, the library in fp32
+    eager, the library on the fast path in ``fast`` (compiled, as a long run compiles; default: what ``auto``
+    means here); interleaved (:func:`interleaved`)."""
     from .distill import distribution_matching
     from .models import net_factory
     net_fn = net_factory("convnet", data, 128, 3, "instancenorm")
     gen = torch.Generator().manual_seed(0)
     syn = data.subset(torch.arange(100)).tensors()[0].clone().requires_grad_(True)
     kw = dict(ipc=10, net_fn=net_fn, lr=1.0, batch_real=256, use_dsa=True, seed=0, iterations=iterations)
-    fast = resolve("auto")
+    fast = fast or resolve("auto")
 
     def reference():
         for _ in range(iterations):
@@ -143,11 +162,11 @@ def dm_seconds(data, rounds: int = 5, iterations: int = 2) -> dict:
         "library, fp32": _per_call(lambda: distribution_matching(data, precision="fp32", compile=False, **kw),
                                    iterations),
         f"library, fast path ({fast})": _per_call(
-            lambda: distribution_matching(data, precision=fast, compile=fast == "bf16", **kw), iterations),
+            lambda: distribution_matching(data, precision=fast, compile=True, **kw), iterations),
     }, rounds)
 
 
-def student_seconds(data, rounds: int = 3, steps: int = 100) -> dict:
+def student_seconds(data, rounds: int = 3, steps: int = 100, fast: str | None = None) -> dict:
     """Seconds per 1,000 student steps (IPC 10: 100 images, width 128, DSA, the book's SGD recipe) at batch 25
     and at batch 100 (the chapters' batch of 256 over IPC 10), for the fp32 path before the fast path (eager,
     whole batches), fp32 micro-batched, and the fast path; each call trains about ``steps`` steps. Also the
@@ -157,10 +176,10 @@ def student_seconds(data, rounds: int = 3, steps: int = 100) -> dict:
     from .train import fit
     x, y = data.subset(torch.arange(100)).tensors()
     xt = data.subset(torch.arange(min(10000, len(data)))).tensors()[0]
-    fast = resolve("auto")
+    fast = fast or resolve("auto")
     paths = {"fp32, whole batches (before the fast path)": dict(precision="fp32", compile=False, micro_batch=0),
              "fp32, micro-batched": dict(precision="fp32", compile=False, micro_batch="auto"),
-             f"fast path ({fast}, micro-batched)": dict(precision=fast, compile=fast == "bf16", micro_batch="auto")}
+             f"fast path ({fast}, micro-batched)": dict(precision=fast, compile=True, micro_batch="auto")}
 
     def student(batch: int, kw: dict) -> Callable[[], float]:
         epochs = max(1, steps * batch // len(x))
@@ -202,24 +221,27 @@ def accuracy(data, seeds=(0, 1, 2), iterations: int = 100, student_epochs: int =
     return rows
 
 
-def run(quick: bool = False, data_root=None, out=None, with_accuracy: bool = False) -> dict:
+def run(quick: bool = False, data_root=None, out=None, with_accuracy: bool = False, precision: str | None = None) -> dict:
+    """Every figure above; ``precision`` (fp32 | bf16; default: what ``auto`` means here) is the fast path's, so
+    ``--precision fp32`` on a bf16 CPU measures what a CPU without bf16 runs."""
     data, source = _data(data_root)
-    res = {"date": time.strftime("%Y-%m-%d"), "machine": _cpu_name(),
+    fast = precision or resolve("auto")
+    res = {"date": time.strftime("%Y-%m-%d"), "machine": _cpu_name(), "precision asked": precision,
            "threads": torch.get_num_threads(), "torch": torch.__version__, "bf16 flags": list(cpu_bf16_flags()),
-           "fast path": resolve("auto"), "data": source}
+           "cpu flags": cpu_flags(), "fast path": fast, "data": source}
     print(json.dumps(res, indent=1), flush=True)
     res["conv GFLOP/s"] = conv_gflops(2 if quick else 5)
     print("conv GFLOP/s:", res["conv GFLOP/s"], flush=True)
-    res["DM seconds per iteration"] = dm = dm_seconds(data, 2 if quick else 5)
+    res["DM seconds per iteration"] = dm = dm_seconds(data, 2 if quick else 5, fast=fast)
     print("DM:", json.dumps(dm, indent=1), flush=True)
     ref, fast = dm["official-structure loop, fp32"]["median"], dm[_fast_key(dm)]["median"]
     flops = 2560 * _convnet_flops(128, 3, 3, 32) + 3 * 100 * _convnet_flops(128, 3, 3, 32)
     conv = res["conv GFLOP/s"]
-    peak = max(conv.values())
+    peak = max(v for k, v in conv.items() if k.startswith(res["fast path"]))     # in the precision DM ran in
     res["DM speed-up over the official-structure loop"] = round(ref / fast, 2)
     res["DM GFLOP/s on the fast path"] = round(flops / fast / 1e9, 1)
     res["DM share of the best measured convolution throughput"] = round(flops / fast / 1e9 / peak, 3)
-    st = student_seconds(data, 2 if quick else 3, 40 if quick else 100)
+    st = student_seconds(data, 2 if quick else 3, 40 if quick else 100, fast=res["fast path"])
     res["student seconds per 1,000 steps"], res["inference seconds, 10,000 images"] = st["students"], st["inference"]
     print("students:", json.dumps(st, indent=1), flush=True)
     if with_accuracy:
@@ -246,17 +268,18 @@ def to_markdown(res: dict) -> str:
     """The speed figures of one :func:`run` as the table of the "Running the book" page."""
     conv, dm = res["conv GFLOP/s"], res["DM seconds per iteration"]
     p = res["fast path"]
-    lines = [f"Measured with `python -m ltdd_utils bench{' --accuracy' if res.get('accuracy') else ''}` on "
-             f"{res['date']}: {res['machine']}, {res['threads']} threads, bf16 extensions "
-             f"{', '.join(res['bf16 flags']) or 'none'}, torch {res['torch']}, {res['data']}. Each figure is the "
-             f"median of {dm[_fast_key(dm)]['rounds']} interleaved rounds (range in brackets), after a warm-up call "
-             "that compiles.", "",
+    flag = f" --precision {p}" if res.get("precision asked") else ""
+    lines = [f"Measured with `python -m ltdd_utils bench{flag}{' --accuracy' if res.get('accuracy') else ''}` on "
+             f"{res['date']}: {res['machine']}, {res['threads']} threads, CPU flags "
+             f"{', '.join(res.get('cpu flags', [])) or 'not recorded by that run'} (bf16 extensions "
+             f"{', '.join(res['bf16 flags']) or 'none'}), torch {res['torch']}, {res['data']}; the fast path in "
+             f"**{p}**. Each figure is the median of {dm[_fast_key(dm)]['rounds']} interleaved rounds (range in "
+             "brackets), after a warm-up call that compiles.", "",
              "| what | before the fast path (fp32) | fast path | speed-up |", "|---|---|---|---|"]
-    best_bf16 = max((v for k, v in conv.items() if k.startswith("bf16")), default=float("nan"))
-    lines.append(f"| 3x3 convolution 128→128, 2,560 images of 16x16 (GFLOP/s) | {conv['fp32 NCHW']:.0f} (NCHW), "
-                 f"{conv['fp32 channels_last']:.0f} (channels_last) | "
-                 + ", ".join(f"{v:.0f} ({k[5:]})" for k, v in conv.items() if k.startswith("bf16"))
-                 + f" | {best_bf16 / conv['fp32 NCHW']:.1f}x |")
+    best = max((v for k, v in conv.items() if k.startswith(p)), default=float("nan"))
+    lines.append(f"| 3x3 convolution 128→128, 2,560 images of 16x16 (GFLOP/s) | {conv['fp32 NCHW']:.0f} (NCHW) | "
+                 + ", ".join(f"{v:.0f} ({k})" for k, v in conv.items() if k != "fp32 NCHW")
+                 + f" | {best / conv['fp32 NCHW']:.1f}x ({p}) |")
     ref, lib, fast = dm["official-structure loop, fp32"], dm["library, fp32"], dm[_fast_key(dm)]
     lines.append(f"| DM iteration (s), against a loop with the official code's structure | {_fmt(ref)} | {_fmt(fast)} | "
                  f"**{ref['median'] / fast['median']:.1f}x** |")
@@ -274,9 +297,8 @@ def to_markdown(res: dict) -> str:
     lines.append(f"| test-set inference, 10,000 images, width 128 (s) | {_fmt(a)} | {_fmt(b)} | "
                  f"**{a['median'] / b['median']:.1f}x** |")
     lines += ["", f"The fast path's first DM call, compile included, took {fast['first']:.1f} s per iteration. On the "
-              "fast path DM runs "
-              f"at {res['DM GFLOP/s on the fast path']:.0f} GFLOP/s, "
-              f"{res['DM share of the best measured convolution throughput']:.0%} of the best convolution "
+              f"fast path DM runs at {res['DM GFLOP/s on the fast path']:.0f} GFLOP/s, "
+              f"{res['DM share of the best measured convolution throughput']:.0%} of the best {p} convolution "
               "throughput measured above."]
     return "\n".join(lines)
 

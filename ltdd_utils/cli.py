@@ -391,6 +391,9 @@ def main(argv=None) -> int:
     b.add_argument("--accuracy", action="store_true", help="also DM + evaluation accuracy, fp32 vs fast path, 3 seeds")
     b.add_argument("--data-root", default=None)
     b.add_argument("--out", type=Path, default=None, help="write the figures as JSON")
+    b.add_argument("--precision", choices=("fp32", "bf16"), default=None,
+                   help="the fast path's precision (default: what 'auto' means here); fp32 on a bf16 CPU measures "
+                        "what a CPU without bf16 runs")
     k = sub.add_parser("pack-data", help="write a small data root to carry where there is no network (a CIFAR-10 "
                        "subset, MNIST, FashionMNIST)")
     k.add_argument("out", type=Path)
@@ -415,7 +418,7 @@ def main(argv=None) -> int:
             return 0
         if args.cmd == "bench":
             from . import bench
-            bench.run(args.quick, args.data_root, args.out, args.accuracy)
+            bench.run(args.quick, args.data_root, args.out, args.accuracy, args.precision)
             return 0
         if args.cmd == "pack-data":
             from .data.pack import pack

@@ -98,6 +98,8 @@ def test_auto_on_each_kind_of_cpu_the_book_has_met(flags, expected, monkeypatch)
     import shutil
     has_compiler = shutil.which(os.environ.get("CXX", "g++")) is not None
     assert compile_wanted("auto", "cpu", 10_000) == (expected == "bf16" and has_compiler)
+    assert compile_wanted("auto", "cpu", 10_000, fp32=True) == has_compiler     # DM's embeddings: fp32 too
+    assert not compile_wanted("auto", "cpu", 10, fp32=True)                       # a short run never compiles
     name = device_name("cpu")
     assert name.startswith(f"cpu:{precision.cpu_model()} x") and (", ".join(flags) or "no bf16 extension") in name
 
@@ -119,12 +121,14 @@ def test_the_page_includes_the_stored_benchmark_as_rendered():
     from pathlib import Path
     from ltdd_utils import bench
     results = Path(__file__).resolve().parent.parent / "book" / "results"
-    res = json.loads((results / "bench.json").read_text())
-    page = (results / "bench.md").read_text()
-    assert page == bench.page_markdown(res)
-    assert "| DM iteration (s), against a loop with the official code's structure |" in page
-    assert "Paired per seed" in page and "batch 25" in page
-    assert "```{include} results/bench.md" in (results.parent / "running.md").read_text()
+    for name in ("bench", "bench_fp32"):           # the fast path where auto runs it, and the fp32 path
+        res = json.loads((results / f"{name}.json").read_text())
+        page = (results / f"{name}.md").read_text()
+        assert page == bench.page_markdown(res), name
+        assert "| DM iteration (s), against a loop with the official code's structure |" in page
+        assert "batch 25" in page and f"```{{include}} results/{name}.md" in (results.parent / "running.md").read_text()
+    assert "Paired per seed" in (results / "bench.md").read_text()
+    assert "the fast path in **fp32**" in (results / "bench_fp32.md").read_text()
 
 
 def test_interleaved_timing_alternates_variants_and_reports_medians():
@@ -169,3 +173,48 @@ def test_a_micro_batched_step_is_the_whole_batch_step():
         train_model(bn, x, y, epochs=1, batch=20, micro_batch=5)
     with pytest.raises(ValueError, match="micro_batch"):
         train_model(teacher, x, y, epochs=1, batch=20, micro_batch=-1)
+
+
+def test_compiled_code_that_disagrees_with_eager_is_dropped_with_a_warning(monkeypatch):
+    """A compiler bug on one kind of CPU must not move a number silently: the first call of an architecture's
+    compiled embedding is compared with eager; if they differ, that architecture runs eager from then on."""
+    from ltdd_utils import models
+    monkeypatch.setattr(models, "_AGREES", {})
+    monkeypatch.setattr(models, "_compiled_embed", lambda net, device, method="embed", grad=False:
+                        (lambda x: getattr(net, method)(x.contiguous()) + 1.0))          # a wrong compiled function
+    torch.manual_seed(0)
+    net = get_model("convnet", 1, 10, (8, 8), width=8).eval()
+    x = torch.randn(40, 1, 8, 8)
+    eager = embed_in_chunks(net, x, "fp32", chunk=16)
+    with pytest.warns(RuntimeWarning, match="differs from eager"):
+        out = embed_in_chunks(net, x, "fp32", chunk=16, compile=True)
+    assert torch.equal(out, eager)
+    assert torch.equal(embed_in_chunks(net, x, "fp32", chunk=16, compile=True), eager)   # eager from then on
+    xg = x.clone().requires_grad_(True)
+    with pytest.warns(RuntimeWarning, match="with input gradients"):
+        fs = embed_with_input_grad(net, xg, "fp32", compile=True)
+    assert torch.allclose(fs, net.embed(x))
+    fs.sum().backward()
+    assert xg.grad is not None
+
+
+def test_a_compiled_student_that_disagrees_with_eager_trains_eager(monkeypatch):
+    """fit's compiled forward (long runs, fp32 included for networks without BatchNorm) is checked against eager
+    on its first chunk; a disagreement trains the student eager, as if compile were off."""
+    import torch.nn.functional as F
+    from ltdd_utils import models
+    from ltdd_utils.train import fit
+    monkeypatch.setattr(models, "_AGREES", {})
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: (lambda x: m(x) * 2.0))     # a wrong "compiled" forward
+    x, y = torch.randn(32, 1, 8, 8), torch.arange(32) % 10
+
+    def train(compile):
+        torch.manual_seed(0)
+        net = get_model("convnet", 1, 10, (8, 8), width=8)
+        return fit(net, x, y, lambda m, xb, yb, b: F.cross_entropy(m(xb), yb), epochs=2, batch=16, seed=0,
+                   precision="fp32", compile=compile, micro_batch=0)
+    eager = train(False)
+    with pytest.warns(RuntimeWarning, match="differs from eager"):
+        checked = train(True)
+    for a, b in zip(eager.parameters(), checked.parameters()):
+        assert torch.allclose(a, b, atol=1e-6)

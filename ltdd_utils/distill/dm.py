@@ -107,8 +107,8 @@ def distribution_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Mod
     if real_means is not None and (nets is None or len(nets) != len(real_means) or use_dsa):
         raise ValueError("real_means needs the matching nets (one mean tensor per net) and use_dsa=False")
     precision = resolve_precision(precision, device)
-    fast = compile_wanted(precision, device, iterations if real_means is None else 0, compile)   # real side
-    fast_syn = compile_wanted(precision, device, iterations, compile)                          # synthetic side
+    fast = compile_wanted(precision, device, iterations if real_means is None else 0, compile, fp32=True)   # real
+    fast_syn = compile_wanted(precision, device, iterations, compile, fp32=True)                 # synthetic side
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     syn0 = init or random_subset(data, ipc, seed)

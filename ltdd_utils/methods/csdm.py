@@ -259,8 +259,8 @@ def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module]
                   or (loss == "mmd" and real_labels is None)):
         raise ValueError("exact real statistics need the matching nets (and frequencies or labels) and use_dsa=False")
     precision = resolve_precision(precision, device)
-    fast = compile_wanted(precision, device, 0 if exact else iterations, compile)     # real side
-    fast_syn = compile_wanted(precision, device, iterations, compile)                  # synthetic side
+    fast = compile_wanted(precision, device, 0 if exact else iterations, compile, fp32=True)     # real side
+    fast_syn = compile_wanted(precision, device, iterations, compile, fp32=True)                  # synthetic side
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     syn0 = init or random_subset(data, ipc, seed)
