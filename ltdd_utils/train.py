@@ -124,7 +124,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
         check = None if has_batchnorm(model) else ("fit", type(model).__name__, tuple(
             (k, tuple(v.shape)) for k, v in model.state_dict().items()), str(device), precision)
         if check in _AGREES:                               # checked before in this process
-            run_model, fmt = (run_model, fmt) if _AGREES[check] else (model, torch.contiguous_format)
+            if not _AGREES[check]:
+                run_model, fmt = model.to(memory_format=torch.contiguous_format), torch.contiguous_format
             check = None
     make_sched, per_step = SCHEDULES[schedule]
     sched = make_sched(opt, epochs, total)
@@ -144,8 +145,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
                         with autocast(precision, device):
                             ok = _agrees(check, run_model(xc.contiguous(memory_format=fmt)), lambda: model(xc),
                                          precision, f"{type(model).__name__} forward (training)")
-                        if not ok:
-                            run_model, fmt = model, torch.contiguous_format
+                        if not ok:                          # exactly what compile=False trains
+                            run_model, fmt = model.to(memory_format=torch.contiguous_format), torch.contiguous_format
                         check = None
                     with autocast(precision, device):
                         loss = step_loss(run_model, xc.contiguous(memory_format=fmt), yc,
