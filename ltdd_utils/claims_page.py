@@ -184,7 +184,8 @@ def claims_markdown(results_dir: Path = RESULTS, preset: str = "cpu", chapters: 
             ctrl_text = f"{ctrl['statement']}: {_effect(ctrl)}, **{ctrl['verdict']}**" if ctrl else ""
             paper = (f"**{r['paper_value']}**: " if r["paper_value"] and r["paper_value"] not in r["paper"] else "") + r["paper"]
             paper, last = ("as above" if paper and paper == last else paper), paper
-            where = f" ({r['setting']})" if r["setting"] and r["setting"] not in r["statement"] else ""
+            said = r["setting"] and all(part.split("-LT ")[-1] in r["statement"] for part in r["setting"].split(", "))
+            where = f" ({r['setting']})" if r["setting"] and not said else ""        # unless the statement says it
             lines.append(f"| {_cell(r['statement'] + where)} | {_cell(paper)} | {_effect(r)}, "
                          f"{_margin(r)} | {_cell(_verdict(r))} | {_cell(ctrl_text)} |")
         lines.append("")
