@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .cache import atomic_write_text
 from .cli import NOTEBOOKS, ROOT, chapter_key, executed_path, ran_with
-from .verdicts import HEADLINE_SEEDS, LEVELS, VERDICTS
+from .verdicts import HEADLINE_SEEDS, LEVELS, VERDICTS, verdict_text
 
 PAGE = ROOT / "book" / "claims.md"
 FOREST = ROOT / "book" / "figures" / "claims_forest.png"
@@ -52,22 +52,6 @@ def _effect(r: dict) -> str:
     return f"{r['mean']:+.{k}f}{u} [{r['lo']:+.{k}f}, {r['hi']:+.{k}f}], n = {r['n']}"
 
 
-def _verdict(r: dict) -> str:
-    if r["verdict"] is None:
-        return "not in this run's records"
-    out = f"**{r['verdict']}**"
-    if r["verdict"] == VERDICTS[2]:
-        k = r.get("seeds_to_resolve")
-        out += f" (≈ {k} seeds would resolve it)" if k else " (more seeds than we can run)"
-    if r["verdict"] == VERDICTS[3]:
-        out += f": {r['why_not_testable']}"
-    if r.get("provisional"):
-        out += f" (provisional: n = {r['n']} < {HEADLINE_SEEDS})"
-    if r.get("gates_not_recorded"):
-        out += f" (judged without its gate {', '.join(r['gates_not_recorded'])}, which this run did not record)"
-    return out
-
-
 def _margin(r: dict) -> str:
     return {"superiority": f"mean ≥ {r['margin']:g}, interval > 0", "non-inferiority": f"interval > −{r['margin']:g}",
             "equivalence": f"interval within ±{r['margin']:g}", "check": f"every value ≥ {r['margin']:g}"}[r["kind"]]
@@ -94,7 +78,7 @@ def chapter_rows(preset: str = "cpu", results_dir: Path = RESULTS) -> list[dict]
         if executed.exists() and records.exists():
             meta = json.loads(executed.read_text())["metadata"]["ltdd"]
             recs = json.loads(records.read_text())
-            cfg = claims.config_of(executed, recs)
+            cfg = claims.config_of(meta, recs)
             entry.update(meta=meta, precision=ran_with(meta).get("precision", "?"),
                          under_engine="verdicts" in meta.get("producers", {}),
                          rows=claims.judge(key, cfg, recs, missing="report"))
@@ -187,7 +171,7 @@ def claims_markdown(results_dir: Path = RESULTS, preset: str = "cpu", chapters: 
             said = r["setting"] and all(part.split("-LT ")[-1] in r["statement"] for part in r["setting"].split(", "))
             where = f" ({r['setting']})" if r["setting"] and not said else ""        # unless the statement says it
             lines.append(f"| {_cell(r['statement'] + where)} | {_cell(paper)} | {_effect(r)}, "
-                         f"{_margin(r)} | {_cell(_verdict(r))} | {_cell(ctrl_text)} |")
+                         f"{_margin(r)} | {_cell(verdict_text(r))} | {_cell(ctrl_text)} |")
         lines.append("")
     lines += ["## Every claim, chapter by chapter", ""]
     for c in chapters:
@@ -209,7 +193,7 @@ def claims_markdown(results_dir: Path = RESULTS, preset: str = "cpu", chapters: 
             title = "Headline claims (above)" if level == "headline" else LEVEL_TITLES[level]
             lines += [f":::{{dropdown}} {title}: {len(mine)}", "",
                       "| id | claim | effect [95 % interval] | margin | verdict |", "|---|---|---|---|---|"]
-            lines += [f"| `{r['id']}` | {_cell(r['statement'])} | {_effect(r)} | {_margin(r)} | {_cell(_verdict(r))} |"
+            lines += [f"| `{r['id']}` | {_cell(r['statement'])} | {_effect(r)} | {_margin(r)} | {_cell(verdict_text(r))} |"
                       for r in mine]
             lines += ["", ":::", ""]
     return "\n".join(lines).rstrip() + "\n"

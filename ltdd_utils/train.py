@@ -98,7 +98,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
     independently (no BatchNorm), and on a CPU up to about twice as fast for large batches. The returned model
     carries ``train_steps`` (the optimiser steps taken) and ``precision`` (the one resolved).
     """
-    from .models import _AGREES, _agrees, compile_wanted, has_batchnorm, quiet_compile
+    from .models import _AGREES, _agrees, _check_key, compile_wanted, has_batchnorm, quiet_compile
     if optimiser not in OPTIMISERS:
         raise ValueError(f"optimiser {optimiser!r} is not allowed: expected one of {list(OPTIMISERS)}")
     if schedule not in SCHEDULES:
@@ -121,8 +121,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
         quiet_compile()
         fmt = torch.channels_last
         run_model = torch.compile(model.to(memory_format=fmt), dynamic=False)   # one kernel per chunk shape
-        check = None if has_batchnorm(model) else ("fit", type(model).__name__, tuple(
-            (k, tuple(v.shape)) for k, v in model.state_dict().items()), str(device), precision)
+        check = None if has_batchnorm(model) else _check_key(model, device, "fit", True, precision)
         if check in _AGREES:                               # checked before in this process
             if not _AGREES[check]:
                 run_model, fmt = model.to(memory_format=torch.contiguous_format), torch.contiguous_format

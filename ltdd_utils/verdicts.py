@@ -194,15 +194,24 @@ def values(records, side: Arm | Contrast, metric: str = "acc", students: int | N
     return {s: side.scale * (p[s] - m[s]) for s in sorted(set(p) & set(m))}
 
 
-def paired_differences(records, claim: Claim, students: int | None = None) -> dict[int, float]:
-    """``{seed: a_s - b_s}`` over the seeds both sides ran; a side that is a number (a fixed bar) or None (0) is the
-    same on every seed."""
+def _sides(records, claim: Claim, students: int | None = None) -> tuple:
+    """Each side's per-seed values (``{seed: value}``), or its number where it is a fixed bar (None: 0)."""
     a, b = (values(records, x, claim.metric, students) if isinstance(x, (Arm, Contrast)) else float(x or 0.0)
             for x in (claim.a, claim.b))
     if isinstance(a, float) and isinstance(b, float):
         raise ValueError(f"claim {claim.id!r}: at least one side must select records")
+    return a, b
+
+
+def _paired(a, b) -> dict[int, float]:
     seeds = sorted(set(a if isinstance(a, dict) else b) & set(b if isinstance(b, dict) else a))
     return {s: (a[s] if isinstance(a, dict) else a) - (b[s] if isinstance(b, dict) else b) for s in seeds}
+
+
+def paired_differences(records, claim: Claim, students: int | None = None) -> dict[int, float]:
+    """``{seed: a_s - b_s}`` over the seeds both sides ran; a side that is a number (a fixed bar) or None (0) is the
+    same on every seed."""
+    return _paired(*_sides(records, claim, students))
 
 
 # ---------------------------------------------------------------------------------------------- the rule
@@ -312,15 +321,16 @@ def evaluate(claims: list[Claim], records, students: int | None = None, missing:
                "paper_value": c.paper_value, "setting": c.setting, "control": c.control, "metric": c.metric,
                "unit": c.unit, "digits": c.digits, "gates": list(c.gates), "a": _side_label(c.a), "b": _side_label(c.b)}
         try:
-            diffs = paired_differences(records, c, students)
-            sides = [values(records, x, c.metric, students) for x in (c.a, c.b) if isinstance(x, (Arm, Contrast))]
+            sides = _sides(records, c, students)
+            diffs = _paired(*sides)
         except NotRecorded as e:
             if missing == "raise":
                 raise
             row.update(kind=c.kind, margin=c.margin, n=0, verdict=None, not_recorded=str(e))
             done[c.id] = row
             return row
-        row.update(unpaired_seeds=sorted(set().union(*sides) - set(diffs)), **judge(diffs, c.kind, c.margin))
+        row.update(unpaired_seeds=sorted(set().union(*(x for x in sides if isinstance(x, dict))) - set(diffs)),
+                   **judge(diffs, c.kind, c.margin))
         if 2 <= row["n"] < c.min_seeds:
             row["provisional"] = f"{row['n']} paired seeds; a headline verdict needs {c.min_seeds}"
         unknown = [g["id"] for g in gates if g["verdict"] is None]
@@ -354,10 +364,11 @@ def describe_numbers(row: dict) -> str:
             f"{row['kind']} margin {row['margin']:g}")
 
 
-def describe(row: dict) -> str:
-    """One line for a chapter's "What we saw": the claim, its effect with the interval, and the verdict."""
+def verdict_text(row: dict) -> str:
+    """The verdict in bold with what qualifies it: the seeds that would resolve an inconclusive claim, why a claim
+    is not testable, a provisional headline verdict, a gate the run did not record."""
     if row["verdict"] is None:
-        return f"{row['statement']}: not in this run's records ({row['not_recorded']})"
+        return f"not in this run's records ({row['not_recorded']})"
     tail = ""
     if row["verdict"] == VERDICTS[2]:
         k = row["seeds_to_resolve"]
@@ -369,4 +380,11 @@ def describe(row: dict) -> str:
         tail += f" (provisional: {row['provisional']})"
     if row.get("gates_not_recorded"):
         tail += f" (judged without its gate {', '.join(row['gates_not_recorded'])}, which this run did not record)"
-    return f"{row['statement']}: {describe_numbers(row)}: **{row['verdict']}**{tail}"
+    return f"**{row['verdict']}**{tail}"
+
+
+def describe(row: dict) -> str:
+    """One line for a chapter's "What we saw": the claim, its effect with the interval, and the verdict."""
+    if row["verdict"] is None:
+        return f"{row['statement']}: {verdict_text(row)}"
+    return f"{row['statement']}: {describe_numbers(row)}: {verdict_text(row)}"

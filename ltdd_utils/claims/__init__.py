@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import Mapping
 
+from ..config import Config
 from ..verdicts import Arm, Claim, Contrast, evaluate
 
 __all__ = ["Arm", "Claim", "Contrast", "declared", "derived", "judge", "shared", "PAPERS"]
@@ -25,23 +26,13 @@ PAPERS = {
 }
 
 
-class _Cfg(dict):
-    """A recorded configuration (a plain dict, e.g. an executed copy's inputs) read like a Config."""
-
-    def __getattr__(self, name):
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-
-
 def _module(chapter: str):
     return importlib.import_module(f"{__name__}.{chapter}")
 
 
 def declared(chapter: str, cfg: Mapping) -> list[Claim]:
     """The claims ``chapter`` judges under ``cfg`` (a Config, or a recorded configuration dict)."""
-    return _module(chapter).claims(cfg if hasattr(cfg, "seeds") else _Cfg(cfg))
+    return _module(chapter).claims(cfg if isinstance(cfg, Config) else Config(cfg))
 
 
 def shared(chapter: str) -> str:
@@ -54,7 +45,7 @@ def derived(chapter: str, records, cfg: Mapping) -> list[dict]:
     from dataclasses import asdict
     rows = [r if isinstance(r, dict) else asdict(r) for r in records]
     derive = getattr(_module(chapter), "derive", None)
-    return rows + (derive(rows, cfg if hasattr(cfg, "seeds") else _Cfg(cfg)) if derive else [])
+    return rows + (derive(rows, cfg if isinstance(cfg, Config) else Config(cfg)) if derive else [])
 
 
 def judge(chapter: str, cfg: Mapping, records, missing: str = "raise") -> list[dict]:
@@ -62,24 +53,21 @@ def judge(chapter: str, cfg: Mapping, records, missing: str = "raise") -> list[d
     return evaluate(declared(chapter, cfg), derived(chapter, records, cfg), missing=missing)
 
 
-def config_of(executed, records=()) -> Mapping:
-    """The configuration an executed copy of a chapter ran with: its preset and parameters (``metadata.ltdd``)
-    resolved as the run resolved them. Where this machine's data root lacks a dataset, the dataset the records name
-    stands in for ``auto`` (so that what a preset derives from it, e.g. CIFAR-10N sweeps, is what ran)."""
-    import json
-    from pathlib import Path
+def config_of(meta: Mapping, records=()) -> Config:
+    """The configuration a chapter's run had, from its executed copy's metadata (``metadata.ltdd``: preset and
+    parameters), resolved without touching the data root: a dataset left at ``auto`` is the one its records name
+    (:data:`ltdd_utils.data.AUTO_BY_NAME`), so that what a preset derives from it (e.g. CIFAR-10N sweeps) is what
+    ran, on any machine."""
     from ..config import make_config
-    from ..data import DatasetNotFoundError
-    meta = json.loads(Path(executed).read_text())["metadata"]["ltdd"]
-    chapter = meta["inputs"]["config"]["chapter"]
-    params = {k: v for k, v in meta.get("parameters", {}).items() if k.upper() != "PRESET"}
-    try:
-        return make_config(chapter, meta["preset"], **params)
-    except DatasetNotFoundError:
-        names = {r["dataset"] if isinstance(r, dict) else r.dataset for r in records}
-        if len(names) == 1 and "dataset" not in {k.lower() for k in params}:
-            params["dataset"] = names.pop()
-        return make_config(chapter, meta["preset"], check_data=False, **params)
+    from ..data import AUTO_BY_NAME
+    chapter, preset = meta["inputs"]["config"]["chapter"], meta["preset"]
+    params = {k.lower(): v for k, v in meta.get("parameters", {}).items() if k.upper() != "PRESET"}
+    cfg = make_config(chapter, preset, check_data=False, **params)
+    if cfg.get("dataset") == "auto":
+        names = {AUTO_BY_NAME.get(r["dataset"] if isinstance(r, dict) else r.dataset) for r in records} - {None}
+        if len(names) == 1:
+            cfg = make_config(chapter, preset, check_data=False, **{**params, "dataset": names.pop()})
+    return cfg
 
 
 def recompute(executed, records_path) -> list[str]:
@@ -91,11 +79,11 @@ def recompute(executed, records_path) -> list[str]:
     from pathlib import Path
     from ..verdicts import describe
     records_path = Path(records_path)
-    records = json.loads(records_path.read_text())
-    cfg = config_of(executed, records)
+    records, nb = json.loads(records_path.read_text()), json.loads(Path(executed).read_text())
+    cfg = config_of(nb["metadata"]["ltdd"], records)
     rows = judge(cfg.chapter, cfg, records)
     written = {r.get("id"): r for r in json.loads(records_path.with_name(records_path.stem + "_claims.json").read_text())}
-    text = "\n".join("".join(o.get("data", {}).get("text/markdown", "")) for c in json.loads(Path(executed).read_text())["cells"]
+    text = "\n".join("".join(o.get("data", {}).get("text/markdown", "")) for c in nb["cells"]
                      for o in c.get("outputs", []))
     out = []
     for r in rows:

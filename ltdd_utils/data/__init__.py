@@ -330,6 +330,9 @@ def resolve_dataset(name: str, root=None, download: bool | None = None) -> str:
     return name
 
 
+# what 'auto' resolves to, by the name its images carry (ImageData.name): how a run's records tell what 'auto' was
+AUTO_BY_NAME = {"CIFAR-10": "cifar10", "FashionMNIST": "fashionmnist"}
+
 _TV_NAMES = {"mnist": "MNIST", "fashionmnist": "FashionMNIST", "cifar10": "CIFAR10", "cifar100": "CIFAR100"}
 
 
