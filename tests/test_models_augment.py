@@ -63,3 +63,48 @@ def test_crop_flip_shape_and_content():
     x = torch.rand(6, 3, 16, 16)
     y = crop_flip(x, 2, torch.Generator().manual_seed(0))
     assert y.shape == x.shape and not torch.equal(x, y)
+
+
+def test_instance_norm_is_exact_in_either_memory_format():
+    """PyTorch's channels_last GroupNorm kernel cancels (E[x^2] - E[x]^2) where a channel's mean dwarfs its spread;
+    the ConvNet's instance norm must not: same parameters as GroupNorm(C, C), float64's answer in both formats."""
+    from ltdd_utils.models import InstanceNorm
+    torch.manual_seed(0)
+    norm = InstanceNorm(16, 16)
+    with torch.no_grad():
+        norm.weight.normal_(), norm.bias.normal_()
+    assert list(norm.state_dict()) == list(torch.nn.GroupNorm(16, 16).state_dict())
+    x = torch.randn(4, 16, 8, 8) * 0.1 + 100                  # mean 1,000 standard deviations
+    ref = torch.nn.functional.group_norm(x.double(), 16, norm.weight.double(), norm.bias.double())
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        xi = x.contiguous(memory_format=fmt).requires_grad_(True)
+        out = norm(xi)
+        assert (out.double() - ref).abs().max() < 1e-3, fmt
+        out.sum().backward()
+    assert torch.equal(norm(x), torch.nn.functional.group_norm(x, 16, norm.weight, norm.bias))   # contiguous: as before
+
+
+def test_embedding_chunks_keep_the_first_activation_small():
+    from ltdd_utils.models import ACTIVATION_BUDGET, embed_chunk, embed_in_chunks
+    net = get_model("convnet", 3, 10, (32, 32), width=128)
+    assert embed_chunk(net, (32, 32)) == ACTIVATION_BUDGET // (128 * 32 * 32) == 24
+    assert embed_chunk(get_model("convnet", 3, 10, (32, 32), width=2), (32, 32)) == 256      # at most 256
+    assert embed_chunk(net, (32, 32), "cuda") == 4096
+    x = torch.randn(50, 3, 32, 32)
+    assert torch.allclose(embed_in_chunks(net, x), net.embed(x), atol=1e-5)
+
+
+def test_an_input_gradient_is_compared_in_norm():
+    """A few elements far off (ReLU masks flipped on constant channels) fail the largest-element test and pass
+    the norm test; a difference spread over every element fails both."""
+    from ltdd_utils.models import _AGREES, _agrees
+    ref = torch.randn(100_000, generator=torch.Generator().manual_seed(0))
+    few = ref.clone()
+    few[:3] += 0.02 * ref.abs().max()            # 2e-2 of the largest; 5e-4 in norm
+    with pytest.warns(RuntimeWarning, match="relative"):
+        assert not _agrees(("test", "max"), few, lambda: ref, "fp32", "test")
+    assert _agrees(("test", "norm"), few, lambda: ref, "fp32", "test", norm=True)
+    with pytest.warns(RuntimeWarning, match="in norm"):
+        assert not _agrees(("test", "spread"), ref * 1.01, lambda: ref, "fp32", "test", norm=True)
+    for k in [("test", "max"), ("test", "norm"), ("test", "spread")]:
+        _AGREES.pop(k)
