@@ -124,11 +124,13 @@ def dsa(x: torch.Tensor, seed: int | None = None, strategy: str = DEFAULT_STRATE
 
 
 @producer("augment", 1)
-def crop_flip(x: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Random crop with zero padding and horizontal flip, drawn per image (the standard CIFAR augmentation)."""
+def crop_flip(x: torch.Tensor, pad: int = 4, generator: torch.Generator | None = None,
+              mode: str = "constant") -> torch.Tensor:
+    """Random crop with padding (zeros, or ``mode="reflect"``) and horizontal flip, drawn per image (the standard
+    CIFAR augmentation)."""
     n, _, h, w = x.shape
     g = generator or torch.default_generator
-    padded = F.pad(x, (pad, pad, pad, pad))
+    padded = F.pad(x, (pad, pad, pad, pad), mode=mode)
     oy = torch.randint(0, 2 * pad + 1, (n,), generator=g)
     ox = torch.randint(0, 2 * pad + 1, (n,), generator=g)
     rows = (oy.view(-1, 1) + torch.arange(h)).to(x.device)
@@ -180,6 +182,8 @@ def cutmix_images(xa, xb, lam: float, gen: torch.Generator):
 AUGMENTS = {
     "dsa": lambda x, g: dsa(x, siamese=False, generator=g),
     "cropflip": standard_crop_flip,
+    # the teachers' augmentation: translations of at most 2 px (reflected borders) and flips
+    "translate_flip": lambda x, g: crop_flip(x, 2, g, mode="reflect"),
     "none": lambda x, g: x,
 }
 

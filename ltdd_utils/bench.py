@@ -197,6 +197,86 @@ def student_seconds(data, rounds: int = 3, steps: int = 100, fast: str | None = 
     return out
 
 
+class _StackedConvNets(torch.nn.Module):
+    """``len(nets)`` ConvNets (instance norm) as one model: their convolutions as one grouped convolution, their
+    norms as one instance norm over all channels, their classifiers as one batched product. Input
+    ``[batch, students * channels, H, W]``, output ``[students, batch, classes]``: each student sees only its own
+    images and weights. Measured, not used by the chapters (see :func:`batched_student_seconds`)."""
+
+    def __init__(self, nets):
+        super().__init__()
+        import torch.nn as nn
+        self.students = len(nets)
+        convs = [[m for m in n.features if isinstance(m, nn.Conv2d)] for n in nets]
+        norms = [[m for m in n.features if isinstance(m, nn.GroupNorm)] for n in nets]
+        cat = lambda mods, attr: nn.ParameterList(nn.Parameter(torch.cat([getattr(m[i], attr).detach() for m in mods]))
+                                                  for i in range(len(mods[0])))
+        self.conv_w, self.conv_b, self.norm_w, self.norm_b = (cat(convs, "weight"), cat(convs, "bias"),
+                                                              cat(norms, "weight"), cat(norms, "bias"))
+        self.fc_w = nn.Parameter(torch.stack([n.classifier.weight.detach() for n in nets]))
+        self.fc_b = nn.Parameter(torch.stack([n.classifier.bias.detach() for n in nets]))
+
+    def forward(self, x):
+        F = torch.nn.functional
+        for w, b, nw, nb in zip(self.conv_w, self.conv_b, self.norm_w, self.norm_b):
+            x = F.conv2d(x, w, b, padding=1, groups=self.students)
+            x = F.avg_pool2d(F.relu(F.instance_norm(x, weight=nw, bias=nb)), 2)
+        x = x.reshape(len(x), self.students, -1).transpose(0, 1)
+        return torch.baddbmm(self.fc_b.unsqueeze(1), x, self.fc_w.transpose(1, 2))
+
+
+def batched_student_seconds(data, rounds: int = 3, steps: int = 40, fast: str | None = None, students: int = 5,
+                            widths=(32, 128)) -> dict:
+    """Seconds per 1,000 steps of each of ``students`` students (IPC 10: 100 images, DSA, SGD, batch 100), trained
+    one after another through :func:`ltdd_utils.train.fit` on the fast path, against the same students trained
+    together as one stacked model (:class:`_StackedConvNets`, compiled, channels_last; each student its own
+    seed, data order and augmentation draws)."""
+    import torch.nn.functional as F
+    from .augment import augment
+    from .models import get_model, quiet_compile
+    from .precision import autocast
+    from .train import fit
+    x, y = data.subset(torch.arange(100)).tensors()
+    fast = fast or resolve("auto")
+
+    def alone(width):
+        def train():
+            for s in range(students):
+                torch.manual_seed(s)
+                fit(get_model("convnet", 3, 10, (32, 32), width=width), x, y, epochs=steps, batch=100, lr=0.01,
+                    aug="dsa", seed=s, precision=fast, compile=True, micro_batch="auto")
+        return _per_call(train, students * steps / 1000)
+
+    def together(width):
+        quiet_compile()
+        compiled = {}
+
+        def train():
+            nets = []
+            for s in range(students):
+                torch.manual_seed(s)
+                nets.append(get_model("convnet", 3, 10, (32, 32), width=width))
+            model = _StackedConvNets(nets).to(memory_format=torch.channels_last)
+            run = compiled.setdefault("fn", torch.compile(model, dynamic=False))
+            if run._orig_mod is not model:                 # same architecture: reuse the compiled code
+                run._orig_mod.load_state_dict(model.state_dict())
+                model = run._orig_mod
+            opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+            gens = [torch.Generator().manual_seed(s) for s in range(students)]
+            for _ in range(steps):
+                parts = [(augment(x[p], "dsa", g), y[p]) for g in gens for p in [torch.randperm(len(x), generator=g)]]
+                xb = torch.stack([a for a, _ in parts], 1).flatten(1, 2).contiguous(memory_format=torch.channels_last)
+                yb = torch.stack([b for _, b in parts])
+                opt.zero_grad(set_to_none=True)
+                with autocast(fast, "cpu"):
+                    out = run(xb).float()
+                (F.cross_entropy(out.flatten(0, 1), yb.flatten(), reduction="sum") / len(x)).backward()
+                opt.step()
+        return _per_call(train, students * steps / 1000)
+    return interleaved({f"width {w}, {how}": fn(w) for w in widths
+                        for how, fn in (("one after another", alone), ("stacked", together))}, rounds)
+
+
 def accuracy(data, seeds=(0, 1, 2), iterations: int = 100, student_epochs: int = 300, data_root=None,
              fast: str | None = None) -> list[dict]:
     """DM at IPC 10 in eager fp32 (the reference: nothing compiled) and on the fast path in ``fast`` (default: what
@@ -258,6 +338,9 @@ def run(quick: bool = False, data_root=None, out=None, with_accuracy: bool = Fal
     st = student_seconds(data, 2 if quick else 3, 40 if quick else 100, fast=res["fast path"])
     res["student seconds per 1,000 steps"], res["inference seconds, 10,000 images"] = st["students"], st["inference"]
     print("students:", json.dumps(st, indent=1), flush=True)
+    res["five students, seconds per 1,000 steps each"] = five = batched_student_seconds(
+        data, 2 if quick else 3, 10 if quick else 40, fast=res["fast path"])
+    print("five students:", json.dumps(five, indent=1), flush=True)
     if with_accuracy:
         res["accuracy"] = accuracy(data, iterations=20 if quick else 100, student_epochs=20 if quick else 300,
                                    data_root=data_root, fast=fast)
@@ -306,6 +389,12 @@ def to_markdown(res: dict) -> str:
         fp = next(v for k, v in st.items() if k.startswith(f"batch {b}, fast path"))
         lines.append(f"| student, IPC 10, width 128, DSA, batch {b} (s per 1,000 steps) | {_fmt(before, 1)} | "
                      f"{_fmt(fp, 1)} (fp32 micro-batched: {mb['median']:.1f}) | **{before['median'] / fp['median']:.1f}x** |")
+    five = res.get("five students, seconds per 1,000 steps each", {})
+    for w in sorted({int(k.split(",")[0].split()[1]) for k in five}):
+        a, b = five[f"width {w}, one after another"], five[f"width {w}, stacked"]
+        lines.append(f"| five students, width {w}, batch 100: trained one after another on the fast path, then as one "
+                     f"stacked model (s per 1,000 steps of each) | {_fmt(a, 1)} | {_fmt(b, 1)} (stacked) | "
+                     f"{a['median'] / b['median']:.2f}x |")
     inf = res["inference seconds, 10,000 images"]
     a, b = inf["fp32 (eager)"], inf[_fast_key(inf)]
     lines.append(f"| test-set inference, 10,000 images, width 128 (s) | {_fmt(a)} | {_fmt(b)} | "

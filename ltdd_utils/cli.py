@@ -394,6 +394,13 @@ def main(argv=None) -> int:
     b.add_argument("--precision", choices=("fp32", "bf16"), default=None,
                    help="the fast path's precision (default: what 'auto' means here); fp32 on a bf16 CPU measures "
                         "what a CPU without bf16 runs")
+    t = sub.add_parser("teachers", help="train the teachers' recipe per role and seed on CIFAR-10 and write their "
+                       "validation curves and test accuracies (a measurement: nothing cached)")
+    t.add_argument("--roles", default="balanced,lt_plain,lt_debiased,noisy_sym40")
+    t.add_argument("--seeds", default="0,1,2")
+    t.add_argument("--epochs", type=float, default=None, help="override every role's epochs")
+    t.add_argument("--data-root", default=None)
+    t.add_argument("--out", type=Path, default=None, help="write the rows as JSON (book/results/teachers.json)")
     k = sub.add_parser("pack-data", help="write a small data root to carry where there is no network (a CIFAR-10 "
                        "subset, MNIST, FashionMNIST)")
     k.add_argument("out", type=Path)
@@ -419,6 +426,14 @@ def main(argv=None) -> int:
         if args.cmd == "bench":
             from . import bench
             bench.run(args.quick, args.data_root, args.out, args.accuracy, args.precision)
+            return 0
+        if args.cmd == "teachers":
+            from . import teachers
+            roles = [r for r in args.roles.split(",") if r]
+            bad = [r for r in roles if r not in teachers.ROLES]
+            if bad:
+                raise ConfigError(f"roles {bad} are not allowed: expected some of {list(teachers.ROLES)}")
+            teachers.measure(roles, [int(s) for s in args.seeds.split(",")], args.data_root, args.out, args.epochs)
             return 0
         if args.cmd == "pack-data":
             from .data.pack import pack

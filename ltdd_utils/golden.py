@@ -200,6 +200,15 @@ def _teacher():
                                                      seed=1, cache_root=tmp)))
 
 
+@case("teachers", "net.fast_teacher")
+def _fast_teacher():
+    from .teachers import Recipe, teacher
+    d = _small()
+    recipe = Recipe(width=4, batch=16, whiten_images=32)
+    return _cache(lambda tmp: _weights(teacher(d, epochs=2, objective="logit_adjust", seed=1, recipe=recipe,
+                                               cache_root=tmp)))
+
+
 @case("net.expert")
 def _expert():
     from .methods.unbiased_recovery import train_expert

@@ -108,10 +108,79 @@ class ResNet18(nn.Module):
         return self.classifier(self.embed(x))
 
 
+class _FastGroup(nn.Module):
+    """3x3 conv -> 2x2 max-pool -> BN -> GELU -> 3x3 conv -> BN -> GELU, the convolutions identity-initialised."""
+
+    def __init__(self, cin: int, cout: int, bn_momentum: float):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
+        self.norm1 = nn.BatchNorm2d(cout, momentum=bn_momentum, eps=1e-12)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.norm2 = nn.BatchNorm2d(cout, momentum=bn_momentum, eps=1e-12)
+        for conv in (self.conv1, self.conv2):       # the first cin filters pass their input channel through
+            nn.init.dirac_(conv.weight.data[:min(cin, cout)])
+        for bn in (self.norm1, self.norm2):         # scale fixed at 1: only the BatchNorm shifts learn
+            bn.weight.requires_grad_(False)
+
+    def forward(self, x):
+        x = self.conv1(x)
+        if min(x.shape[-2:]) >= 2:                  # small images (8x8 digits) stop halving at 1x1
+            x = F.max_pool2d(x, 2)
+        x = F.gelu(self.norm1(x))
+        return F.gelu(self.norm2(self.conv2(x)))
+
+
+class FastNet(nn.Module):
+    """The teachers' network: strong in a few epochs on a CPU (the recipe is :mod:`ltdd_utils.teachers`).
+
+    After Page (2018), hlb-CIFAR10 and airbench (Jordan, 2024): a 2x2 patch-whitening convolution (frozen; its
+    filters are the training patches' scaled eigenvectors and their negatives, set by :func:`whiten_from`), then
+    three groups of [3x3 conv -> 2x2 max-pool -> BatchNorm -> GELU -> 3x3 conv -> BatchNorm -> GELU] of widths
+    ``width``, ``4 width``, ``4 width``, a global max-pool and a bias-free linear layer whose logits are scaled by
+    1/9. BatchNorm throughout (recovery matches its running statistics); ``depth`` is ignored."""
+
+    def __init__(self, channels: int, num_classes: int, im_size=(32, 32), width: int = 64, norm: str = "batchnorm",
+                 bn_momentum: float = 0.4, **_):
+        super().__init__()
+        if norm != "batchnorm":
+            raise ValueError(f"fastnet has BatchNorm only: norm {norm!r} is not allowed")
+        widths = (width, 4 * width, 4 * width)
+        self.whiten = nn.Conv2d(channels, 2 * channels * 4, 2, bias=True)
+        self.whiten.weight.requires_grad_(False)
+        cin, groups = self.whiten.out_channels, []
+        for w in widths:
+            groups.append(_FastGroup(cin, w, bn_momentum))
+            cin = w
+        self.groups = nn.Sequential(*groups)
+        self.feature_dim = cin
+        self.classifier = nn.Linear(cin, num_classes, bias=False)
+
+    def embed(self, x):
+        return F.adaptive_max_pool2d(self.groups(F.gelu(self.whiten(x))), 1).flatten(1)
+
+    def forward(self, x):
+        return self.classifier(self.embed(x)) / 9
+
+
+@torch.no_grad()
+def whiten_from(net: FastNet, images: torch.Tensor, eps: float = 5e-4) -> FastNet:
+    """Set ``net``'s whitening filters from ``images`` (normalised, N x C x H x W; a few thousand suffice): the
+    eigenvectors of the covariance of their 2x2 patches, each divided by the square root of its eigenvalue plus
+    ``eps``, and their negatives; the bias to zero."""
+    c = images.shape[1]
+    patches = images.unfold(2, 2, 1).unfold(3, 2, 1).permute(0, 2, 3, 1, 4, 5).reshape(-1, c * 4).double()
+    values, vectors = torch.linalg.eigh(patches.T @ patches / len(patches))
+    filters = (vectors.T / (values + eps).sqrt().unsqueeze(1)).reshape(c * 4, c, 2, 2).float()
+    net.whiten.weight.copy_(torch.cat([filters, -filters]))
+    net.whiten.bias.zero_()
+    return net
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     "convnet": ConvNet,
     "convnet_bn": lambda *a, **k: ConvNet(*a, **{**k, "norm": "batchnorm"}),
     "resnet18": ResNet18,   # ignores ``depth``; ``norm`` defaults to batchnorm
+    "fastnet": FastNet,     # ignores ``depth``; BatchNorm only; whitening set by whiten_from
 }
 
 

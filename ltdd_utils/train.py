@@ -28,8 +28,8 @@ from .progress import Progress
 from .versions import key_versions, producer
 
 OPTIMISERS: dict[str, Callable] = {
-    "sgd": lambda params, lr, weight_decay=5e-4, momentum=0.9: torch.optim.SGD(params, lr=lr, momentum=momentum,
-                                                                                weight_decay=weight_decay),
+    "sgd": lambda params, lr, weight_decay=5e-4, momentum=0.9, nesterov=False: torch.optim.SGD(
+        params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov),
     "adam": lambda params, lr, weight_decay=0.0, betas=(0.9, 0.999): torch.optim.Adam(params, lr=lr, betas=betas,
                                                                                        weight_decay=weight_decay),
     "adamw": lambda params, lr, weight_decay=0.01: torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay),
@@ -43,12 +43,22 @@ SCHEDULES: dict[str, tuple[Callable, bool]] = {
     "constant": (lambda opt, epochs, steps: None, True),
     # GLMC's schedule: a linear warm-up over the first 5 % of the steps, then cosine to 0
     "warmup_cosine": (lambda opt, epochs, steps: torch.optim.lr_scheduler.LambdaLR(opt, _warmup_cosine(steps)), True),
+    # the teachers' schedule (airbench's shape): x0.2 rising linearly to x1 over the first 23 % of the steps, then
+    # falling linearly to x0.07
+    "warmup_linear": (lambda opt, epochs, steps: torch.optim.lr_scheduler.LambdaLR(opt, _warmup_linear(steps)), True),
 }
 
 
 def _warmup_cosine(steps: int, warmup: float = 0.05) -> Callable[[int], float]:
     w = max(1, round(warmup * steps))
     return lambda s: (s + 1) / w if s < w else 0.5 * (1 + math.cos(math.pi * (s - w) / max(1, steps - w)))
+
+
+def _warmup_linear(steps: int, peak: float = 0.23, start: float = 0.2, end: float = 0.07) -> Callable[[int], float]:
+    def factor(s: int) -> float:
+        f = s / max(1, steps)
+        return start + (1 - start) * f / peak if f < peak else 1 - (1 - end) * (f - peak) / (1 - peak)
+    return factor
 
 
 @dataclass
@@ -76,7 +86,9 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
         schedule: str = "step_half", aug: str = "none", seed: int | None = 0, gen: torch.Generator | None = None,
         index: torch.Tensor | None = None, device="cpu", desc: str | None = None,
         precision: str = "auto", compile: bool | None = None, micro_batch: int | str = 0,
-        on_epoch: Callable[[int, nn.Module], None] | None = None) -> nn.Module:
+        on_epoch: Callable[[int, nn.Module], None] | None = None,
+        param_groups: Callable[[nn.Module], list[dict]] | None = None,
+        on_step: Callable[[int, nn.Module], None] | None = None, steps: int | None = None) -> nn.Module:
     """Train ``model`` on ``(x, y)`` (CPU tensors, moved batch by batch) and return it in eval mode.
 
     Each epoch draws a permutation of ``index`` (default: every sample) from the generator; each batch is
@@ -97,6 +109,11 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
     float rounding, when ``step_loss`` is a mean of per-image losses and the model treats images
     independently (no BatchNorm), and on a CPU up to about twice as fast for large batches. The returned model
     carries ``train_steps`` (the optimiser steps taken) and ``precision`` (the one resolved).
+    ``param_groups(model)`` gives the optimiser parameter groups (dicts with ``params`` and optionally their own
+    ``lr`` and ``weight_decay``; the schedule scales each group's own lr) instead of every parameter alike;
+    ``on_step(steps_taken, model)`` runs after every optimiser step, without gradients (e.g. a lookahead average).
+    ``steps`` stops training after that many optimiser steps, within the last of the ``epochs`` (the schedule
+    spans them): a fractional number of epochs.
     """
     from .models import _AGREES, _agrees, _check_key, compile_wanted, has_batchnorm, quiet_compile
     if optimiser not in OPTIMISERS:
@@ -110,8 +127,13 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
     gen = gen if gen is not None else torch.Generator().manual_seed(seed or 0)
     index = torch.arange(len(y)) if index is None else index
     model = model.to(device).train()
-    opt = OPTIMISERS[optimiser](model.parameters(), lr, **(opt_kwargs or {}))
+    opt = OPTIMISERS[optimiser](model.parameters() if param_groups is None else param_groups(model), lr,
+                                **(opt_kwargs or {}))
     total = epochs * steps_per_epoch(len(index), batch)
+    if steps is not None:
+        if not 0 < steps <= total:
+            raise ValueError(f"steps {steps} is not allowed: expected 1 to {total} ({epochs} epochs of batch {batch})")
+        total = steps
     # in fp32 as well for networks without BatchNorm (ConvNet-128 students: 1.2x at batch 25, 1.5x at batch 100);
     # the first compiled forward is checked against eager (a BatchNorm network's second forward would move its
     # running statistics, so those compile in bf16 only)
@@ -133,8 +155,10 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
     with prog:
         for epoch in range(epochs):
             perm = index[torch.randperm(len(index), generator=gen)]
-            run_loss = 0.0
+            run_loss, seen = 0.0, 0
             for i in range(0, len(perm), batch):
+                if step >= total:
+                    break
                 idx = perm[i:i + batch]
                 xb, yb = augment(x[idx].to(device), aug, gen), y[idx].to(device)
                 opt.zero_grad(set_to_none=True)
@@ -152,14 +176,18 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
                                          Batch(ic, gen, step, total, epoch)).float()
                     (loss * (len(ic) / len(idx)) if parts > 1 else loss).backward()
                     run_loss += float(loss.detach()) * len(ic)
+                    seen += len(ic)
                 opt.step()
                 step += 1
+                if on_step is not None:
+                    with torch.no_grad():
+                        on_step(step, model)
                 if sched is not None and per_step:
                     sched.step()
             if sched is not None and not per_step:
                 sched.step()
             if desc:
-                prog.update(loss=run_loss / max(1, len(perm)))
+                prog.update(loss=run_loss / max(1, seen))
             if on_epoch is not None:
                 model.eval()
                 with torch.no_grad():

@@ -94,6 +94,6 @@ def load_all() -> dict[str, int]:
     import importlib
     for mod in ("data", "data.longtail", "data.bias", "data.noise", "models", "augment", "train", "distill",
                 "evaluate", "results", "methods.adsa", "methods.csdm", "methods.kde_debias", "methods.debias_baselines",
-                "methods.tad", "methods.unbiased_recovery", "verdicts"):
+                "methods.tad", "methods.unbiased_recovery", "verdicts", "teachers"):
         importlib.import_module(f"{__package__}.{mod}")
     return dict(PRODUCERS)

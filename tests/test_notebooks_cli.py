@@ -48,6 +48,7 @@ def test_chapter_runs_in_smoke_preset(nb, tmp_path):
     assert meta["resolved"]["precision"] in ("fp32", "bf16") and meta["resolved"]["device"] == "cpu"
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+    assert not _widgets(executed)              # plain progress lines: the site shows no "kernel required" boxes
     path = next(p for p in res.glob("*_smoke.json") if not p.stem.endswith("_claims"))
     records = json.loads(path.read_text())
     assert records and all(r["preset"] == "smoke" and r["metrics"] for r in records)
@@ -255,3 +256,29 @@ def test_a_cold_run_removes_its_cache_and_restores_the_callers(tmp_path, monkeyp
     with pytest.raises(ConfigError):
         cli.reproduce("smoke", ["00"], {"IPCC": 3}, output_dir=tmp_path / "out", cold=True)
     assert not glob.glob(str(tmp_path / "tmp" / "ltdd-cold-*")) and os.environ.get("LTDD_CACHE") == before
+
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+
+
+def _widgets(nb: dict) -> list:
+    """Widget outputs and widget state in an executed notebook."""
+    outs = [o for c in nb["cells"] for o in c.get("outputs", []) if WIDGET in o.get("data", {})]
+    return outs + ([nb["metadata"]["widgets"]] if "widgets" in nb["metadata"] else [])
+
+
+def test_a_kernel_draws_progress_as_a_widget_without_a_warning(tmp_path, monkeypatch):
+    """What a reader sees in JupyterLab: the progress setting unset, a real kernel, tqdm's widget bar (ipywidgets
+    is a dependency), nothing on stderr."""
+    import nbformat
+    from nbclient import NotebookClient
+    monkeypatch.delenv("LTDD_PROGRESS", raising=False)          # the kernel inherits this environment
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from ltdd_utils.progress import Progress\n"
+        "with Progress(3, 'demo') as p:\n"
+        "    for _ in range(3):\n"
+        "        p.update(loss=1.0)")])
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    outputs = nb.cells[0].outputs
+    assert any(WIDGET in o.get("data", {}) for o in outputs), outputs
+    assert not [o for o in outputs if o.get("name") == "stderr"], outputs

@@ -1,0 +1,259 @@
+"""One recipe for the networks trained on real data to label, score or debias: teachers, experts, trust networks.
+
+The papers label with ResNet teachers at 75-88 % on CIFAR-10(-LT); chapter 01's ConvNet-32, trained for 40 epochs
+on CIFAR-10-LT IF 100, reached 47 %. :func:`fit_teacher` trains :class:`ltdd_utils.models.FastNet` (a whitened,
+identity-initialised BatchNorm network after Page (2018), hlb-CIFAR10 and airbench) through
+:func:`ltdd_utils.train.fit` with what makes that family fast: Nesterov SGD with hyperparameters decoupled from
+the batch size, BatchNorm shifts at 64x the learning rate, label smoothing 0.2, translations of at most 2 px and
+flips, a warm-up-then-linear schedule, and a lookahead average of the weights every 5 steps (its decay rising to
+0.77 by the end). :func:`predict_tta` averages a flipped view at test time.
+
+Objectives (``objective``): ``ce`` (cross-entropy with label smoothing; also on noisy labels) and ``logit_adjust``
+(Menon et al., 2021: the logits plus ``tau`` times the log class prior during training, so that the plain logits
+are balanced at test time; the long-tail experts). The epochs are the caller's: the chapters fix them from a
+validation split (:func:`ltdd_utils.data.longtail.held_out`), never from the test set.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .versions import producer
+
+OBJECTIVES = ("ce", "logit_adjust")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The teachers' hyperparameters; ``lr`` and ``weight_decay`` per 1,024 images, decoupled from momentum and
+    batch size (the step is the same for any momentum under constant gradients)."""
+    width: int = 64
+    batch: int = 500
+    lr: float = 11.5
+    momentum: float = 0.85
+    weight_decay: float = 0.0153
+    bias_lr_scale: float = 64.0
+    label_smoothing: float = 0.2
+    lookahead_every: int = 5
+    lookahead_decay: float = 0.95 ** 5
+    whiten_images: int = 5000
+
+    def torch_lr(self) -> float:
+        """SGD's lr for a loss averaged over the batch."""
+        return self.lr * self.batch / (1024 * (1 + 1 / (1 - self.momentum)))
+
+    def torch_weight_decay(self) -> float:
+        """SGD's weight_decay (it is multiplied by the lr): the decay per step is ``weight_decay`` per 1,024
+        images."""
+        return self.weight_decay / self.lr
+
+
+def _param_groups(recipe: Recipe):
+    """BatchNorm shifts at ``bias_lr_scale`` times the learning rate with the same absolute weight decay."""
+    lr, wd = recipe.torch_lr(), recipe.torch_weight_decay()
+
+    def groups(model: nn.Module) -> list[dict]:
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        shifts = [p for n, p in named if ".norm" in n]
+        rest = [p for n, p in named if ".norm" not in n]
+        return [dict(params=shifts, lr=lr * recipe.bias_lr_scale, weight_decay=wd / recipe.bias_lr_scale),
+                dict(params=rest, lr=lr, weight_decay=wd)]
+    return groups
+
+
+class _Lookahead:
+    """Every ``every`` steps the weights (and BatchNorm statistics) move to an exponential average of themselves,
+    which then continues from there. The average's decay grows as the cube of the fraction of training done, to
+    ``decay`` at the end: early steps keep their progress, late ones are smoothed. The last step's weights stay."""
+
+    def __init__(self, model: nn.Module, every: int, decay: float, total: int):
+        self.avg = {k: v.detach().clone() for k, v in model.state_dict().items() if v.dtype.is_floating_point}
+        self.every, self.decay, self.total = every, decay, total
+
+    def __call__(self, step: int, model: nn.Module) -> None:
+        if step % self.every or step >= self.total:
+            return
+        decay = self.decay * (step / self.total) ** 3
+        for k, v in model.state_dict().items():
+            if k in self.avg:
+                self.avg[k].lerp_(v, 1 - decay)
+                v.copy_(self.avg[k])
+
+
+@producer("teachers", 1, uses=("train.fit", "models", "augment"))
+def fit_teacher(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, epochs: float, objective: str = "ce",
+                tau: float = 1.0, recipe: Recipe = Recipe(), seed: int = 0, device="cpu", precision: str = "auto",
+                compile: bool | None = None, desc: str | None = None, on_epoch=None,
+                net: nn.Module | None = None) -> nn.Module:
+    """A :class:`~ltdd_utils.models.FastNet` trained on ``(x, y)`` (normalised images, labels) by the recipe; in
+    eval mode. ``epochs`` may be fractional (rounded to whole optimiser steps; every epoch a fresh permutation).
+    ``objective``: ``ce`` or ``logit_adjust`` (with ``tau``; the prior is the class frequencies of ``y``). ``net``:
+    an untrained FastNet to train in place (default: one built under ``seed``)."""
+    from .models import get_model, whiten_from
+    from .train import fit
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective {objective!r} is not allowed: expected one of {list(OBJECTIVES)}")
+    if epochs <= 0:
+        raise ValueError(f"epochs must be positive, got {epochs}")
+    if net is None:
+        torch.manual_seed(seed)
+        net = get_model("fastnet", x.shape[1], num_classes, tuple(x.shape[-2:]), width=recipe.width)
+    g = torch.Generator().manual_seed(seed)
+    whiten_from(net, x[torch.randperm(len(x), generator=g)[:recipe.whiten_images]])
+    steps_per = math.ceil(len(x) / recipe.batch)
+    total = max(1, round(epochs * steps_per))
+    whole = math.ceil(total / steps_per)
+    shift = None
+    if objective == "logit_adjust":
+        prior = torch.bincount(y, minlength=num_classes).float().clamp_min(1)
+        shift = (tau * (prior / prior.sum()).log()).to(device)
+
+    def step_loss(model, xb, yb, b):
+        logits = model(xb).float()
+        if shift is not None:
+            logits = logits + shift
+        return F.cross_entropy(logits, yb, label_smoothing=recipe.label_smoothing)
+
+    return fit(net, x, y, step_loss, epochs=whole, batch=recipe.batch, optimiser="sgd", lr=recipe.torch_lr(),
+               opt_kwargs={"momentum": recipe.momentum, "nesterov": True,
+                           "weight_decay": recipe.torch_weight_decay()},
+               schedule="warmup_linear", aug="translate_flip", seed=seed, device=device, precision=precision,
+               compile=compile,
+               desc=desc, param_groups=_param_groups(recipe),
+               on_step=_Lookahead(net, recipe.lookahead_every, recipe.lookahead_decay, total),
+               on_epoch=on_epoch, steps=total)
+
+
+def predict_tta(model: nn.Module, x: torch.Tensor, device="cpu", precision: str = "auto",
+                batch: int = 500) -> torch.Tensor:
+    """fp32 logits averaged over each image and its mirror image."""
+    from .evaluate import predict
+    return 0.5 * (predict(model, x, batch, device, precision) + predict(model, x.flip(-1), batch, device, precision))
+
+
+@producer("net.fast_teacher", 1, uses=("teachers", "data"))
+def teacher(data, *, epochs: float, objective: str = "ce", tau: float = 1.0, seed: int = 0,
+            recipe: Recipe = Recipe(), device="cpu", cache_root=None, use_cache: bool = True) -> nn.Module:
+    """The recipe's network for ``data`` (an :class:`~ltdd_utils.data.ImageData`; noisy labels are its labels),
+    trained once per split, objective, epochs, recipe, seed and producer versions and shared through the cache:
+    two chapters asking for the same teacher load one training."""
+    from .models import get_model
+    from .train import cached_net
+    key = dict(data=data.fingerprint(), epochs=epochs, objective=objective, tau=tau, recipe=asdict(recipe))
+    x, y = data.tensors()
+    build = lambda: get_model("fastnet", data.shape[0], data.num_classes, data.shape[1:], width=recipe.width)
+    train = lambda net: fit_teacher(x, y, data.num_classes, epochs=epochs, objective=objective, tau=tau,
+                                    recipe=recipe, seed=seed, device=device, net=net, desc=f"teacher ({objective})")
+    return cached_net("net.fast_teacher", build, train, key, seed=seed, device=device, cache_root=cache_root,
+                      use_cache=use_cache)
+
+
+# ------------------------------------------------------------------------------------------------ measurement
+# Each role: its training split, objective and epochs. The epochs were read off the validation split's curve (a
+# balanced split outside the training images: the last 5,000 of a fixed permutation of CIFAR-10's training set, or
+# 100 images per class outside the long-tailed split), never the test set.
+ROLES = {
+    "balanced": dict(what="CIFAR-10, 45,000 training images", objective="ce", epochs=8),
+    "lt_plain": dict(what="CIFAR-10-LT, IF 100, of the 45,000 (4,500 to 45 per class, 11,165 images)",
+                     objective="ce", epochs=24),
+    "lt_debiased": dict(what="the same long tail, logit adjustment (tau 1)", objective="logit_adjust", epochs=24),
+    "noisy_sym40": dict(what="CIFAR-10, 45,000 training images, 40 % symmetric label noise", objective="ce",
+                        epochs=8),
+}
+
+
+def role_splits(role: str, root=None, seed: int = 0):
+    """(train, validation) of a role: ImageData, the noisy role's labels noisy in both (a practitioner's
+    validation split has the same noise)."""
+    from .data import load_dataset
+    from .data.longtail import held_out, make_longtail
+    from .data.noise import inject_noise
+    if role not in ROLES:
+        raise ValueError(f"role {role!r} is not allowed: expected one of {list(ROLES)}")
+    full = load_dataset("cifar10", root, train=True)
+    perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(0))
+    train, val = full.subset(perm[:45000].sort().values), full.subset(perm[45000:].sort().values)
+    if role.startswith("lt_"):       # CIFAR-10-LT's shape on the 45,000: 4,500 head images down to 45
+        return make_longtail(train, 100, seed=0, n_max=4500), held_out(full, [train], 100)
+    if role == "noisy_sym40":
+        train, val = inject_noise(train, "symmetric", 0.4, seed=seed), inject_noise(val, "symmetric", 0.4, seed=seed)
+    return train, val
+
+
+def measure(roles, seeds, root=None, out=None, epochs: float | None = None, device="cpu") -> list[dict]:
+    """Train each role's teacher per seed (not cached: a measurement), with its validation accuracy after every
+    epoch; test accuracy (balanced test set: overall = balanced; many / medium / few on the long tail) at the end,
+    plain and with flip averaging. One row per network; written to ``out`` (JSON) as it goes."""
+    import json
+    import time
+    from .cache import atomic_write_text
+    from .data import load_dataset
+    from .data.longtail import class_groups
+    from .evaluate import accuracy_metrics, predict
+    from .precision import resolve
+    from .results import device_name
+    test = load_dataset("cifar10", root, train=False)
+    xt, yt = test.tensors()
+    rows = []
+    for role in roles:
+        spec = ROLES[role]
+        for seed in seeds:
+            train, val = role_splits(role, root, seed)
+            x, y = train.tensors()
+            xv, yv = val.tensors()
+            curve, t0 = [], time.time()
+
+            def on_epoch(ep, model):
+                curve.append(round(float((predict(model, xv, device=device).argmax(1) == yv).float().mean() * 100), 2))
+                print(f"[{role} seed {seed}] epoch {ep}: validation {curve[-1]:.2f} ({time.time() - t0:.0f} s)",
+                      flush=True)
+            n = epochs or spec["epochs"]
+            net = fit_teacher(x, y, train.num_classes, epochs=n, objective=spec["objective"], seed=seed,
+                              device=device, on_epoch=on_epoch)
+            minutes = (time.time() - t0) / 60
+            groups = class_groups(train.class_counts()) if role.startswith("lt_") else None
+            row = dict(role=role, what=spec["what"], seed=seed, epochs=n, train_images=len(x),
+                       validation=f"{len(xv)} images outside the training split", validation_curve=curve,
+                       minutes=round(minutes, 1), precision=resolve("auto", device), device=device_name(device),
+                       torch=torch.__version__)
+            for name, fn in (("test", predict), ("test_tta", predict_tta)):
+                m = accuracy_metrics(fn(net, xt, device=device).argmax(1), yt, test.num_classes, groups)
+                row[name] = {k: round(v, 2) for k, v in m.items() if isinstance(v, float)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            if out:
+                from pathlib import Path
+                atomic_write_text(out, json.dumps(rows, indent=1) + "\n")
+                atomic_write_text(Path(out).with_suffix(".md"), to_markdown(rows))
+    return rows
+
+
+# what the papers' pipelines label with, for the table beside ours (their numbers, not ours)
+PAPERS_TEACHERS = [
+    ("GLMC (Du et al., CVPR 2023), ResNet-32, 200 epochs of its debiased training", "lt_debiased",
+     "87.8 on CIFAR-10-LT IF 100"),
+    ("airbench94 (Jordan, 2024), the recipe's origin, about 10 epochs on an A100", "balanced", "94.0 on CIFAR-10"),
+]
+
+
+def to_markdown(rows: list[dict]) -> str:
+    """The teachers table of the "Running the book" page: per role, mean and range over seeds."""
+    import statistics
+    lines = ["| role | training data | seeds | epochs | test accuracy (%), flip-averaged | many / medium / few | "
+             "minutes each | precision, machine |", "|---|---|---|---|---|---|---|---|"]
+    for role in dict.fromkeys(r["role"] for r in rows):
+        rs = [r for r in rows if r["role"] == role]
+        acc = [r["test_tta"]["acc"] for r in rs]
+        fmt = lambda v: f"{statistics.mean(v):.1f}" + (f" ({min(v):.1f}–{max(v):.1f})" if len(v) > 1 else "")
+        groups = " / ".join(fmt([r["test_tta"][f"acc_{g}"] for r in rs]) for g in ("many", "medium", "few")
+                            if f"acc_{g}" in rs[0]["test_tta"]) or "—"
+        lines.append(f"| {role} | {rs[0]['what']} | {', '.join(str(r['seed']) for r in rs)} | {rs[0]['epochs']:g} | "
+                     f"{fmt(acc)} | {groups} | {fmt([r['minutes'] for r in rs])} | {rs[0]['precision']}, "
+                     f"{rs[0]['device']} |")
+    lines += ["", "The papers' teachers (their numbers, not ours): "
+              + "; ".join(f"{who}: {value}" for who, _, value in PAPERS_TEACHERS) + "."]
+    return "\n".join(lines) + "\n"

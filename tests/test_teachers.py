@@ -1,0 +1,85 @@
+"""The teachers' recipe (ltdd_utils.teachers) on planted cases: it learns, its parts do what they say."""
+import pytest
+import torch
+
+from ltdd_utils.models import FastNet, bn_statistics, get_model, whiten_from
+from ltdd_utils.teachers import Recipe, _Lookahead, _param_groups, fit_teacher, predict_tta
+from ltdd_utils.train import fit
+
+SMALL = Recipe(width=8, batch=50, whiten_images=200)
+
+
+def planted(n: int, seed: int, classes: int = 4):
+    """Class c raises channel c % 3 (first three classes) or lowers it (the fourth) on noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % classes
+    x = torch.randn(n, 3, 16, 16, generator=g) * 0.7
+    for c in range(classes):
+        x[y == c, c % 3] += 1.0 if c < 3 else -1.0
+    return x, y
+
+
+def test_the_recipe_learns_a_planted_case():
+    x, y = planted(400, 0)
+    xt, yt = planted(200, 1)
+    net = fit_teacher(x, y, 4, epochs=8, recipe=SMALL, precision="fp32", compile=False)
+    assert net.train_steps == 8 * 8 and not net.training
+    acc = float((predict_tta(net, xt, precision="fp32").argmax(1) == yt).float().mean())
+    assert acc >= 0.9, acc
+    assert len(bn_statistics(net)) == 6                          # recovery can match its BatchNorm statistics
+
+
+def test_fractional_epochs_stop_within_the_last_epoch():
+    x, y = planted(200, 0)
+    net = fit_teacher(x, y, 4, epochs=1.5, recipe=SMALL, precision="fp32", compile=False)
+    assert net.train_steps == 6                                  # 4 steps per epoch
+    with pytest.raises(ValueError, match="objective"):
+        fit_teacher(x, y, 4, epochs=1, objective="focal", recipe=SMALL)
+    with pytest.raises(ValueError, match="steps 9"):
+        fit(get_model("convnet", 3, 4, (16, 16), width=4), x, y, epochs=2, batch=50, steps=9)
+
+
+def test_logit_adjustment_lifts_the_rare_class():
+    """On a long tail, training against logits shifted by the log prior leaves the plain logits less biased to the
+    head: the rare class is predicted more often than under plain cross-entropy."""
+    x, y = planted(800, 0, classes=2)
+    keep = torch.cat([(y == 0).nonzero().flatten(), (y == 1).nonzero().flatten()[:40]])    # 400 : 40
+    x, y = x[keep], y[keep]
+    xt, _ = planted(400, 1, classes=2)
+    rare = {}
+    for objective in ("ce", "logit_adjust"):
+        net = fit_teacher(x, y, 2, epochs=3, objective=objective, recipe=SMALL, precision="fp32", compile=False)
+        rare[objective] = float((net(xt).argmax(1) == 1).float().mean())
+    assert rare["logit_adjust"] > rare["ce"]
+
+
+def test_whitening_filters_decorrelate_patches_and_stay_frozen():
+    torch.manual_seed(0)
+    net = FastNet(3, 10, width=8)
+    x = torch.randn(64, 3, 16, 16) @ torch.eye(16) * 3 + 1
+    whiten_from(net, x)
+    out = torch.nn.functional.conv2d(x, net.whiten.weight[:12])   # the positive half: one channel per eigenvector
+    cov = torch.cov(out.permute(1, 0, 2, 3).reshape(12, -1))
+    assert torch.allclose(cov, torch.diag(cov.diagonal()), atol=0.05 * float(cov.diagonal().max()))
+    assert not net.whiten.weight.requires_grad
+    with pytest.raises(ValueError, match="BatchNorm only"):
+        get_model("fastnet", 3, 10, norm="instancenorm")
+
+
+def test_batchnorm_shifts_learn_faster_and_the_lookahead_averages():
+    net = FastNet(3, 10, width=8)
+    shifts, rest = _param_groups(SMALL)(net)
+    assert shifts["lr"] == pytest.approx(64 * rest["lr"]) and shifts["lr"] * shifts["weight_decay"] == pytest.approx(
+        rest["lr"] * rest["weight_decay"])
+    assert all(p.ndim == 1 for p in shifts["params"]) and len(shifts["params"]) == 6
+    look = _Lookahead(net, every=2, decay=0.8, total=4)
+    w0 = net.classifier.weight.detach().clone()
+    with torch.no_grad():
+        net.classifier.weight.add_(1.0)
+        look(1, net)                                             # not a multiple of 2: untouched
+        assert torch.allclose(net.classifier.weight, w0 + 1)
+        look(2, net)                                             # decay 0.8 x (2/4)^3 = 0.1 toward the average
+        assert torch.allclose(net.classifier.weight, w0 + 0.9)
+        net.classifier.weight.add_(1.0)
+        look(4, net)                                             # the last step keeps the plain weights
+        assert torch.allclose(net.classifier.weight, w0 + 1.9)
