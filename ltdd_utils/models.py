@@ -264,11 +264,11 @@ def compile_wanted(precision: str, device, work: int, setting=None, threshold: i
             and work >= threshold and shutil.which(os.environ.get("CXX", "g++")) is not None)
 
 
-# In fp32, a compiled channels_last copy embedding 64 images at a time against the eager NCHW chunks: 1.53x for the
-# real side of DM (ConvNet-128, instance norm, 2,560 CIFAR-sized images; 134 against 88 GFLOP/s); one DM iteration
-# 1.9x the official code's loop, students 1.2x (batch 25) and 1.8x (batch 100), inference of 10,000 images 1.7x
-# (2-core AVX512 CPU, `python -m ltdd_utils bench --precision fp32`, book/results/bench_fp32.json).
-FP32_COMPILE_GAIN = 1.53
+# In fp32, compiled channels_last against eager, both in chunks of :func:`embed_chunk`: one DM iteration 1.3x
+# (2.15 -> 1.64 s; 2.2x the official code's loop, 178 GFLOP/s, 82 % of the fp32 convolution peak), students 1.1x
+# (batch 25) and 1.5x (batch 100), inference of 10,000 images 1.3x (2-core AVX512 CPU,
+# `python -m ltdd_utils bench --precision fp32`, book/results/bench_fp32.json).
+FP32_COMPILE_GAIN = 1.31
 
 # Whether an architecture's compiled code agrees with eager on this machine, checked on its first call:
 # signature -> True, or False (then eager from there on, with a warning). A compiler bug on one CPU must not move a

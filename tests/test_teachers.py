@@ -83,3 +83,19 @@ def test_batchnorm_shifts_learn_faster_and_the_lookahead_averages():
         net.classifier.weight.add_(1.0)
         look(4, net)                                             # the last step keeps the plain weights
         assert torch.allclose(net.classifier.weight, w0 + 1.9)
+
+
+def test_the_page_includes_the_stored_teachers_as_rendered():
+    """book/results/teachers.md (included by "Running the book") is what teachers.json renders to; every row names
+    its seed, epochs, validation curve, machine and precision, and the test accuracy plain and flip-averaged."""
+    import json
+    from pathlib import Path
+    from ltdd_utils import teachers
+    results = Path(__file__).resolve().parent.parent / "book" / "results"
+    rows = json.loads((results / "teachers.json").read_text())
+    assert (results / "teachers.md").read_text() == teachers.to_markdown(rows)
+    assert "```{include} results/teachers.md" in (results.parent / "running.md").read_text()
+    for r in rows:
+        assert r["role"] in teachers.ROLES and len(r["validation_curve"]) == r["epochs"]
+        assert r["device"] and r["precision"] in ("fp32", "bf16") and r["minutes"] > 0
+        assert {"acc", "acc_many", "acc_few"} <= set(r["test"]) and r["test_tta"]["acc"] > 0
