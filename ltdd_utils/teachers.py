@@ -164,7 +164,7 @@ def teacher(data, *, epochs: float, objective: str = "ce", tau: float = 1.0, see
 # the accuracy after every epoch; the test set is read once, at the end.
 ROLES = {
     "balanced": dict(what="CIFAR-10, 45,000 training images", objective="ce", epochs=8),
-    "lt_plain": dict(what="CIFAR-10-LT, IF 100, of the 45,000 (4,500 to 45 per class, 11,165 images)",
+    "lt_plain": dict(what="CIFAR-10-LT, IF 100: 4,500 to 45 per class of the 45,000 (11,165 images)",
                      objective="ce", epochs=24),
     "lt_debiased": dict(what="the same long tail, logit adjustment (tau 1)", objective="logit_adjust", epochs=24),
     "noisy_sym40": dict(what="CIFAR-10, 45,000 training images, 40 % symmetric label noise", objective="ce",
@@ -248,8 +248,8 @@ PAPERS_TEACHERS = [
 def to_markdown(rows: list[dict]) -> str:
     """The teachers table of the "Running the book" page: per role, mean and range over seeds."""
     import statistics
-    lines = ["| role | training data | seeds | epochs | test accuracy (%): plain, flip-averaged | many / medium / few "
-             "(flip-averaged) | minutes each | precision, machine |", "|---|---|---|---|---|---|---|---|"]
+    lines = ["| role | training data | seeds | epochs | test accuracy (%): plain, flipped | many / medium / few "
+             "(flipped) | minutes |", "|---|---|---|---|---|---|---|"]
     for role in dict.fromkeys(r["role"] for r in rows):
         rs = [r for r in rows if r["role"] == role]
         acc = [r["test_tta"]["acc"] for r in rs]
@@ -258,8 +258,10 @@ def to_markdown(rows: list[dict]) -> str:
                             if f"acc_{g}" in rs[0]["test_tta"]) or "—"
         plain = fmt([r["test"]["acc"] for r in rs])
         lines.append(f"| {role} | {rs[0]['what']} | {', '.join(str(r['seed']) for r in rs)} | {rs[0]['epochs']:g} | "
-                     f"{plain}, {fmt(acc)} | {groups} | {fmt([r['minutes'] for r in rs])} | {rs[0]['precision']}, "
-                     f"{rs[0]['device']} |")
-    lines += ["", "The papers' teachers (their numbers, not ours): "
+                     f"{plain}, {fmt(acc)} | {groups} | {fmt([r['minutes'] for r in rs])} |")
+    machines = sorted({f"{r['precision']} on {r['device']} (torch {r['torch']})" for r in rows})
+    lines += ["", f"Ran in {'; '.join(machines)}. \"Flipped\": logits averaged with the mirror image's; minutes "
+              "include a validation pass after every epoch.",
+              "", "The papers' teachers (their numbers, not ours): "
               + "; ".join(f"{who}: {value}" for who, value in PAPERS_TEACHERS) + "."]
     return "\n".join(lines) + "\n"
