@@ -337,10 +337,17 @@ def micro_batch_size(model: nn.Module, im_size, device="cpu") -> int:
         return 0
     if has_batchnorm(model):
         return 0
+    n = _images_within_budget(model, im_size)
+    return 0 if n is None else max(4, n)
+
+
+def _images_within_budget(model: nn.Module, im_size) -> int | None:
+    """How many images keep the first convolution's full-resolution output within :data:`ACTIVATION_BUDGET`
+    elements (None: the model has no convolution)."""
     conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     if conv is None:
-        return 0
-    return max(4, ACTIVATION_BUDGET // (conv.out_channels * int(im_size[0]) * int(im_size[1])))
+        return None
+    return ACTIVATION_BUDGET // (conv.out_channels * int(im_size[0]) * int(im_size[1]))
 
 
 def embed_chunk(net: nn.Module, im_size, device="cpu") -> int:
@@ -353,10 +360,8 @@ def embed_chunk(net: nn.Module, im_size, device="cpu") -> int:
     in bf16 0.79 / 0.77 / 0.72 s (2-core AVX512-bf16 CPU)."""
     if torch.device(device).type != "cpu":
         return 4096
-    conv = next((m for m in net.modules() if isinstance(m, nn.Conv2d)), None)
-    if conv is None:
-        return 64
-    return min(256, max(8, ACTIVATION_BUDGET // (conv.out_channels * int(im_size[0]) * int(im_size[1]))))
+    n = _images_within_budget(net, im_size)
+    return 64 if n is None else min(256, max(8, n))
 
 
 def quiet_compile():

@@ -172,15 +172,15 @@ ROLES = {
 }
 
 
-def role_splits(role: str, root=None, seed: int = 0):
+def role_splits(role: str, root=None, seed: int = 0, full=None):
     """(train, validation) of a role: ImageData, the noisy role's labels noisy in both (a practitioner's
-    validation split has the same noise)."""
+    validation split has the same noise). ``full``: CIFAR-10's training split, if already loaded."""
     from .data import load_dataset
     from .data.longtail import held_out, make_longtail
     from .data.noise import inject_noise
     if role not in ROLES:
         raise ValueError(f"role {role!r} is not allowed: expected one of {list(ROLES)}")
-    full = load_dataset("cifar10", root, train=True)
+    full = full if full is not None else load_dataset("cifar10", root, train=True)
     perm = torch.randperm(len(full), generator=torch.Generator().manual_seed(0))
     train, val = full.subset(perm[:45000].sort().values), full.subset(perm[45000:].sort().values)
     if role.startswith("lt_"):       # CIFAR-10-LT's shape on the 45,000: 4,500 head images down to 45
@@ -202,13 +202,13 @@ def measure(roles, seeds, root=None, out=None, epochs: float | None = None, devi
     from .evaluate import accuracy_metrics, predict
     from .precision import resolve
     from .results import device_name
-    test = load_dataset("cifar10", root, train=False)
+    test, full = load_dataset("cifar10", root, train=False), load_dataset("cifar10", root, train=True)
     xt, yt = test.tensors()
     rows = []
     for role in roles:
         spec = ROLES[role]
         for seed in seeds:
-            train, val = role_splits(role, root, seed)
+            train, val = role_splits(role, root, seed, full)
             x, y = train.tensors()
             xv, yv = val.tensors()
             curve, t0 = [], time.time()
