@@ -396,7 +396,7 @@ def main(argv=None) -> int:
                         "what a CPU without bf16 runs")
     t = sub.add_parser("teachers", help="train the teachers' recipe per role and seed on CIFAR-10 and write their "
                        "validation curves and test accuracies (a measurement: nothing cached)")
-    t.add_argument("--roles", default="balanced,lt_plain,lt_debiased,noisy_sym40")
+    t.add_argument("--roles", default="balanced,lt_plain,lt_debiased,lt_glmc,noisy_sym40")
     t.add_argument("--seeds", default="0,1,2")
     t.add_argument("--epochs", type=float, default=None, help="override every role's epochs")
     t.add_argument("--data-root", default=None)

@@ -180,6 +180,8 @@ def make_config(chapter: str, preset: str = "cpu", check_data: bool = True, **ov
         except ConfigError:
             values["precision"] = resolve(values["precision"], "cpu")
     module = chapter_module(chapter)
+    if hasattr(module, "check"):                 # rules between parameters, raising ConfigError
+        module.check(values)
     if hasattr(module, "resolve_data"):          # a chapter whose datasets are built from registry datasets
         values = module.resolve_data(values, check_data)
     elif check_data and "dataset" in values:

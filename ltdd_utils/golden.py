@@ -215,7 +215,8 @@ def _expert():
     d = _small()
     kw = dict(width=8, depth=2, epochs=2, batch=16, seed=1)
     return _cache(lambda tmp: _weights(train_expert(d, debias=True, cache_root=tmp, **kw))
-                  + _weights(train_expert(d, debias=False, cache_root=tmp, **kw)))
+                  + _weights(train_expert(d, debias=False, cache_root=tmp, **kw))
+                  + _weights(train_expert(d, True, "fastnet", 4, epochs=2, batch=16, seed=1, cache_root=tmp)))
 
 
 @case("net.trust", "method.tad")

@@ -130,6 +130,17 @@ class _FastGroup(nn.Module):
         return F.gelu(self.norm2(self.conv2(x)))
 
 
+class ScaledLinear(nn.Linear):
+    """A linear layer whose outputs are multiplied by ``scale`` (FastNet's bias-free head, logits / 9)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False, scale: float = 1 / 9):
+        super().__init__(in_features, out_features, bias=bias)
+        self.scale = scale
+
+    def forward(self, x):
+        return super().forward(x) * self.scale
+
+
 class FastNet(nn.Module):
     """The teachers' network: strong in a few epochs on a CPU (the recipe is :mod:`ltdd_utils.teachers`).
 
@@ -153,13 +164,13 @@ class FastNet(nn.Module):
             cin = w
         self.groups = nn.Sequential(*groups)
         self.feature_dim = cin
-        self.classifier = nn.Linear(cin, num_classes, bias=False)
+        self.classifier = ScaledLinear(cin, num_classes, bias=False, scale=1 / 9)
 
     def embed(self, x):
         return F.adaptive_max_pool2d(self.groups(F.gelu(self.whiten(x))), 1).flatten(1)
 
     def forward(self, x):
-        return self.classifier(self.embed(x)) / 9
+        return self.classifier(self.embed(x))
 
 
 @torch.no_grad()

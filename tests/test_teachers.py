@@ -100,3 +100,52 @@ def test_the_page_includes_the_stored_teachers_as_rendered():
         assert r["device"] and r["precision"] in ("fp32", "bf16") and r["minutes"] > 0
         assert r["test"]["acc"] > 0 and r["test_tta"]["acc"] > 0
         assert not r["role"].startswith("lt_") or {"acc_many", "acc_medium", "acc_few"} <= set(r["test_tta"])
+
+
+def test_chapters_01_and_02_get_one_cached_teacher(tmp_path, monkeypatch):
+    """Chapter 06 runs chapters 01 and 02 on one long-tailed split: chapter 01's teacher and chapter 02's plain
+    observer are one cached network, trained once (their smoke configs as the leaderboard builds them)."""
+    from ltdd_utils import teachers
+    from ltdd_utils.chapters.leaderboard import paper_config
+    from ltdd_utils.config import make_config
+    from ltdd_utils.experiment import Run
+    from ltdd_utils.studies import adsa, unbiased_recovery
+
+    trained = []
+    fit = teachers.fit_teacher
+    monkeypatch.setattr(teachers, "fit_teacher", lambda x, *a, **k: trained.append(len(x)) or fit(x, *a, **k))
+    board = dict(make_config("leaderboard", "smoke", cache_dir=str(tmp_path)))
+    first = adsa.Study(Run(paper_config(board, "adsa", check_data=True)))
+    assert len(trained) == len(first.teachers)               # one per split: the long tails and the balanced one
+    second = unbiased_recovery.Study(Run(paper_config(board, "unbiased_recovery", check_data=True)))
+    observer = second.expert(second.IF0, "plain", "observer")
+    assert len(trained) == len(first.teachers)               # loaded, not trained again
+    assert observer.cache_key == first.teachers[first.IF0].cache_key
+    assert torch.equal(observer.classifier.weight, first.teachers[first.IF0].classifier.weight)
+
+
+def test_a_glmc_expert_trains_on_the_recipe_and_logit_adjustment_is_checked(tmp_path):
+    """A debiased FastNet expert (GLMC's step on the teachers' recipe) keeps GLMC's second head, scaled like the
+    backbone's, and learns a planted long tail through it (without the SimSiam term: at GLMC's weight 4 it holds
+    this case at 50 %); logit-adjusted experts must be FastNets without GLMC variants."""
+    from ltdd_utils.config import ConfigError, make_config
+    from ltdd_utils.data import ImageData
+    from ltdd_utils.methods.unbiased_recovery import Expert, train_expert
+    from ltdd_utils.models import ScaledLinear
+    x, y = planted(400, 0)
+    keep = torch.cat([torch.nonzero(y == c).flatten()[:n] for c, n in enumerate((100, 60, 30, 12))])
+    as_bytes = lambda v: (v * 32 + 128).clamp(0, 255).round().to(torch.uint8)   # (pixels - 0.5) / 0.125 ~ v
+    data = ImageData(as_bytes(x[keep]), y[keep], list("abcd"), "planted", "test", (0.5,) * 3, (0.125,) * 3)
+    expert = train_expert(data, True, "fastnet", 8, epochs=20, batch=50, contrast_weight=0.0, seed=0,
+                          cache_root=tmp_path)
+    assert isinstance(expert, Expert) and isinstance(expert.fc_cb, ScaledLinear)
+    xt, yt = planted(200, 1)
+    test = ImageData(as_bytes(xt), yt, list("abcd"), "planted", "test", (0.5,) * 3, (0.125,) * 3)
+    with torch.no_grad():
+        acc = float((expert(test.tensors()[0]).argmax(1) == yt).float().mean())
+    assert acc >= 0.9, acc
+    with pytest.raises(ConfigError, match="EXPERT_MODEL 'fastnet'"):
+        make_config("unbiased_recovery", "smoke", check_data=False, expert_objective="logit_adjust",
+                    expert_model="convnet_bn", expert_candidates=[])
+    with pytest.raises(ConfigError, match="expert_candidates"):
+        make_config("unbiased_recovery", "smoke", check_data=False, expert_objective="logit_adjust")

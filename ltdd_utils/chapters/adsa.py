@@ -20,7 +20,9 @@ SCHEMA = schema_from(
     "claim_margin", "test_limit", "results_dir", "recover_iterations", "recover_lr", "r_bn", "first_bn_multiplier",
     "dataset", "data_root", "cache_dir", "device", "precision", "seeds", "model", "depth", "norm", "group_scheme",
     "eval_students", "eval_batch", "kd_lr", "kd_ce_weight", "kd_cutmix", "val_per_class", "student_steps",
-    "teacher_epochs", "teacher_lr", "teacher_width",
+    "teacher_epochs",
+    teacher_width=Param(int_at_least(1), "teacher width: FastNet, the teachers' recipe (ltdd_utils.teachers), widths "
+                        "w, 4w, 4w"),
     n_max=Param(int_at_least(1), "images of the head class in the long-tailed split"),
     imbalance_factor=Param(number_at_least(1, " (1 = balanced)"), "imbalance factor of the main comparison"),
     tail_order_seed=Param(optional(int_at_least(0)), "seed of the class -> tail-rank permutation (None: class 0 the "
@@ -40,16 +42,17 @@ SCHEMA = schema_from(
     grid_seeds=Param(list_of(int_at_least(0), min_len=0),
                      "seeds of the two-sources grid (images x teacher, balanced vs long-tailed); empty: no grid"),
     real_crops=Param(int_at_least(1), "random resized crops per real image for tau* on real crops"),
-    teacher_batch=Param(int_at_least(1), "teacher batch size"),
+    teacher_batch=Param(int_at_least(1), "teacher batch size (the recipe's lr and weight decay are per 1,024 images)"),
     tau_grid=Param(_grid, "ADSA's tau search grid [start, stop, step] (the paper's range is not known)"),
     jitter=Param(int_at_least(0), "recovery jitter: largest roll in pixels"),
     duplicate_noise=Param(number_at_least(0), "noise std added to duplicated images of classes with < IPC images"),
 )
 
-_COMMON = {**BASE_PRESET, "dataset": "auto", "imbalance_factor": 100, "tail_order_seed": 0, "methods": list(ARMS),
+# the teachers are the library's recipe (FastNet, its own optimiser), shared with chapter 02's plain experts on one split
+_COMMON = {**{k: v for k, v in BASE_PRESET.items() if k != "teacher_lr"}, "dataset": "auto", "imbalance_factor": 100, "tail_order_seed": 0, "methods": list(ARMS),
            "other_ipc_methods": ["hard", "soft", "adsa", "balanced_teacher"], "sweep_methods": ["soft", "adsa"],
            "tau_grid": [0, 3, 0.05], "recover_lr": 0.05, "r_bn": 0.01, "first_bn_multiplier": 10.0, "jitter": 2,
-           "duplicate_noise": 0.1, "teacher_lr": 0.05, "kd_lr": 1e-3, "kd_ce_weight": 0.025, "kd_cutmix": True,
+           "duplicate_noise": 0.1, "kd_lr": 1e-3, "kd_ce_weight": 0.025, "kd_cutmix": True,
            "real_crops": 4}
 
 PRESETS = {
@@ -60,22 +63,22 @@ PRESETS = {
               "test_limit": 200},
     "cpu": {**_COMMON, "seeds": [0, 1, 2], "n_max": 2000, "ipcs": [10, 50], "sweep_factors": [10, 50, 100],
             "sweep_seeds": [0, 1, 2], "sensitivity_taus": [0.5, 2.0], "grid_seeds": [0, 1, 2],
-            "teacher_epochs": 40, "teacher_width": 32, "teacher_batch": 128, "recover_iterations": 200,
+            "teacher_epochs": 30, "teacher_width": 64, "teacher_batch": 500, "recover_iterations": 200,
             "eval_students": 1, "student_steps": 1000, "eval_batch": 50, "eval_widths": [32, 64], "val_per_class": 100,
             "test_limit": None},
     # 4,900 head images: the validation set takes 100 per class of CIFAR-10's 5,000 from outside every split
     "paper": {**_COMMON, "seeds": [0, 1, 2], "n_max": 4900, "ipcs": [10, 50], "sweep_factors": [10, 50, 100],
               "other_ipc_methods": ["hard", "soft", "tau1", "adsa", "oracle", "balanced_teacher"],
               "sweep_seeds": [0, 1, 2], "sensitivity_taus": [0.5, 1.5, 2.0], "grid_seeds": [0, 1, 2],
-              "teacher_epochs": 200, "teacher_width": 128, "teacher_batch": 128, "recover_iterations": 1000,
+              "teacher_epochs": 60, "teacher_width": 128, "teacher_batch": 500, "recover_iterations": 1000,
               "eval_students": 3, "student_steps": 10000, "eval_batch": 10, "eval_widths": [128],
               "val_per_class": 100, "test_limit": None},
 }
 
-# One H200 within about a minute (bf16): width-128 teachers on CIFAR-10-LT with 1,400 head images (it fits a data
-# root packed for a GPU lease, pack-data --per-class 1500, with 100 per class left for validation), 500 recovery
+# One H200 within about a minute (bf16): the cpu preset's teachers on CIFAR-10-LT with 1,400 head images (it fits a
+# data root packed for a GPU lease, pack-data --per-class 1500, with 100 per class left for validation), 500 recovery
 # steps, width-128 students for 2,000 steps; the main comparison and the IF sweep's ends (sized from the cpu run,
 # not yet timed on a GPU)
 PRESETS["gpu"] = {**PRESETS["cpu"], "n_max": 1400, "ipcs": [10], "sweep_factors": [10, 100], "grid_seeds": [0],
-                  "sensitivity_taus": [0.5, 2.0], "teacher_epochs": 30, "teacher_width": 128, "teacher_batch": 256,
+                  "sensitivity_taus": [0.5, 2.0],
                   "recover_iterations": 500, "student_steps": 2000, "eval_widths": [128]}

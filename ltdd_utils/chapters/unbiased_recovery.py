@@ -51,12 +51,16 @@ SCHEMA = schema_from(
     other_ipcs=Param(list_of(int_at_least(1), min_len=0), "further IPCs at the main imbalance factor"),
     diagnostic_factors=Param(list_of(number_at_least(1, " (1 = balanced)"), min_len=0),
                              "imbalance factors of the BatchNorm-skew diagnostic (forward passes only)"),
-    expert_model=Param(one_of("convnet_bn", "resnet18"), "observer/teacher architecture (needs BatchNorm)"),
+    expert_model=Param(one_of("fastnet", "convnet_bn", "resnet18"),
+                       "observer/teacher architecture (BatchNorm): fastnet trains by the teachers' recipe "
+                       "(ltdd_utils.teachers), its plain expert the cached teacher chapter 01 labels with on one split"),
+    expert_objective=Param(one_of("glmc", "logit_adjust"), "debiased experts' objective: GLMC's step, or logit "
+                           "adjustment (tau 1; fastnet only; EXPERT_HEADS, Q and RESAMPLE then unused)"),
     expert_width=Param(int_at_least(1), "observer/teacher width"),
     expert_epochs=Param(int_at_least(1), "observer/teacher training epochs"),
-    expert_lr=Param(positive_number, "observer/teacher SGD learning rate (cosine)"),
+    expert_lr=Param(positive_number, "observer/teacher SGD learning rate (cosine; convnet_bn and resnet18)"),
     expert_batch=Param(int_at_least(1), "observer/teacher batch size"),
-    expert_weight_decay=Param(number_at_least(0), "observer/teacher SGD weight decay"),
+    expert_weight_decay=Param(number_at_least(0), "observer/teacher SGD weight decay (convnet_bn and resnet18)"),
     expert_margin=Param(number_at_least(0), "points by which a debiased expert's few-group validation accuracy must "
                         "beat the plain expert's to be accepted (fixed before the run); otherwise the claims that "
                         "need debiased experts are not testable"),
@@ -83,7 +87,7 @@ _COMMON = {**BASE_PRESET, "dataset": "auto", "imbalance_factor": 100, "ipc": 10,
            "other_methods": ["full", "base", "crops_kd", "random_kd", "random_hard", "dm"],
            # GLMC's published recipe (ynu-yangpeng/GLMC main.py, Trainer.py): SGD lr 0.01, batch 64, weight decay
            # 5e-3, warm-up then cosine, two heads, label weighting q = 1, resampling 0.2
-           "expert_model": "convnet_bn", "expert_lr": 0.01, "expert_batch": 64, "expert_weight_decay": 5e-3,
+           "expert_model": "convnet_bn", "expert_objective": "glmc", "expert_lr": 0.01, "expert_batch": 64, "expert_weight_decay": 5e-3,
            "expert_heads": 2, "expert_candidates": [], "expert_margin": 10.0, "resample": 0.2, "val_per_class": 100,
            "q": 1.0, "contrast_weight": 4.0, "num_crops": 5, "max_images": 300,
            "crop_scale": [0.08, 1.0], "recover_lr": 0.05, "r_bn": 0.01, "first_bn_multiplier": 10.0,
@@ -93,14 +97,17 @@ _COMMON = {**BASE_PRESET, "dataset": "auto", "imbalance_factor": 100, "ipc": 10,
 PRESETS = {
     "smoke": {**_COMMON, "dataset": "digits", "seeds": [0], "n_max": 60, "imbalance_factor": 10, "ipc": 2,
               "other_factors": [5], "other_ipcs": [1], "diagnostic_factors": [1, 5, 10], "expert_width": 8,
-              "expert_candidates": [[1, 1.2], [2, 0.5]], "val_per_class": 10, "expert_epochs": 1, "expert_batch": 64,
+              "expert_model": "fastnet", "expert_candidates": [[1, 1.2], [2, 0.5]], "val_per_class": 10,
+              "expert_epochs": 2, "expert_batch": 64,
               "share_experts": False, "num_crops": 3, "max_images": 20, "recover_iterations": 3, "dm_iterations": 3,
               "dm_batch_real": 8, "eval_students": 1, "student_steps": 4, "eval_batch": 16, "eval_width": 8,
               "test_limit": 200},
-    # 45 minutes on 2 cores, cold: GLMC experts of 100 epochs at every factor, 1,000-step students, 3 seeds
+    # experts by the teachers' recipe (FastNet width 64, 30 epochs, as chapter 01's teachers), GLMC's step;
+    # 1,000-step students, 3 seeds
     "cpu": {**_COMMON, "seeds": [0, 1, 2], "n_max": 1000, "other_factors": [10, 50], "other_ipcs": [50],
             "other_methods": ["full", "base", "random_kd", "random_hard"], "diagnostic_factors": [1, 10, 50, 100],
-            "expert_width": 32, "expert_epochs": 100, "share_experts": True, "recover_iterations": 150,
+            "expert_model": "fastnet", "expert_width": 64, "expert_epochs": 30, "expert_batch": 500,
+            "share_experts": True, "recover_iterations": 150,
             "dm_iterations": 300, "dm_batch_real": 64, "eval_students": 1, "student_steps": 1000, "eval_batch": 50,
             "eval_width": 32, "test_limit": None},
     # 4,900 head images: the validation set takes 100 per class of CIFAR-10's 5,000 from outside every split
@@ -111,10 +118,21 @@ PRESETS = {
               "test_limit": None},
 }
 
-# One H200 within about a minute (bf16): width-64 GLMC experts (BatchNorm ConvNet) for 60 epochs on CIFAR-10-LT with
-# 1,400 head images (it fits a data root packed for a GPU lease, pack-data --per-class 1500, with 100 per class
-# left for validation), 500 recovery steps, width-128 students for 2,000 steps; the main arms at IF 100 (sized
-# from the cpu run, not yet timed on a GPU)
-PRESETS["gpu"] = {**PRESETS["cpu"], "n_max": 1400, "other_factors": [], "other_ipcs": [], "expert_width": 64,
-                  "expert_epochs": 60, "expert_batch": 128, "recover_iterations": 500, "dm_iterations": 1000,
+# One H200 within about a minute (bf16): the cpu preset's experts on CIFAR-10-LT with 1,400 head images (it fits a
+# data root packed for a GPU lease, pack-data --per-class 1500, with 100 per class left for validation), 500
+# recovery steps, width-128 students for 2,000 steps; the main arms at IF 100 (sized from the cpu run, not yet timed
+# on a GPU)
+PRESETS["gpu"] = {**PRESETS["cpu"], "n_max": 1400, "other_factors": [], "other_ipcs": [], "recover_iterations": 500, "dm_iterations": 1000,
                   "dm_batch_real": 256, "student_steps": 2000, "eval_width": 128}
+
+
+def check(values: dict) -> None:
+    """Logit-adjusted experts are FastNets and have no GLMC variants to choose among."""
+    from ..config import ConfigError
+    if values["expert_objective"] == "logit_adjust":
+        if values["expert_model"] != "fastnet":
+            raise ConfigError(f"parameter 'expert_objective': 'logit_adjust' needs EXPERT_MODEL 'fastnet', got "
+                              f"{values['expert_model']!r}")
+        if values["expert_candidates"]:
+            raise ConfigError("parameter 'expert_candidates': GLMC variants [heads, q] do not apply to "
+                              "EXPERT_OBJECTIVE 'logit_adjust'; use []")

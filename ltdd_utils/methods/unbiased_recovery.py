@@ -23,6 +23,7 @@ them.
 """
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
@@ -56,7 +57,10 @@ class Expert(nn.Module):
         self.backbone = backbone
         self.proj = nn.Linear(backbone.feature_dim, proj_dim)
         self.pred = nn.Linear(proj_dim, proj_dim)
-        self.fc_cb = nn.Linear(backbone.feature_dim, num_classes) if heads == 2 else None
+        self.fc_cb = None
+        if heads == 2:              # a fresh head of the backbone's own kind (FastNet's scales its logits)
+            self.fc_cb = copy.deepcopy(backbone.classifier)
+            self.fc_cb.reset_parameters()
 
     def embed(self, x):
         return self.backbone.embed(x)
@@ -122,11 +126,14 @@ def rebalanced_draw(labels: torch.Tensor, class_weights: torch.Tensor, n: int, g
     return torch.multinomial(class_weights[labels], n, replacement=True, generator=gen)
 
 
-@producer("net.expert", 2, uses=("train.fit", "models", "augment"))
+EXPERT_OBJECTIVES = ("glmc", "logit_adjust")
+
+
+@producer("net.expert", 3, uses=("train.fit", "models", "augment", "teachers"))
 def train_expert(data: ImageData, debias: bool = True, model: str = "convnet_bn", width: int = 32, depth: int = 3,
-                 epochs: int = 10, lr: float = 0.01, batch: int = 64, q: float = 1.0, contrast_weight: float = 4.0,
+                 epochs: float = 10, lr: float = 0.01, batch: int = 64, q: float = 1.0, contrast_weight: float = 4.0,
                  weight_decay: float = 5e-3, heads: int = 2, resample: float = 0.2, seed: int = 0, device="cpu",
-                 cache_root=None) -> Expert:
+                 cache_root=None, objective: str = "glmc") -> nn.Module:
     """Train (or load from the cache) an expert on long-tailed real data; GLMC's recipe by default.
 
     ``debias=True``: the GLMC step above; the second batch is drawn class-rebalanced with class weights
@@ -137,7 +144,20 @@ def train_expert(data: ImageData, debias: bool = True, model: str = "convnet_bn"
     SGD (momentum 0.9, ``weight_decay``) with GLMC's schedule, a linear warm-up over 5 % of the steps then
     cosine. The BatchNorm running statistics are PyTorch's usual EMA. The returned model carries
     ``cache_key`` and ``train_seconds`` (of the first training).
+
+    ``model="fastnet"``: the teachers' network and recipe (:mod:`ltdd_utils.teachers`; ``width`` and ``batch``
+    are the recipe's, ``lr`` and ``weight_decay`` unused). The plain expert is then the shared cached teacher
+    (:func:`ltdd_utils.teachers.teacher`, cross-entropy), the one chapter 01 labels with on the same split; a
+    debiased one trains the GLMC step above on the recipe's optimiser (``objective="glmc"``) or is the shared
+    logit-adjusted teacher (``objective="logit_adjust"``, FastNet only).
     """
+    if objective not in EXPERT_OBJECTIVES:
+        raise ValueError(f"objective {objective!r} is not allowed: expected one of {list(EXPERT_OBJECTIVES)}")
+    if objective == "logit_adjust" and model != "fastnet":
+        raise ValueError(f"objective 'logit_adjust' needs model 'fastnet' (got {model!r})")
+    if model == "fastnet":
+        return _fastnet_expert(data, debias, width, epochs, batch, q, contrast_weight, heads, resample, seed,
+                               device, cache_root, objective)
     heads = heads if debias else 1
     key = dict(data=data.fingerprint(), debias=debias, model=model, width=width, depth=depth, epochs=epochs,
                lr=lr, batch=batch, weight_decay=weight_decay, heads=heads,
@@ -145,19 +165,46 @@ def train_expert(data: ImageData, debias: bool = True, model: str = "convnet_bn"
 
     def train(net):                              # runs only when the expert is not in the cache
         x, y = data.tensors()
-        counts = data.class_counts()
-        weights, sampling = reweighting(counts, q), reweighting(counts, resample)
-
-        def glmc(net, xa, ya, b):
-            ib = rebalanced_draw(y, sampling, len(ya), b.gen)
-            return glmc_step_loss(net, xa, ya, x[ib].to(xa.device), y[ib].to(xa.device), data.num_classes, weights,
-                                  (b.step / b.total) ** 2, contrast_weight, b.gen)[0]
+        glmc = _glmc_loss(data, q, resample, contrast_weight) if debias else None
         fit(net, x, y, glmc if debias else cross_entropy, epochs=epochs, batch=batch, lr=lr,
             opt_kwargs={"weight_decay": weight_decay}, schedule="warmup_cosine", aug="none" if debias else "cropflip",
             seed=seed, device=device, desc="expert (GLMC)" if debias else "expert (CE)")
 
     build = lambda: Expert(get_model(model, data.shape[0], data.num_classes, data.shape[1:], width=width, depth=depth,
                                      norm="batchnorm"), data.num_classes, heads=heads)
+    return cached_net("net.expert", build, train, key, seed=seed, device=device, cache_root=cache_root)
+
+
+def _glmc_loss(data: ImageData, q: float, resample: float, contrast_weight: float):
+    """GLMC's step loss for :func:`ltdd_utils.train.fit` on ``data``: the first batch as drawn, the second
+    class-rebalanced, the re-weighted share growing as the square of the fraction of steps done."""
+    x, y = data.tensors()
+    counts = data.class_counts()
+    weights, sampling = reweighting(counts, q), reweighting(counts, resample)
+
+    def glmc(net, xa, ya, b):
+        ib = rebalanced_draw(y, sampling, len(ya), b.gen)
+        return glmc_step_loss(net, xa, ya, x[ib].to(xa.device), y[ib].to(xa.device), data.num_classes, weights,
+                              (b.step / b.total) ** 2, contrast_weight, b.gen)[0]
+    return glmc
+
+
+def _fastnet_expert(data, debias, width, epochs, batch, q, contrast_weight, heads, resample, seed, device,
+                    cache_root, objective):
+    from ..teachers import Recipe, fit_teacher, teacher
+    recipe = Recipe(width=width, batch=batch)
+    if not debias or objective == "logit_adjust":
+        return teacher(data, epochs=epochs, objective="logit_adjust" if debias else "ce", seed=seed, recipe=recipe,
+                       device=device, cache_root=cache_root)
+    from dataclasses import asdict
+    key = dict(data=data.fingerprint(), debias=True, model="fastnet", objective="glmc", epochs=epochs, heads=heads,
+               q=q, contrast_weight=contrast_weight, resample=resample, recipe=asdict(recipe))
+    x, y = data.tensors()
+    train = lambda net: fit_teacher(x, y, data.num_classes, epochs=epochs, recipe=recipe, seed=seed, device=device,
+                                    net=net, step_loss=_glmc_loss(data, q, resample, contrast_weight), aug="none",
+                                    desc="expert (GLMC, teachers' recipe)")
+    build = lambda: Expert(get_model("fastnet", data.shape[0], data.num_classes, data.shape[1:], width=width),
+                           data.num_classes, heads=heads)
     return cached_net("net.expert", build, train, key, seed=seed, device=device, cache_root=cache_root)
 
 

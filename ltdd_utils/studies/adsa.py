@@ -13,9 +13,10 @@ from ..data.bias import stream_seed
 from ..data.longtail import class_groups, held_out, make_longtail, tail_order
 from ..distill import SyntheticSet, random_subset
 from ..distill.srr import recover
-from ..evaluate import EvalSettings, predict, train_teacher
+from ..evaluate import EvalSettings, predict
 from ..experiment import Run, kd_trainer
 from ..methods import adsa
+from .. import teachers
 from ..models import embed_in_chunks
 from ..versions import key_versions
 
@@ -87,9 +88,12 @@ class Study:
         return make_longtail(self.full, 1, stream_seed(0, "adsa-balanced"), n_max=len(d) // self.C)
 
     def teacher_for(self, d):
+        """The teachers' recipe (cross-entropy, seed 0) on ``d``: the cached network chapter 02's plain experts
+        and chapter 06 load for the same split."""
         c = self.cfg
-        return train_teacher(d, c.model, c.teacher_width, c.depth, "batchnorm", c.teacher_epochs, c.teacher_lr,
-                             c.teacher_batch, "cropflip", "ce", seed=0, device=self.device, cache_root=c.cache_dir)
+        return teachers.teacher(d, epochs=c.teacher_epochs, objective="ce", seed=0,
+                                recipe=teachers.Recipe(width=c.teacher_width, batch=c.teacher_batch),
+                                device=self.device, cache_root=c.cache_dir)
 
     def by_rank(self, per_class) -> list:
         """Per-class values in tail-rank order (head first)."""

@@ -62,7 +62,8 @@ class Study:
         return ur.train_expert(self.splits[f], kind == "debiased", c.expert_model, c.expert_width, c.depth,
                                c.expert_epochs, c.expert_lr, c.expert_batch, self.q if q is None else q,
                                c.contrast_weight, c.expert_weight_decay, self.heads if heads is None else heads,
-                               c.resample, seed=seed, device=self.device, cache_root=c.cache_dir)
+                               c.resample, seed=seed, device=self.device, cache_root=c.cache_dir,
+                               objective=c.expert_objective)
 
     def metrics_on(self, net, data) -> dict:
         x, y = data.tensors()
