@@ -400,11 +400,24 @@ def to_markdown(res: dict) -> str:
     five = res.get("five students, seconds per 1,000 steps each", {})
     if five:
         lines += ["", f"| five students of one recipe on the fast path (IPC 10, DSA, batch 100; s per 1,000 steps of "
-                  "each) | one after another | as one stacked model | stacked against alone |", "|---|---|---|---|"]
+                  "each) | one after another | alone: GFLOP/s, share of the convolution peak | as one stacked model | "
+                  "stacked against alone |", "|---|---|---|---|---|"]
         for w in sorted({int(k.split(",")[0].split()[1]) for k in five}):
             a, b = five[f"width {w}, one after another"], five[f"width {w}, stacked"]
-            lines.append(f"| width {w} | {_fmt(a, 1)} | {_fmt(b, 1)} | {a['median'] / b['median']:.2f}x |")
+            rate = _student_step_flops(w) * 1000 / a["median"] / 1e9
+            lines.append(f"| width {w} | {_fmt(a, 1)} | {rate:.0f}, {rate / best:.0%} | {_fmt(b, 1)} | "
+                         f"{a['median'] / b['median']:.2f}x |")
+        lines += ["", "GFLOP/s of a student alone: its convolutions' multiply-adds x 2, forward and backward taken as "
+                  "three forward passes of the batch of 100, per second; the share is of the best convolution "
+                  f"throughput above in {p}. Stacking can at most make up the rest: a student that already runs "
+                  "near the peak cannot train in half the time batched."]
     return "\n".join(lines)
+
+
+def _student_step_flops(width: int) -> int:
+    """A ConvNet-3 student's convolution FLOPs per training step on 100 CIFAR-sized images (forward and backward
+    as three forward passes; DSA, norms and the optimiser not counted)."""
+    return 3 * 100 * _convnet_flops(width, 3, 3, 32)
 
 
 def accuracy_markdown(res: dict) -> str:

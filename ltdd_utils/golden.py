@@ -230,7 +230,8 @@ def _tad():
         net = tad.warmup_trust_net(d, seed=1, cache_root=tmp, **warm)
         rounds = tad.cached_tad(d, tad.TADSettings(rounds=2, epochs_per_round=1, batch=16), warm, seed=1,
                                 cache_root=tmp)
-        return _weights(net) + summary(rounds[-1]["labels"], rounds[-1]["trusted"].float())
+        fast = tad.warmup_trust_net(d, 4, epochs=2, model="fastnet", seed=1, cache_root=tmp)
+        return _weights(net) + summary(rounds[-1]["labels"], rounds[-1]["trusted"].float()) + _weights(fast)
     return _cache(run)
 
 

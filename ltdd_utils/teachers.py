@@ -100,11 +100,14 @@ def fit_teacher(x: torch.Tensor, y: torch.Tensor, num_classes: int, *, epochs: f
     from .train import fit
     if objective not in OBJECTIVES:
         raise ValueError(f"objective {objective!r} is not allowed: expected one of {list(OBJECTIVES)}")
+    if step_loss is not None and (objective != "ce" or tau != 1.0):
+        raise ValueError("a step_loss replaces the objective: leave objective and tau at their defaults")
     if epochs <= 0:
         raise ValueError(f"epochs must be positive, got {epochs}")
     if net is None:
         torch.manual_seed(seed)
         net = get_model("fastnet", x.shape[1], num_classes, tuple(x.shape[-2:]), width=recipe.width)
+    net = net.to(device)                        # before the lookahead copies its weights
     g = torch.Generator().manual_seed(seed)
     whiten_from(getattr(net, "backbone", net), x[torch.randperm(len(x), generator=g)[:recipe.whiten_images]])
     steps_per = math.ceil(len(x) / recipe.batch)
@@ -287,8 +290,11 @@ def to_markdown(rows: list[dict]) -> str:
         lines.append(f"| {role} | {rs[0]['what']} | {', '.join(str(r['seed']) for r in rs)} | {rs[0]['epochs']:g} | "
                      f"{plain}, {fmt(acc)} | {groups} | {fmt([r['minutes'] for r in rs])} |")
     machines = sorted({f"{r['precision']} on {r['device']} (torch {r['torch']})" for r in rows})
+    timed = [r["validation_minutes"] for r in rows if "validation_minutes" in r]
+    validating = (f" (in the {len(timed)} runs that timed it apart, {min(timed):.1f}–{max(timed):.1f} minutes of "
+                  "the total)" if timed else "")
     lines += ["", f"Ran in {'; '.join(machines)}. \"Flipped\": logits averaged with the mirror image's; minutes "
-              "include a validation pass after every epoch.",
+              f"include a validation pass after every epoch{validating}.",
               "", "The papers' teachers (their numbers, not ours): "
               + "; ".join(f"{who}: {value}" for who, value in PAPERS_TEACHERS) + "."]
     return "\n".join(lines) + "\n"

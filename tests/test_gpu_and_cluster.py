@@ -51,6 +51,8 @@ def reduced_sizes(chapter: str) -> dict:
     chapter's own reduced sizes through PAPERS."""
     smoke, gpu = presets(chapter)["smoke"], presets(chapter)["gpu"]
     out = {k: v for k, v in smoke.items() if k in SIZES and v != gpu[k]}
+    if gpu.get("expert_objective") == "logit_adjust":       # no GLMC variants to choose among
+        out.pop("expert_candidates", None)
     if chapter == "leaderboard":
         from ltdd_utils.chapters.leaderboard import PAPER_CHAPTERS, SHARED, STRUCTURE
         out["papers"] = {ch: {k: v for k, v in reduced_sizes(ch).items() if k not in SHARED and k not in STRUCTURE[ch]}

@@ -102,9 +102,10 @@ def test_the_page_includes_the_stored_teachers_as_rendered():
         assert not r["role"].startswith("lt_") or {"acc_many", "acc_medium", "acc_few"} <= set(r["test_tta"])
 
 
-def test_chapters_01_and_02_get_one_cached_teacher(tmp_path, monkeypatch):
-    """Chapter 06 runs chapters 01 and 02 on one long-tailed split: chapter 01's teacher and chapter 02's plain
-    observer are one cached network, trained once (their smoke configs as the leaderboard builds them)."""
+def test_chapters_01_02_and_06_get_one_cached_teacher(tmp_path, monkeypatch):
+    """Chapters 01 and 02 draw one long-tailed split at a preset (same N_MAX, imbalance and tail order), so
+    chapter 01's teacher and chapter 02's plain observer are one cached network, trained once; chapter 06 runs
+    chapter 01 on a split chapter 01 has too and loads its teacher (their smoke configs, as each builds them)."""
     from ltdd_utils import teachers
     from ltdd_utils.chapters.leaderboard import paper_config
     from ltdd_utils.config import make_config
@@ -114,14 +115,17 @@ def test_chapters_01_and_02_get_one_cached_teacher(tmp_path, monkeypatch):
     trained = []
     fit = teachers.fit_teacher
     monkeypatch.setattr(teachers, "fit_teacher", lambda x, *a, **k: trained.append(len(x)) or fit(x, *a, **k))
-    board = dict(make_config("leaderboard", "smoke", cache_dir=str(tmp_path)))
-    first = adsa.Study(Run(paper_config(board, "adsa", check_data=True)))
+    first = adsa.Study(Run(make_config("adsa", "smoke", cache_dir=str(tmp_path))))
     assert len(trained) == len(first.teachers)               # one per split: the long tails and the balanced one
-    second = unbiased_recovery.Study(Run(paper_config(board, "unbiased_recovery", check_data=True)))
+    second = unbiased_recovery.Study(Run(make_config("unbiased_recovery", "smoke", cache_dir=str(tmp_path))))
     observer = second.expert(second.IF0, "plain", "observer")
     assert len(trained) == len(first.teachers)               # loaded, not trained again
-    assert observer.cache_key == first.teachers[first.IF0].cache_key
-    assert torch.equal(observer.classifier.weight, first.teachers[first.IF0].classifier.weight)
+    assert observer.cache_key == first.teachers[second.IF0].cache_key
+    assert torch.equal(observer.classifier.weight, first.teachers[second.IF0].classifier.weight)
+    board = dict(make_config("leaderboard", "smoke", cache_dir=str(tmp_path)))
+    third = adsa.Study(Run(paper_config(board, "adsa", check_data=True)))
+    assert third.IF0 in first.teachers and third.teachers[third.IF0].cache_key == first.teachers[third.IF0].cache_key
+    assert len(trained) == len(first.teachers) + 1            # only its balanced teacher, of that split's size, is new
 
 
 def test_a_glmc_expert_trains_on_the_recipe_and_logit_adjustment_is_checked(tmp_path):
@@ -138,7 +142,9 @@ def test_a_glmc_expert_trains_on_the_recipe_and_logit_adjustment_is_checked(tmp_
     data = ImageData(as_bytes(x[keep]), y[keep], list("abcd"), "planted", "test", (0.5,) * 3, (0.125,) * 3)
     expert = train_expert(data, True, "fastnet", 8, epochs=20, batch=50, contrast_weight=0.0, seed=0,
                           cache_root=tmp_path)
-    assert isinstance(expert, Expert) and isinstance(expert.fc_cb, ScaledLinear)
+    head, second = expert.backbone.classifier, expert.fc_cb
+    assert isinstance(expert, Expert) and isinstance(second, ScaledLinear) and second is not head
+    assert second.scale == head.scale and not torch.equal(second.weight, head.weight)
     xt, yt = planted(200, 1)
     test = ImageData(as_bytes(xt), yt, list("abcd"), "planted", "test", (0.5,) * 3, (0.125,) * 3)
     with torch.no_grad():

@@ -31,7 +31,7 @@ SHARED = ("data_root", "cache_dir", "device", "precision", "seeds", "ipc", "mode
           "eval_lr", "eval_batch", "eval_aug", "eval_width", "claim_margin", "test_limit", "dataset", "group_scheme")
 # parameters the leaderboard sets from its imperfections (see paper_config); PAPERS may not set them
 STRUCTURE = {"adsa": ("imbalance_factor", "sweep_factors", "n_max", "tail_order_seed", "eval_widths", "ipcs"),
-             "unbiased_recovery": ("imbalance_factor", "other_factors", "n_max", "other_ipcs"),
+             "unbiased_recovery": ("imbalance_factor", "other_factors", "n_max", "tail_order_seed", "other_ipcs"),
              "csdm": (), "kde_debias": ("datasets", "settings"), "tad": ("noise_settings", "sweep_rates", "real_noise")}
 
 
@@ -76,9 +76,9 @@ def paper_config(values: dict, chapter: str, check_data: bool = False):
         over.pop("eval_batch", None)
     lt = [v for k, v in values["imperfections"] if k in LONG_TAIL]
     if chapter in ("adsa", "unbiased_recovery") and lt:
-        over.update(imbalance_factor=max(lt), n_max=values["n_max"])
+        over.update(imbalance_factor=max(lt), n_max=values["n_max"], tail_order_seed=values["tail_order_seed"])
         if chapter == "adsa":
-            over.update(sweep_factors=[f for f in lt if f != max(lt)], tail_order_seed=None,
+            over.update(sweep_factors=[f for f in lt if f != max(lt)],
                         eval_widths=[values["eval_width"]], ipcs=[values["ipc"]])
         else:
             over.update(other_factors=[f for f in lt if f != max(lt)], other_ipcs=[])
@@ -117,6 +117,8 @@ SCHEMA = schema_from(
                                                 "asymmetric, noise rate]"),
     methods=Param(list_of(one_of(*METHODS)), "methods on the board; each runs on the imperfections it applies to "
                                              "and shows n/a elsewhere"),
+    tail_order_seed=Param(optional(int_at_least(0)), "seed of the class -> tail-rank permutation of the long-tailed "
+                          "splits (None: class 0 the head); chapters 01 and 02 run on the same splits"),
     n_max=Param(optional(int_at_least(1)), "images of the head class of the long-tailed splits (None = the smallest "
                                            "class of DATASET)"),
     papers=Param(_papers, "per paper chapter, parameters of its own preset to change (its cost knobs); the "
@@ -128,21 +130,22 @@ _ALL = list(METHODS)
 
 PRESETS = {
     "smoke": {**BASE_PRESET, "dataset": "digits", "seeds": [0], "ipc": 2, "width": 8, "imperfections": [
-              ["long_tail", 5], ["cmnist", 0.05], ["symmetric", 0.4]], "methods": _ALL, "n_max": 60,
+              ["long_tail", 5], ["cmnist", 0.05], ["symmetric", 0.4]], "methods": _ALL, "n_max": 60, "tail_order_seed": 0,
               "dm_iterations": 5, "dm_batch_real": 16, "dm_net_pool": 0, "eval_students": 1, "eval_epochs": 5,
               "eval_batch": 64, "eval_width": 8, "test_limit": 200,
               "papers": {"kde_debias": {"per_class": 40, "val_per_class": 10, "test_per_class": 20},
                          "unbiased_recovery": {"share_experts": True, "expert_candidates": []}}},
-    # 27 minutes cold on 2 cores (measured): the chapters' cpu presets with a shared width-32 DM recipe (DSA, a fresh
-    # network per step, 500 iterations) and width-32 students trained for 500 epochs
+    # the chapters' cpu presets (their long tails: chapter 01's splits, whose teachers it shares) with a shared
+    # width-32 DM recipe (DSA, a fresh network per step, 500 iterations) and width-32 students trained for 500
+    # epochs (27 minutes cold on 2 cores with N_MAX 1,000 and the chapters' earlier teachers; not yet timed since)
     "cpu": {**BASE_PRESET, "dataset": "cifar10", "seeds": [0, 1, 2], "ipc": 10, "width": 32,
-            "imperfections": _IMPERFECT, "methods": _ALL, "n_max": 1000,
+            "imperfections": _IMPERFECT, "methods": _ALL, "n_max": 2000, "tail_order_seed": 0,
             "dm_iterations": 500, "dm_batch_real": 64, "dm_net_pool": 0, "eval_students": 1, "eval_epochs": 500,
             "eval_batch": 256, "eval_width": 32, "test_limit": None,
             "papers": {"unbiased_recovery": {"share_experts": True, "expert_candidates": []},
                        "kde_debias": {"amplification": False, "sensitivity": False}}},
     "paper": {**BASE_PRESET, "dataset": "cifar10", "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 128,
-              "imperfections": _IMPERFECT, "methods": _ALL, "n_max": 4900,
+              "imperfections": _IMPERFECT, "methods": _ALL, "n_max": 4900, "tail_order_seed": 0,
               "dm_iterations": 20000, "dm_batch_real": 256, "dm_net_pool": 0, "eval_students": 5,
               "eval_epochs": 1000, "eval_batch": 256, "eval_width": 128, "test_limit": None,
               "papers": {"kde_debias": {"amplification": False, "sensitivity": False}}},

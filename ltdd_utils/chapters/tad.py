@@ -64,7 +64,9 @@ SCHEMA = schema_from(
     real_noise=Param(_real_noise, "CIFAR-10N label sets of the robustness sweep ('auto' = ['worse'] on CIFAR-10)"),
     sweep_methods=Param(list_of(one_of(*METHODS)), "arms of the robustness sweep"),
     sweep_seeds=Param(list_of(int_at_least(0)), "seeds of the robustness sweep"),
-    trust_width=Param(int_at_least(1), "trust-network ConvNet width"),
+    trust_model=Param(one_of("convnet", "fastnet"), "trust network: the chapter's ConvNet (MODEL, DEPTH, NORM; warm-up "
+                      "at TRUST_LR and TRUST_BATCH) or FastNet warmed up by the teachers' recipe (ltdd_utils.teachers)"),
+    trust_width=Param(int_at_least(1), "trust-network width"),
     warmup_epochs=Param(int_at_least(1), "cross-entropy warm-up of the trust network on the noisy labels"),
     rounds=Param(int_at_least(1), "TAD rounds R (outer split + inner recall); every R' <= R comes from one run"),
     epochs_per_round=Param(int_at_least(1), "trust-network epochs between rounds (CE on T + consistency on U)"),
@@ -91,7 +93,7 @@ _COMMON = {**BASE_PRESET, "dataset": "auto", "noise_seed": 0, "methods": list(ME
            "sweep_methods": ["noisy_dm", "filter_dm", "tad", "tad_ours"], "trust_split": "classwise",
            "keep_ratio": 0.5,
            "tau": 0.5, "delta": 0.9, "reliability": ["mahalanobis", "cosine", "model"], "shrinkage": 1e-3,
-           "lambda_cons": 1.0, "trust_lr": 0.01, "trust_batch": 256, "ablation_taus": [0.3, 0.5, 0.7],
+           "lambda_cons": 1.0, "trust_model": "convnet", "trust_lr": 0.01, "trust_batch": 256, "ablation_taus": [0.3, 0.5, 0.7],
            "ablation_tests": ["mahalanobis", "cosine", "model", "mahalanobis+cosine+model", "confidence"],
            "ablation_consistency": True, "ablation_seeds": [0], "holdout_share": 0.1,
            "delta_grid": [0.5, 0.9, 0.99, 0.999, 0.9999]}
@@ -99,13 +101,14 @@ _COMMON = {**BASE_PRESET, "dataset": "auto", "noise_seed": 0, "methods": list(ME
 PRESETS = {
     "smoke": {**_COMMON, "dataset": "digits", "seeds": [0], "ipc": 2, "width": 8, "per_class": 60,
               "test_limit": 200, "noise_settings": [["symmetric", 0.4], ["asymmetric", 0.4]], "sweep_rates": [0.2],
-              "real_noise": [], "sweep_methods": ["noisy_dm", "tad"], "sweep_seeds": [0], "trust_width": 8,
-              "warmup_epochs": 1, "rounds": 2, "epochs_per_round": 1, "dm_iterations": 5, "dm_batch_real": 16,
+              "real_noise": [], "sweep_methods": ["noisy_dm", "tad"], "sweep_seeds": [0], "trust_model": "fastnet",
+              "trust_width": 8, "warmup_epochs": 1, "rounds": 2, "epochs_per_round": 1, "dm_iterations": 5, "dm_batch_real": 16,
               "dm_dsa": False, "dm_net_pool": 2, "eval_students": 1, "eval_epochs": 3, "eval_batch": 64,
               "eval_width": 8, "trust_batch": 64},
     "cpu": {**_COMMON, "seeds": [0, 1, 2], "ipc": 10, "width": 16, "per_class": 500, "test_limit": None,
             "noise_settings": [["symmetric", 0.4], ["asymmetric", 0.4]], "sweep_rates": [0.2, 0.6],
-            "sweep_seeds": [0, 1], "trust_width": 32, "trust_batch": 64, "warmup_epochs": 8, "rounds": 3,
+            "sweep_seeds": [0, 1], "trust_model": "fastnet", "trust_width": 64, "trust_batch": 64, "warmup_epochs": 8,
+            "rounds": 3,
             "epochs_per_round": 2,
             "dm_iterations": 400, "dm_batch_real": 256, "dm_dsa": False, "dm_net_pool": 8, "eval_students": 1,
             "eval_epochs": 300, "eval_batch": 256, "eval_width": 16},
@@ -118,8 +121,8 @@ PRESETS = {
 }
 
 # One H200 within about a minute (bf16): 1,400 CIFAR-10 images per class (a data root packed for a GPU lease,
-# pack-data --per-class 1500, holds them), a width-64 trust network, DM at width 128 with DSA and a fresh network
+# pack-data --per-class 1500, holds them), the cpu preset's trust network, DM at width 128 with DSA and a fresh network
 # per step for 1,000 iterations, width-128 students for 300 epochs (sized from the cpu run, not yet timed on a GPU)
-PRESETS["gpu"] = {**PRESETS["cpu"], "per_class": 1400, "width": 128, "trust_width": 64, "trust_batch": 256,
+PRESETS["gpu"] = {**PRESETS["cpu"], "per_class": 1400, "width": 128, "trust_batch": 256,
                   "sweep_rates": [], "real_noise": [], "dm_iterations": 1000, "dm_batch_real": 256, "dm_dsa": True,
                   "dm_net_pool": 0, "eval_width": 128}

@@ -43,6 +43,9 @@ SCHEMA = schema_from(
     "kd_cutmix", "val_per_class", "student_steps",
     n_max=Param(int_at_least(1), "images of the head class in the long-tailed split"),
     imbalance_factor=Param(number_at_least(1, " (1 = balanced)"), "imbalance factor of the main comparison"),
+    tail_order_seed=Param(optional(int_at_least(0)), "seed of the class -> tail-rank permutation (None: class 0 the "
+                          "head), as chapter 01's: with the same N_MAX both chapters train on one split and share "
+                          "its cached plain teacher"),
     ipc=Param(int_at_least(1), "images per class of the main comparison"),
     methods=Param(list_of(one_of(*ARMS)), "arms of the main comparison"),
     other_factors=Param(list_of(number_at_least(1, " (1 = balanced)"), min_len=0),
@@ -55,7 +58,7 @@ SCHEMA = schema_from(
                        "observer/teacher architecture (BatchNorm): fastnet trains by the teachers' recipe "
                        "(ltdd_utils.teachers), its plain expert the cached teacher chapter 01 labels with on one split"),
     expert_objective=Param(one_of("glmc", "logit_adjust"), "debiased experts' objective: GLMC's step, or logit "
-                           "adjustment (tau 1; fastnet only; EXPERT_HEADS, Q and RESAMPLE then unused)"),
+                           "adjustment (tau 1; fastnet only; EXPERT_HEADS, Q, RESAMPLE and CONTRAST_WEIGHT then unused)"),
     expert_width=Param(int_at_least(1), "observer/teacher width"),
     expert_epochs=Param(int_at_least(1), "observer/teacher training epochs"),
     expert_lr=Param(positive_number, "observer/teacher SGD learning rate (cosine; convnet_bn and resnet18)"),
@@ -83,10 +86,11 @@ SCHEMA = schema_from(
 
 _MAIN = ["full", "base", "no_debias", "no_recal", "no_init", "teacher_only", "observer_only", "crops_kd",
          "random_kd", "random_hard", "dm"]
-_COMMON = {**BASE_PRESET, "dataset": "auto", "imbalance_factor": 100, "ipc": 10, "methods": _MAIN,
+_COMMON = {**BASE_PRESET, "dataset": "auto", "imbalance_factor": 100, "tail_order_seed": 0, "ipc": 10, "methods": _MAIN,
            "other_methods": ["full", "base", "crops_kd", "random_kd", "random_hard", "dm"],
            # GLMC's published recipe (ynu-yangpeng/GLMC main.py, Trainer.py): SGD lr 0.01, batch 64, weight decay
-           # 5e-3, warm-up then cosine, two heads, label weighting q = 1, resampling 0.2
+           # 5e-3, warm-up then cosine (the convnet_bn and resnet18 experts: the paper preset), two heads, label
+           # weighting q = 1, resampling 0.2
            "expert_model": "convnet_bn", "expert_objective": "glmc", "expert_lr": 0.01, "expert_batch": 64, "expert_weight_decay": 5e-3,
            "expert_heads": 2, "expert_candidates": [], "expert_margin": 10.0, "resample": 0.2, "val_per_class": 100,
            "q": 1.0, "contrast_weight": 4.0, "num_crops": 5, "max_images": 300,
@@ -102,12 +106,13 @@ PRESETS = {
               "share_experts": False, "num_crops": 3, "max_images": 20, "recover_iterations": 3, "dm_iterations": 3,
               "dm_batch_real": 8, "eval_students": 1, "student_steps": 4, "eval_batch": 16, "eval_width": 8,
               "test_limit": 200},
-    # experts by the teachers' recipe (FastNet width 64, 30 epochs, as chapter 01's teachers), GLMC's step;
-    # 1,000-step students, 3 seeds
-    "cpu": {**_COMMON, "seeds": [0, 1, 2], "n_max": 1000, "other_factors": [10, 50], "other_ipcs": [50],
+    # experts by the teachers' recipe (FastNet width 64, 30 epochs) on chapter 01's split (N_MAX 2,000, tail order
+    # seed 0), so its plain expert is chapter 01's teacher; debiased by logit adjustment (measured: teachers.json),
+    # GLMC's step on FastNet not yet; 1,000-step students, 3 seeds
+    "cpu": {**_COMMON, "seeds": [0, 1, 2], "n_max": 2000, "other_factors": [10, 50], "other_ipcs": [50],
             "other_methods": ["full", "base", "random_kd", "random_hard"], "diagnostic_factors": [1, 10, 50, 100],
-            "expert_model": "fastnet", "expert_width": 64, "expert_epochs": 30, "expert_batch": 500,
-            "share_experts": True, "recover_iterations": 150,
+            "expert_model": "fastnet", "expert_objective": "logit_adjust", "expert_width": 64, "expert_epochs": 30,
+            "expert_batch": 500, "share_experts": True, "recover_iterations": 150,
             "dm_iterations": 300, "dm_batch_real": 64, "eval_students": 1, "student_steps": 1000, "eval_batch": 50,
             "eval_width": 32, "test_limit": None},
     # 4,900 head images: the validation set takes 100 per class of CIFAR-10's 5,000 from outside every split

@@ -1,7 +1,7 @@
 """Squeeze-recover-relabel (SRe2L and its descendants), the base of the soft-label chapters.
 
-* **Squeeze**: a teacher with BatchNorm trained on the real data (:func:`ltdd_utils.evaluate.train_teacher`
-  with ``norm="batchnorm"``).
+* **Squeeze**: a teacher with BatchNorm trained on the real data (the chapters: :func:`ltdd_utils.teachers.teacher`,
+  a FastNet; :func:`ltdd_utils.evaluate.train_teacher` with ``norm="batchnorm"`` gives a ConvNet one).
 * **Recover** (:func:`recover`): synthetic images, started from real images (EDC) or noise (SRe2L), are
   optimised so that the teacher classifies them as their class and so that their batch statistics at every
   BatchNorm layer match target statistics (by default the teacher's running statistics; the unbiased-recovery

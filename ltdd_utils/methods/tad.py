@@ -370,12 +370,18 @@ def trust_aware_diversion(net, x: torch.Tensor, noisy_labels: torch.Tensor, num_
 
 
 # ----------------------------------------------------------------------------- cached pipeline pieces
-@producer("net.trust", 1, uses=("train.fit", "models", "augment"))
+@producer("net.trust", 2, uses=("train.fit", "models", "augment", "teachers"))
 def warmup_trust_net(data, width: int = 32, depth: int = 3, norm: str = "instancenorm", epochs: int = 5,
                      lr: float = 0.01, batch: int = 256, model: str = "convnet", seed: int = 0, device="cpu",
                      cache_root=None):
     """The trust network after ``epochs`` of cross-entropy on ``data``'s (noisy) labels; cached by configuration
-    (the data fingerprint covers the images chosen and their observed labels)."""
+    (the data fingerprint covers the images chosen and their observed labels). ``model="fastnet"``: the teachers'
+    recipe's network of ``width`` (its own optimiser, batch and label smoothing; ``depth``, ``norm``, ``lr`` and
+    ``batch`` unused), the cached :func:`ltdd_utils.teachers.teacher` of those noisy labels."""
+    if model == "fastnet":
+        from ..teachers import Recipe, teacher
+        return teacher(data, epochs=epochs, objective="ce", seed=seed, recipe=Recipe(width=width), device=device,
+                       cache_root=cache_root)
     key = dict(data=data.fingerprint(), model=model, width=width, depth=depth, norm=norm, epochs=epochs, lr=lr,
                batch=batch)
 

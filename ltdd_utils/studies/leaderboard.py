@@ -13,7 +13,7 @@ import pandas as pd
 import torch
 
 from ..chapters.leaderboard import BIAS, LONG_TAIL, METHODS, paper_config
-from ..data.longtail import class_groups, make_longtail
+from ..data.longtail import class_groups, make_longtail, tail_order
 from ..distill import distill, herding, random_subset
 from ..experiment import Run, net_factory
 
@@ -70,7 +70,8 @@ class Study:
         """(training data as the imperfection presents it, test set, class groups or None)."""
         if (kind, value) not in self._data:
             if kind in LONG_TAIL:
-                split = make_longtail(self.run.train, value, seed=0, n_max=self.cfg.n_max)
+                split = make_longtail(self.run.train, value, seed=0, n_max=self.cfg.n_max,
+                                      order=tail_order(self.run.train.num_classes, self.cfg.tail_order_seed))
                 out = split, self.run.test, class_groups(split.class_counts(), self.cfg.group_scheme)
             elif kind in BIAS:
                 sp = self.paper("kde_debias").data[kind, value]

@@ -9,7 +9,7 @@ import torch
 
 from ..cache import cached
 from ..chapters.unbiased_recovery import ARMS
-from ..data.longtail import class_groups, held_out, make_longtail
+from ..data.longtail import class_groups, held_out, make_longtail, tail_order
 from ..distill import distill, random_subset
 from ..evaluate import accuracy_metrics, predict
 from ..experiment import Run, eval_settings, kd_trainer, student_epochs
@@ -39,7 +39,8 @@ class Study:
         self.crop_scale = tuple(cfg.crop_scale)
         self.IF0 = cfg.imbalance_factor
         self.factors = list(dict.fromkeys([cfg.imbalance_factor, *cfg.other_factors]))
-        self.splits = {f: make_longtail(self.full, f, seed=0, n_max=cfg.n_max) for f in self.factors}
+        self.order = tail_order(self.C, cfg.tail_order_seed)            # order[r]: the class of rank r (0 = head)
+        self.splits = {f: self.split(f) for f in self.factors}
         for f, d in self.splits.items():
             for ipc in ([cfg.ipc, *cfg.other_ipcs] if f == self.IF0 else [cfg.ipc]):
                 ur.check_capacity(d.class_counts(), ipc, cfg.num_crops, cfg.max_images)
@@ -53,6 +54,10 @@ class Study:
         self.few_gain: dict = {}                     # IF -> debiased minus plain few-group validation accuracy
         self.accepted: dict = {}                     # IF -> few_gain >= EXPERT_MARGIN
         self.examples: dict = {}
+
+    def split(self, f):
+        """The long-tailed split of imbalance ``f`` (chapter 01's for the same N_MAX and tail order)."""
+        return make_longtail(self.full, f, seed=0, n_max=self.cfg.n_max, order=self.order)
 
     # ---------------------------------------------------------------------------------------------- experts
     def expert(self, f, kind, role, heads=None, q=None):
@@ -144,7 +149,7 @@ class Study:
         """Class statistics through the (f, kind) observer of the split with imbalance ``data_f`` (default f)."""
         key = (f, kind, f if data_f is None else data_f)
         if key not in self._stats:
-            d = self.splits.get(key[2]) or make_longtail(self.full, key[2], seed=0, n_max=self.cfg.n_max)
+            d = self.splits.get(key[2]) or self.split(key[2])
             x, y = d.tensors()
             self._stats[key] = ur.class_bn_statistics(self.experts[f, kind, "observer"], x, y, self.C, device=self.device)
         return self._stats[key]
