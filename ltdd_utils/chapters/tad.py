@@ -64,8 +64,9 @@ SCHEMA = schema_from(
     real_noise=Param(_real_noise, "CIFAR-10N label sets of the robustness sweep ('auto' = ['worse'] on CIFAR-10)"),
     sweep_methods=Param(list_of(one_of(*METHODS)), "arms of the robustness sweep"),
     sweep_seeds=Param(list_of(int_at_least(0)), "seeds of the robustness sweep"),
-    trust_model=Param(one_of("convnet", "fastnet"), "trust network: the chapter's ConvNet (MODEL, DEPTH, NORM; warm-up "
-                      "at TRUST_LR and TRUST_BATCH) or FastNet warmed up by the teachers' recipe (ltdd_utils.teachers)"),
+    trust_model=Param(one_of("convnet", "fastnet"), "trust network: the chapter's network (MODEL, DEPTH, NORM; warm-up "
+                      "at TRUST_LR and TRUST_BATCH) or FastNet warmed up by the teachers' recipe (ltdd_utils.teachers); "
+                      "either way TAD's rounds train it at TRUST_LR and TRUST_BATCH"),
     trust_width=Param(int_at_least(1), "trust-network width"),
     warmup_epochs=Param(int_at_least(1), "cross-entropy warm-up of the trust network on the noisy labels"),
     rounds=Param(int_at_least(1), "TAD rounds R (outer split + inner recall); every R' <= R comes from one run"),

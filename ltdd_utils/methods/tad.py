@@ -370,7 +370,7 @@ def trust_aware_diversion(net, x: torch.Tensor, noisy_labels: torch.Tensor, num_
 
 
 # ----------------------------------------------------------------------------- cached pipeline pieces
-@producer("net.trust", 2, uses=("train.fit", "models", "augment", "teachers"))
+@producer("net.trust", 2, uses=("train.fit", "models", "augment", "teachers", "net.fast_teacher"))
 def warmup_trust_net(data, width: int = 32, depth: int = 3, norm: str = "instancenorm", epochs: int = 5,
                      lr: float = 0.01, batch: int = 256, model: str = "convnet", seed: int = 0, device="cpu",
                      cache_root=None):
