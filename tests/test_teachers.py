@@ -1,4 +1,6 @@
 """The teachers' recipe (ltdd_utils.teachers) on planted cases: it learns, its parts do what they say."""
+import math
+
 import pytest
 import torch
 
@@ -96,7 +98,9 @@ def test_the_page_includes_the_stored_teachers_as_rendered():
     assert (results / "teachers.md").read_text() == teachers.to_markdown(rows)
     assert "```{include} results/teachers.md" in (results.parent / "running.md").read_text()
     for r in rows:
-        assert r["role"] in teachers.ROLES and len(r["validation_curve"]) == r["epochs"]
+        # fit validates after every pass over the data, the last partial one too (the stored epochs are whole or
+        # halves of passes of many steps)
+        assert r["role"] in teachers.ROLES and r["recipe"] and len(r["validation_curve"]) == math.ceil(r["epochs"])
         assert r["device"] and r["precision"] in ("fp32", "bf16") and r["minutes"] > 0
         assert r["test"]["acc"] > 0 and r["test_tta"]["acc"] > 0
         assert not r["role"].startswith("lt_") or {"acc_many", "acc_medium", "acc_few"} <= set(r["test_tta"])
@@ -155,3 +159,22 @@ def test_a_glmc_expert_trains_on_the_recipe_and_logit_adjustment_is_checked(tmp_
                     expert_model="convnet_bn", expert_candidates=[])
     with pytest.raises(ConfigError, match="expert_candidates"):
         make_config("unbiased_recovery", "smoke", check_data=False, expert_objective="logit_adjust")
+
+
+def test_recipe_overrides_are_checked_before_anything_trains():
+    """The measurement's recipe overrides (``--recipe``) are Recipe's fields of its types; a role's own overrides
+    come first and the caller's over them; a run that chooses a setting (no test set) writes no rows."""
+    from ltdd_utils import teachers
+    from ltdd_utils.config import ConfigError
+    assert teachers.parse_recipe("batch=250,weight_decay=0.03") == {"batch": 250, "weight_decay": 0.03}
+    assert teachers.parse_recipe("") == {}
+    for bad, why in (("batch", "NAME=VALUE"), ("depth=3", "NAME=VALUE"), ("batch=2.5", "whole number"),
+                     ("weight_decay=-1", "number ≥ 0"), ("lr=0", "> 0"), ("momentum=1", r"\[0, 1\)"),
+                     ("lr=nan", "finite")):
+        with pytest.raises(ConfigError, match=why):
+            teachers.parse_recipe(bad)
+    for role in teachers.ROLES:
+        assert teachers.role_recipe(role, {"width": 8}).width == 8
+        assert teachers.role_recipe(role).batch == teachers.ROLES[role].get("recipe", {}).get("batch", Recipe().batch)
+    with pytest.raises(ValueError, match="writes no rows"):
+        teachers.measure(["lt_plain"], [0], out="rows.json", test=False)

@@ -189,6 +189,20 @@ def _glmc_loss(data: ImageData, q: float, resample: float, contrast_weight: floa
     return glmc
 
 
+def glmc_fastnet(data: ImageData, width: int = 64, heads: int = 2, q: float = 1.0, resample: float = 0.2,
+                 contrast_weight: float = 4.0) -> tuple[nn.Module, dict]:
+    """GLMC on the teachers' recipe: an untrained :class:`Expert` around a FastNet (built under the caller's seed)
+    and :func:`ltdd_utils.teachers.fit_teacher`'s arguments for GLMC's step (which makes its own views)."""
+    net = Expert(get_model("fastnet", data.shape[0], data.num_classes, data.shape[1:], width=width),
+                 data.num_classes, heads=heads)
+    return net, glmc_step(data, q, resample, contrast_weight)
+
+
+def glmc_step(data: ImageData, q: float = 1.0, resample: float = 0.2, contrast_weight: float = 4.0) -> dict:
+    """:func:`ltdd_utils.teachers.fit_teacher`'s arguments for GLMC's step on ``data``."""
+    return dict(step_loss=_glmc_loss(data, q, resample, contrast_weight), aug="none")
+
+
 def _fastnet_expert(data, debias, width, epochs, batch, q, contrast_weight, heads, resample, seed, device,
                     cache_root, objective):
     from ..teachers import Recipe, fit_teacher, teacher
@@ -201,10 +215,9 @@ def _fastnet_expert(data, debias, width, epochs, batch, q, contrast_weight, head
                q=q, contrast_weight=contrast_weight, resample=resample, recipe=asdict(recipe))
     x, y = data.tensors()
     train = lambda net: fit_teacher(x, y, data.num_classes, epochs=epochs, recipe=recipe, seed=seed, device=device,
-                                    net=net, step_loss=_glmc_loss(data, q, resample, contrast_weight), aug="none",
-                                    desc="expert (GLMC, teachers' recipe)")
-    build = lambda: Expert(get_model("fastnet", data.shape[0], data.num_classes, data.shape[1:], width=width),
-                           data.num_classes, heads=heads)
+                                    net=net, desc="expert (GLMC, teachers' recipe)",
+                                    **glmc_step(data, q, resample, contrast_weight))
+    build = lambda: glmc_fastnet(data, width, heads)[0]
     return cached_net("net.expert", build, train, key, seed=seed, device=device, cache_root=cache_root)
 
 
