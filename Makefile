@@ -15,7 +15,12 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[test]"
 	touch $@
 
+# The site's browser test needs a Chromium: Debian's package where apt-get runs as root, else the test says why
+# it skipped (LTDD_CHROMIUM names another browser).
 setup: $(VENV)/.installed
+	@command -v chromium >/dev/null || command -v chromium-browser >/dev/null || [ -n "$${LTDD_CHROMIUM:-}" ] || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && apt-get install -y -q chromium >/dev/null 2>&1; } || \
+	  echo "no Chromium could be installed: the site's browser test will be skipped"
 
 reproduce: setup
 	$(PY) -m ltdd_utils reproduce --preset $(PRESET)

@@ -21,14 +21,21 @@ def test_executed_chapter_is_committed_with_provenance(stem):
     assert not [o for c in nb["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
 
 
-@pytest.mark.slow
-def test_book_builds_strictly_with_every_chapter(tmp_path):
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    """The book built once, strictly (warnings are errors), into a temporary folder: its ``_build/html``."""
+    out = tmp_path_factory.mktemp("site")
     jb = Path(sys.executable).parent / "jupyter-book"
     cmd = [str(jb) if jb.exists() else "jupyter-book", "build", str(ROOT), "--toc", str(ROOT / "book" / "_toc.yml"),
-           "--config", str(ROOT / "_config.yml"), "--path-output", str(tmp_path), "-W", "-n", "--keep-going"]
+           "--config", str(ROOT / "_config.yml"), "--path-output", str(out), "-W", "-n", "--keep-going"]
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-4000:]
-    html = tmp_path / "_build" / "html"
+    return out / "_build" / "html"
+
+
+@pytest.mark.slow
+def test_book_builds_strictly_with_every_chapter(site):
+    html = site
     for page in ["book/intro", "book/running", "book/claims", "book/bibliography"] + [f"book/chapters/{s}" for s in CHAPTERS]:
         assert (html / f"{page}.html").exists(), page
     index = (html / "book" / "intro.html").read_text()
@@ -151,3 +158,52 @@ def test_every_colab_bootstrap_cell_clones_the_repository_named_in_the_config():
                 if "google.colab" in "".join(c["source"])]
         assert len(boot) == 1 and f'"{url}"' in boot[0], stem
         assert boot[0].count("github.com") == 1, stem
+
+
+def _chromium() -> str:
+    from browser import find_chromium
+    exe = find_chromium()
+    if not exe:
+        pytest.skip("no Chromium on this machine (`make setup` installs Debian's chromium where apt-get runs as "
+                    "root; LTDD_CHROMIUM names another): the site was not checked in a browser")
+    return exe
+
+
+@pytest.mark.slow
+def test_the_site_in_a_browser_typesets_offline_loads_every_image_and_every_link_resolves(site):
+    """Every page of the built site in headless Chromium, as a reader without a network opens it: no console error
+    or failed load, every image loaded, every equation typeset by the site's own MathJax (no raw TeX), every link
+    to a page and section of the site resolves (the claims page's links to each chapter's sections included)."""
+    from browser import check_site
+    assert (site / "_static" / "mathjax" / "tex-mml-chtml.js").is_file()
+    pages = sorted(p for p in site.rglob("*.html") if not {"_static", "_sources", "_images"} & set(p.parts)
+                   and 'http-equiv="Refresh"' not in p.read_text())          # the root's redirect to the intro
+    assert len(pages) >= 10
+    assert check_site(site, pages, _chromium()) == {}
+    adsa = (site / "book" / "chapters" / "01_adsa.html").read_text()
+    assert "mathjax/tex-mml-chtml.js" in adsa and "cdn.jsdelivr" not in adsa
+
+
+# a 1x1 PNG
+PNG = bytes.fromhex("89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+                    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082")
+
+
+def test_the_browser_check_catches_a_broken_image_raw_tex_a_dead_section_link_and_a_console_error(tmp_path):
+    from browser import check_site
+    exe = _chromium()
+    (tmp_path / "fig.png").write_bytes(PNG)
+    (tmp_path / "other.html").write_text('<html><body><h2 id="there">There</h2></body></html>')
+    good = '<img src="fig.png"><a href="other.html#there">there</a><a href="#top" id="top">top</a>'
+    planted = {"image not loaded": '<img src="missing.png">',
+               "raw TeX": '<span class="math notranslate">\\(x^2\\)</span>',
+               "dead link": '<a href="other.html#nowhere">gone</a>',
+               "console": '<script>console.error("planted")</script>'}
+    pages = {name: tmp_path / f"{i}.html" for i, name in enumerate(["good", *planted])}
+    for name, page in pages.items():
+        page.write_text(f"<html><body>{good}{planted.get(name, '')}</body></html>")
+    problems = check_site(tmp_path, list(pages.values()), exe)
+    assert "0.html" not in problems and "other.html" not in problems
+    for i, name in enumerate(planted, start=1):                 # a missing image also logs a failed load
+        kinds = {p.split(":")[0] for p in problems[f"{i}.html"]}
+        assert name in kinds and kinds <= {name, "console"}, problems
