@@ -64,7 +64,8 @@ def parse_recipe(text: str) -> dict:
         if not sep or name.strip() not in kinds:
             raise ConfigError(f"recipe override {item!r} is not allowed: expected NAME=VALUE with NAME one of "
                               f"{list(kinds)}")
-        name, kind = name.strip(), kinds[name.strip()]
+        name = name.strip()
+        kind = kinds[name]
         try:
             v = kind(value)
         except ValueError:
@@ -271,7 +272,9 @@ def measure(roles, seeds, root=None, out=None, epochs: float | None = None, devi
     from .results import device_name
     from pathlib import Path
     if out and not test:
-        raise ValueError("a run without the test set (test=False) chooses a setting: it writes no rows (out=None)")
+        from .checks import ConfigError
+        raise ConfigError("a run without the test set (--validation-only) chooses a setting: it writes no rows "
+                          "(leave out --out)")
     full = load_dataset("cifar10", root, train=True)
     if test:
         test_set = load_dataset("cifar10", root, train=False)
@@ -284,10 +287,12 @@ def measure(roles, seeds, root=None, out=None, epochs: float | None = None, devi
             x, y = train.tensors()
             xv, yv = val.tensors()
             curve, t0, validating = [], time.time(), [0.0]
+            val_acc = lambda fn, model: round(float((fn(model, xv, device=device).argmax(1) == yv).float().mean()
+                                                    * 100), 2)
 
             def on_epoch(ep, model):
                 t = time.time()
-                curve.append(round(float((predict(model, xv, device=device).argmax(1) == yv).float().mean() * 100), 2))
+                curve.append(val_acc(predict, model))
                 validating[0] += time.time() - t
                 print(f"[{role} seed {seed}] epoch {ep}: validation {curve[-1]:.2f} ({time.time() - t0:.0f} s)",
                       flush=True)
@@ -302,8 +307,7 @@ def measure(roles, seeds, root=None, out=None, epochs: float | None = None, devi
                        precision=resolve("auto", device), device=device_name(device),
                        torch=torch.__version__)
             if not test:
-                row["validation_tta"] = round(float((predict_tta(net, xv, device=device).argmax(1) == yv).float()
-                                                    .mean() * 100), 2)
+                row["validation_tta"] = val_acc(predict_tta, net)
                 print(json.dumps(row), flush=True)
                 rows.append(row)
                 continue

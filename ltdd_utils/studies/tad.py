@@ -45,8 +45,8 @@ class Study:
         # subset) to choose its recall threshold; every other arm ignores them
         gen = torch.Generator().manual_seed(stream_seed(c.noise_seed, "tad-holdout"))
         self.holdout = torch.randperm(len(self.base), generator=gen)[:max(1, round(c.holdout_share * len(self.base)))]
-        self.warmup = dict(model=c.model if c.trust_model == "convnet" else c.trust_model, width=c.trust_width, depth=c.depth, norm=c.norm, epochs=c.warmup_epochs,
-                           lr=c.trust_lr, batch=c.trust_batch)
+        self.warmup = dict(model=c.model if c.trust_model == "convnet" else c.trust_model, width=c.trust_width,
+                           depth=c.depth, norm=c.norm, epochs=c.warmup_epochs, lr=c.trust_lr, batch=c.trust_batch)
         self.runs: dict = {}             # (setting, seed, variant) -> list of round dicts
         self.trust_seconds: dict = {}
         self.sets: dict = {}
