@@ -42,6 +42,13 @@ def rate(name, v):
         _fail(name, v, "a rate in [0, 1)")
 
 
+def area_range(name, v):
+    """[low, high] area fractions of random resized crops."""
+    if (not isinstance(v, (list, tuple)) or len(v) != 2 or any(isinstance(t, bool) or not isinstance(t, (int, float))
+                                                                for t in v) or not 0 < v[0] <= v[1] <= 1):
+        _fail(name, v, "[low, high] with 0 < low <= high <= 1, e.g. [0.08, 1]")
+
+
 def one_of(*choices) -> Callable:
     def check(name, v):
         if v not in choices:

@@ -122,6 +122,17 @@ def forest(chapters: list[dict], path: Path = FOREST) -> Path | None:
     return path
 
 
+def _seeds_caption(chapters) -> str:
+    """How many of the plotted headline claims rest on fewer paired seeds than a headline verdict needs."""
+    rows = [r for c in chapters for r in c["rows"] or [] if r["level"] == "headline" and r.get("n", 0) >= 2]
+    few = [r for r in rows if r.get("provisional")]
+    if not few:
+        return " Every headline claim here rests on at least the 5 paired seeds it needs."
+    if len(few) == len(rows):
+        return " Every headline claim here rests on fewer seeds than the 5 it needs."
+    return f" {len(few)} of the {len(rows)} rest on fewer seeds than the 5 they need (marked provisional)."
+
+
 def _counts(chapters: list[dict]) -> list[str]:
     rows = [r for c in chapters for r in (c["rows"] or [])]
     cols = list(VERDICTS) + ["not in the records"]
@@ -152,7 +163,7 @@ def claims_markdown(results_dir: Path = RESULTS, preset: str = "cpu", chapters: 
                   "headline claims: each claim's paired effect with its 95 % interval, its margin as a black tick, "
                   "coloured by verdict", "",
                   "Each headline claim's paired effect with its 95 % interval (dot and bar) against its margin (black "
-                  "tick), coloured by verdict. Every headline claim here rests on fewer seeds than the 5 it needs.",
+                  "tick), coloured by verdict." + _seeds_caption(chapters),
                   "```", ""]
     for c in chapters:
         heads = [r for r in c["rows"] or [] if r["level"] == "headline"]

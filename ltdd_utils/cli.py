@@ -14,7 +14,10 @@ was made from the same notebook cells and parameters ('auto' precision and devic
 resolved to on the machine that ran it is provenance, see :func:`staleness`), and every producer it called
 (``ltdd_utils.versions``) is still at the version it ran with: editing library code without changing what
 it computes stales nothing, and an edit of markdown cells alone is copied into the executed copy without
-running it. ``--cold`` runs with an empty cache. The executed copy is
+running it. ``--cold`` runs with an empty cache (``--keep-teachers``: but for the teachers' networks, shared
+products trained once per split and seed, whose training time the chapters report); ``--tags-only`` gives the
+executed copies the notebooks' page tags (``hide-input`` and the like keep plumbing off the rendered page). The
+executed copy is
 written atomically, with provenance (preset, parameters, device, commit, runtime) in its metadata, so a
 failed run never replaces a good one; the command exits non-zero naming the failing chapter. The book's
 chapters are the ``cpu`` runs (``book/chapters/<chapter>.ipynb``); any other preset is written beside them as
@@ -157,6 +160,39 @@ def _prose_diff(ran: list[dict], now: list[dict]) -> list[int] | None:
     return [i for i, (a, b) in enumerate(zip(ran, now)) if _source(a) != _source(b)]
 
 
+# jupyter-book's cell tags that keep plumbing (parameters, the Colab install, the config and imports) off the page
+PAGE_TAGS = ("hide-input", "remove-input", "remove-cell", "hide-cell", "hide-output", "remove-output")
+
+
+def page_tags(ex: dict, now: list[dict]) -> int:
+    """Give the cells of executed notebook ``ex`` the page tags of the notebook cells ``now`` with the same source
+    (cells that ran older code keep theirs), and papermill's injected parameters ``hide-input``; returns the
+    number of cells changed."""
+    tags_of = {_source(c): [t for t in c.get("metadata", {}).get("tags", []) if t in PAGE_TAGS] for c in now}
+    changed = 0
+    for c in ex["cells"]:
+        tags = c.setdefault("metadata", {}).get("tags", [])
+        want = ["hide-input"] if "injected-parameters" in tags else tags_of.get(_source(c))
+        if want is None:
+            continue
+        new = [t for t in tags if t not in PAGE_TAGS] + want
+        if new != tags:
+            c["metadata"]["tags"] = new
+            changed += 1
+    return changed
+
+
+def sync_page_tags(out: Path, nb_path: Path) -> int:
+    """:func:`page_tags` on the executed copy ``out`` in place (atomically; nothing written when nothing changed):
+    a tag is not an input, so an executed copy takes the notebook's without running again."""
+    from .cache import atomic_write_text
+    ex = json.loads(out.read_text())
+    n = page_tags(ex, json.loads(nb_path.read_text())["cells"])
+    if n:
+        atomic_write_text(out, json.dumps(ex, indent=1, ensure_ascii=False) + "\n")
+    return n
+
+
 def refresh_prose(out: Path, nb_path: Path, preset: str, params: dict) -> int:
     """Copy the notebook's markdown cells into its executed copy (nothing runs: no code cell changed) and record
     the new cells as the copy's inputs, atomically; returns the number of cells replaced."""
@@ -236,18 +272,33 @@ def status(preset: str, names: list[str] | None, params: dict, output_dir: Path 
         if not reasons:
             ran = ran_with(meta)
             how = (f", ran in {ran.get('precision')} on {ran.get('device_name') or ran.get('device')} "
-                   f"({'cold' if meta.get('cold') else 'with a warm cache'}, commit {meta.get('commit')})")
+                   f"({_how_cold(meta.get('cold'))}, commit {meta.get('commit')})")
         print(f"{stem} (preset {preset}): " + ("up to date" + how if not reasons else "stale: " + "; ".join(reasons)))
     return stale
 
 
-def _cold_cache() -> Path:
-    """A new, empty cache directory for a cold run; decoded datasets (not computed by the book) are linked in."""
+# what a cold run with --keep-teachers takes from the warm cache: the teachers' recipe's networks (shared products,
+# whose training time each chapter reports from their own record)
+TEACHERS = Path("nets") / "net.fast_teacher"
+
+
+def _how_cold(cold) -> str:
+    return {True: "cold", "teachers kept": "cold, teachers from the cache"}.get(cold, "with a warm cache")
+
+
+def _cold_cache(keep_teachers: bool = False) -> Path:
+    """A new, empty cache directory for a cold run; decoded datasets (not computed by the book) are linked in, and
+    with ``keep_teachers`` the warm cache's teachers."""
     from .cache import cache_dir
-    warm = cache_dir()
+    warm = cache_dir().expanduser().resolve()
     cold = Path(tempfile.mkdtemp(prefix="ltdd-cold-"))
-    if (warm / "datasets").is_dir():
-        (cold / "datasets").symlink_to(warm / "datasets", target_is_directory=True)
+    links = [Path("datasets")] + ([TEACHERS] if keep_teachers else [])
+    if keep_teachers:                     # teachers trained in the run go to the warm cache through the link
+        (warm / TEACHERS).mkdir(parents=True, exist_ok=True)
+    for rel in links:
+        if (warm / rel).is_dir():
+            (cold / rel).parent.mkdir(parents=True, exist_ok=True)
+            (cold / rel).symlink_to(warm / rel, target_is_directory=True)
     return cold
 
 
@@ -259,23 +310,31 @@ def _parse_value(text: str):
 
 
 def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = False,
-              output_dir: Path | None = None, timeout: int | None = None, cold: bool = False) -> int:
+              output_dir: Path | None = None, timeout: int | None = None, cold: bool = False,
+              keep_teachers: bool = False, tags_only: bool = False) -> int:
     """Run the chapters ``names`` (default all) at ``preset``; returns 0, or 1 naming the chapter that failed. A cold
-    run computes in a new, empty cache, which it removes when every chapter ran (a failed run keeps it, and says
-    where); the caller's cache setting is restored either way."""
+    run computes in a new, empty cache (with ``keep_teachers``, the warm cache's teachers linked in), which it
+    removes when every chapter ran (a failed run keeps it, and says where); the caller's cache setting is restored
+    either way."""
+    from .config import ConfigError
+    if tags_only:
+        return _reproduce(preset, names, params, force, output_dir, timeout, False, tags_only=True)
+    if keep_teachers and not cold:
+        raise ConfigError("--keep-teachers goes with --cold (a warm run takes everything from the cache)")
     if not cold:
-        return _reproduce(preset, names, params, force, output_dir, timeout, cold)
+        return _reproduce(preset, names, params, force, output_dir, timeout, cold, tags_only)
     previous, rc = os.environ.get("LTDD_CACHE"), 1
-    empty = _cold_cache()
+    empty = _cold_cache(keep_teachers)
     os.environ["LTDD_CACHE"] = str(empty)
     try:
-        rc = _reproduce(preset, names, params, force, output_dir, timeout, cold)
+        rc = _reproduce(preset, names, params, force, output_dir, timeout, "teachers kept" if keep_teachers else cold)
     finally:
         if previous is None:
             os.environ.pop("LTDD_CACHE", None)
         else:
             os.environ["LTDD_CACHE"] = previous
-        computed = [p for p in empty.iterdir() if p.name != "datasets"]   # "datasets" links the warm cache's
+        computed = [p for p in empty.rglob("*") if p.is_file() and not p.is_symlink()    # not the warm cache's links
+                    and not any(p.is_relative_to(empty / rel) for rel in ("datasets", TEACHERS))]
         if rc == 0 or not computed:
             shutil.rmtree(empty, ignore_errors=True)
         else:
@@ -284,13 +343,22 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
 
 
 def _reproduce(preset: str, names: list[str] | None, params: dict, force: bool, output_dir: Path | None,
-               timeout: int | None, cold: bool) -> int:
+               timeout: int | None, cold: bool, tags_only: bool = False) -> int:
     import papermill as pm
     from . import config
     from .results import git_commit
     from .versions import LOG_ENV, load_all
     logging.basicConfig(level=logging.INFO, format="    %(message)s")   # papermill logs cell output here
     todo = select(names)
+    if tags_only:                                   # nothing runs: no data, no parameters needed
+        for stem in todo:
+            out = executed_path(stem, preset, output_dir)
+            if not out.exists():
+                print(f"{stem} (preset {preset}): no executed copy", flush=True)
+                continue
+            n = sync_page_tags(out, chapters()[stem])
+            print(f"{stem} (preset {preset}): page tags of {n} cell(s) updated, nothing run", flush=True)
+        return 0
     # notebooks run with notebooks/ as their working directory: make relative paths absolute first
     for var in ("LTDD_DATA", "LTDD_CACHE"):
         if os.environ.get(var):
@@ -308,6 +376,11 @@ def _reproduce(preset: str, names: list[str] | None, params: dict, force: bool, 
         src, out = chapters()[stem], executed_path(stem, preset, output_dir)
         out.parent.mkdir(parents=True, exist_ok=True)
         head = f"[{i}/{len(todo)}] {stem} (preset {preset})"
+        if out.exists():
+            try:
+                sync_page_tags(out, src)
+            except (ValueError, KeyError):        # an unreadable copy: the staleness check says why
+                pass
         if not force and not cold:
             reasons = staleness(out, src, preset, params)
             if not reasons:
@@ -341,6 +414,7 @@ def _reproduce(preset: str, names: list[str] | None, params: dict, force: bool, 
         os.unlink(log)
         versions = load_all()
         nb = json.loads(Path(tmp).read_text())
+        page_tags(nb, json.loads(src.read_text())["cells"])
         ran = resolved(chapter_key(stem), preset, params)
         nb["metadata"]["ltdd"] = {"inputs": chapter_inputs(src, preset, params),
                                   "producers": {n: versions[n] for n in used if n in versions},
@@ -370,6 +444,10 @@ def main(argv=None) -> int:
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     r.add_argument("--status", action="store_true", help="list each chapter: up to date, or stale and why; run nothing")
     r.add_argument("--cold", action="store_true", help="run with an empty cache directory (recorded in the provenance)")
+    r.add_argument("--keep-teachers", action="store_true", help="with --cold: link the warm cache's teachers (the "
+                   "teachers' recipe's networks) into the empty cache; the chapter reports their training time")
+    r.add_argument("--tags-only", action="store_true", help="copy the notebooks' page tags (hide-input, remove-cell, "
+                   "...) into the executed copies; run nothing")
     r.add_argument("--launcher", choices=["slurm", "local"], default=None,
                    help="run one job per chapter and seed through submitit, then merge each chapter's seeds into "
                         "book/runs/<chapter>_<preset>.ipynb (local: submitit's local executor)")
@@ -461,11 +539,17 @@ def main(argv=None) -> int:
         if args.status:
             status(args.preset, args.chapters, params, args.output_dir)
             return 0
+        if args.tags_only:
+            return reproduce(args.preset, args.chapters, params, output_dir=args.output_dir, tags_only=True)
         if args.launcher:
+            if args.cold or args.keep_teachers:
+                raise ConfigError("--cold and --keep-teachers are for a run on this machine, not with --launcher "
+                                  "(the jobs share --cache-dir)")
             from .launch import launch
             return launch(select(args.chapters), args.preset, params, args.launcher, args.output_dir, args.cache_dir,
                           timeout_min=args.timeout_min, gpus=args.gpus, partition=args.slurm_partition)
-        return reproduce(args.preset, args.chapters, params, args.force, args.output_dir, args.timeout, args.cold)
+        return reproduce(args.preset, args.chapters, params, args.force, args.output_dir, args.timeout, args.cold,
+                         args.keep_teachers, args.tags_only)
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

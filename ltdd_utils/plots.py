@@ -57,8 +57,9 @@ def per_class_accuracy(df, num_classes: int, hue: str = "method", class_names=No
 
 
 def image_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int, per_class: int = 10, ax=None,
-               title=None):
-    """Images in [0, 1] (N, C, H, W) as a grid: one row per class, ``per_class`` columns."""
+               title=None, row_names=None):
+    """Images in [0, 1] (N, C, H, W) as a grid: one row per class, ``per_class`` columns; ``row_names`` (one
+    per class) label the rows."""
     rows = []
     for c in range(num_classes):
         x = images[labels == c][:per_class]
@@ -69,7 +70,14 @@ def image_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int, per
     img = grid.permute(0, 3, 1, 4, 2).reshape(n * h, k * w, ch).numpy()
     ax = ax or plt.subplots(figsize=(k * 0.6, n * 0.6))[1]
     ax.imshow(img.squeeze(-1) if ch == 1 else img, cmap="gray" if ch == 1 else None)
-    ax.axis("off")
+    ax.set_xticks([])
+    if row_names is None:
+        ax.set_yticks([])
+    else:
+        ax.set_yticks([h * (r + 0.5) for r in range(n)], list(row_names), fontsize=8)
+        ax.tick_params(axis="y", length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
     if title:
         ax.set_title(title)
     return ax

@@ -166,6 +166,45 @@ def test_recover_lowers_the_bn_statistics_loss_and_keeps_labels():
     assert not torch.equal(out.images, init.images) and init.images.grad is None
 
 
+def test_recover_on_random_resized_crops():
+    """With crop_scale every step sees a fresh random resized crop of every image: the result differs from the
+    jittered recovery, is reproducible per seed, records the scale, and a bad scale fails before any step."""
+    teacher = small_teacher()
+    init = SyntheticSet(torch.rand(12, 1, 8, 8), torch.arange(3).repeat(4), 3, meta={"method": "random"})
+    run = lambda seed, **kw: recover(teacher, init, iterations=20, lr=0.05, r_bn=1.0, seed=seed, **kw)
+    crops = run(0, crop_scale=(0.3, 1.0))
+    assert torch.equal(crops.images, run(0, crop_scale=(0.3, 1.0)).images)
+    assert not torch.equal(crops.images, run(1, crop_scale=(0.3, 1.0)).images)
+    assert not torch.equal(crops.images, run(0).images) and crops.meta["crop_scale"] == [0.3, 1.0]
+    assert "crop_scale" not in run(0).meta
+    assert crops.meta["history"]["ce"][-1] < crops.meta["history"]["ce"][0]
+    with pytest.raises(ValueError, match="crop_scale"):
+        run(0, crop_scale=(0.0, 1.0))
+
+
+def test_the_main_teacher_is_seeded_per_run_seed_and_tau_star_uses_the_students_views(tmp_path):
+    """With per_seed_teacher the main split's teacher of run seed s has teacher seed s (one training each, cached),
+    the other splits' teachers are shared; tau* is the criterion on tau_crops crop-and-flip views of every image."""
+    from ltdd_utils.config import make_config
+    from ltdd_utils.experiment import Run
+    from ltdd_utils.studies.adsa import Study, tau_star_of
+    st = Study(Run(make_config("adsa", "smoke", cache_dir=str(tmp_path), results_dir=str(tmp_path), seeds=[0, 1])))
+    t0, t1 = st.teacher(st.IF0, 0), st.teacher(st.IF0, 1)
+    assert t0 is st.teachers[st.IF0] and t1.cache_key != t0.cache_key and st.teacher(st.IF0, 1) is t1
+    assert st.teacher("balanced", 1) is st.teachers["balanced"]
+    other = next(f for f in st.factors if f != st.IF0)
+    assert st.teacher(other, 1) is st.teachers[other]
+    assert len(st.teacher_table([0, 1])) == len(st.teachers) + 1
+    s = st.init_set(st.lt, 3, 0)
+    x, y = st.student_views(s, 0)
+    k = st.cfg.tau_crops
+    assert x.shape == (k * len(s), *s.images.shape[1:]) and torch.equal(y, s.labels.repeat_interleave(k))
+    assert torch.equal(x, st.student_views(s, 0)[0]) and not torch.equal(x, st.student_views(s, 1)[0])
+    tau, _, values = st.tau_star(s, st.IF0, 1)
+    assert (tau, values.tolist()) == (lambda r: (r[0], r[2].tolist()))(
+        tau_star_of(t1, *st.student_views(s, 1), st.lt.class_counts(), st.taus))
+
+
 def test_recover_needs_batchnorm_and_matching_targets():
     net = get_model("convnet", 1, 3, (8, 8), width=4, depth=2, norm="instancenorm")
     init = SyntheticSet(torch.rand(3, 1, 8, 8), torch.arange(3), 3)

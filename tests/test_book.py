@@ -39,9 +39,13 @@ def test_book_builds_strictly_with_every_chapter(site):
     for page in ["book/intro", "book/running", "book/claims", "book/bibliography"] + [f"book/chapters/{s}" for s in CHAPTERS]:
         assert (html / f"{page}.html").exists(), page
     index = (html / "book" / "intro.html").read_text()
+    assert index.index("claims_forest.png") < index.index("<h2")        # the landing page opens with the verdicts
     for stem in CHAPTERS:
         assert f"chapters/{stem}.html" in index
-        assert "cell_output" in (html / "book" / "chapters" / f"{stem}.html").read_text()
+        page = (html / "book" / "chapters" / f"{stem}.html").read_text()
+        assert "cell_output" in page
+        # plumbing off the page: the Colab install is removed, the parameters folded away (tags of the notebooks)
+        assert "google.colab" not in page and "tag_hide-input" in page
     # pages show results, not run logs: the loops' progress, cache and per-student lines are left out at render
     sys.path.insert(0, str(ROOT / "book" / "_ext"))
     from trim_run_logs import LOG_LINE

@@ -23,6 +23,23 @@ def test_sources_have_no_outputs_and_a_parameters_cell_first(nb):
     assert all(not c.get("outputs") and c.get("execution_count") is None for c in code)
     assert "parameters" in code[0]["metadata"].get("tags", [])
     assert "PRESET" in "".join(code[0]["source"])
+    # plumbing stays in the notebook, off the rendered page: parameters, the Colab install, the config, the imports
+    tags = [set(c["metadata"].get("tags", [])) for c in code[:4]]
+    assert tags == [{"parameters", "hide-input"}, {"remove-cell"}, {"hide-input"}, {"hide-input"}]
+
+
+def test_page_tags_reach_an_executed_copy_without_running_it(tmp_path):
+    """An executed copy takes the notebook's page tags for the cells whose source it ran, papermill's injected
+    parameters get hide-input, other tags stay; the command needs no data."""
+    cell = lambda src, *tags: {"cell_type": "code", "source": src, "metadata": {"tags": list(tags)}, "outputs": []}
+    now = [cell("PRESET = 'cpu'", "parameters", "hide-input"), cell("import x", "hide-input"), cell("new()", "remove-cell")]
+    ex = {"cells": [cell("PRESET = 'cpu'", "parameters"), cell("PRESET = 'smoke'", "injected-parameters"),
+                    cell("import x", "remove-input"), cell("old()", "hide-output")], "metadata": {}}
+    assert cli.page_tags(ex, now) == 3
+    assert [c["metadata"]["tags"] for c in ex["cells"]] == [["parameters", "hide-input"],
+                                                            ["injected-parameters", "hide-input"], ["hide-input"],
+                                                            ["hide-output"]]
+    assert cli.page_tags(ex, now) == 0
 
 
 @pytest.mark.parametrize("nb", SOURCES, ids=lambda p: p.stem)
@@ -49,6 +66,8 @@ def test_chapter_runs_in_smoke_preset(nb, tmp_path):
     errors = [o for c in executed["cells"] for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
     assert not _widgets(executed)              # plain progress lines: the site shows no "kernel required" boxes
+    injected = next(c for c in executed["cells"] if "injected-parameters" in c["metadata"].get("tags", []))
+    assert "hide-input" in injected["metadata"]["tags"]
     path = next(p for p in res.glob("*_smoke.json") if not p.stem.endswith("_claims"))
     records = json.loads(path.read_text())
     assert records and all(r["preset"] == "smoke" and r["metrics"] for r in records)
@@ -256,6 +275,27 @@ def test_a_cold_run_removes_its_cache_and_restores_the_callers(tmp_path, monkeyp
     with pytest.raises(ConfigError):
         cli.reproduce("smoke", ["00"], {"IPCC": 3}, output_dir=tmp_path / "out", cold=True)
     assert not glob.glob(str(tmp_path / "tmp" / "ltdd-cold-*")) and os.environ.get("LTDD_CACHE") == before
+
+
+def test_a_cold_run_may_keep_the_teachers_and_nothing_else(tmp_path, monkeypatch):
+    """--keep-teachers links the warm cache's teachers (and the decoded datasets) into the cold cache, nothing else;
+    it needs --cold."""
+    warm = tmp_path / "warm"
+    for d in ("datasets", "nets/net.fast_teacher", "nets/net.expert", "synsets/recover"):
+        (warm / d).mkdir(parents=True)
+        (warm / d / "x.pt").write_text(d)
+    monkeypatch.setenv("LTDD_CACHE", str(warm))
+    cold = cli._cold_cache(keep_teachers=True)
+    try:
+        links = sorted(str(p.relative_to(cold)) for p in cold.rglob("*") if p.is_symlink())
+        assert links == ["datasets", "nets/net.fast_teacher"] and not [p for p in cold.rglob("*") if p.is_file()]
+        assert (cold / "nets" / "net.fast_teacher" / "x.pt").read_text() == "nets/net.fast_teacher"
+    finally:
+        import shutil
+        shutil.rmtree(cold)
+    from ltdd_utils.config import ConfigError
+    with pytest.raises(ConfigError, match="--cold"):
+        cli.reproduce("smoke", ["00"], {}, output_dir=tmp_path / "out", keep_teachers=True)
 
 
 WIDGET = "application/vnd.jupyter.widget-view+json"

@@ -1,6 +1,7 @@
 """Parameters and presets of the soft-label-bias chapter (notebooks/01_adsa.ipynb): the imbalance-aware bound and
 ADSA adaptive soft-label alignment (Jiang et al., NeurIPS 2025) on a squeeze-recover-relabel base whose students
 follow EDC's recipe (evaluate.train_student_kd)."""
+from ..checks import a_bool, area_range
 from ..config import (BASE_PRESET, Param, int_at_least, list_of, number_at_least, one_of, optional, schema_from,
                       _fail)
 
@@ -42,6 +43,12 @@ SCHEMA = schema_from(
     grid_seeds=Param(list_of(int_at_least(0), min_len=0),
                      "seeds of the two-sources grid (images x teacher, balanced vs long-tailed); empty: no grid"),
     real_crops=Param(int_at_least(1), "random resized crops per real image for tau* on real crops"),
+    tau_crops=Param(int_at_least(1), "views per distilled image, drawn as the students' batches draw them, on which "
+                    "ADSA's tau* and the labellers' confidence are computed"),
+    per_seed_teacher=Param(a_bool, "train the main split's teacher once per run seed (teacher seed = run seed); the "
+                           "other splits' teachers have seed 0"),
+    recover_crop_scale=Param(optional(area_range), "area range of the random resized crop of every image at every "
+                             "recovery step (SRe2L's recovery); None: one random roll of the batch instead"),
     teacher_batch=Param(int_at_least(1), "teacher batch size (the recipe's lr and weight decay are per 1,024 images)"),
     tau_grid=Param(_grid, "ADSA's tau search grid [start, stop, step] (the paper's range is not known)"),
     jitter=Param(int_at_least(0), "recovery jitter: largest roll in pixels"),
@@ -53,7 +60,7 @@ _COMMON = {**{k: v for k, v in BASE_PRESET.items() if k != "teacher_lr"}, "datas
            "other_ipc_methods": ["hard", "soft", "adsa", "balanced_teacher"], "sweep_methods": ["soft", "adsa"],
            "tau_grid": [0, 3, 0.05], "recover_lr": 0.05, "r_bn": 0.01, "first_bn_multiplier": 10.0, "jitter": 2,
            "duplicate_noise": 0.1, "kd_lr": 1e-3, "kd_ce_weight": 0.025, "kd_cutmix": True,
-           "real_crops": 4}
+           "real_crops": 4, "tau_crops": 8, "per_seed_teacher": True, "recover_crop_scale": [0.08, 1.0]}
 
 PRESETS = {
     "smoke": {**_COMMON, "dataset": "digits", "seeds": [0], "n_max": 60, "imbalance_factor": 10, "ipcs": [2, 3],
@@ -61,24 +68,24 @@ PRESETS = {
               "teacher_epochs": 2, "teacher_width": 8, "teacher_batch": 64, "recover_iterations": 3,
               "eval_students": 1, "student_steps": 4, "eval_batch": 16, "eval_widths": [8, 16], "val_per_class": 5,
               "test_limit": 200},
-    "cpu": {**_COMMON, "seeds": [0, 1, 2], "n_max": 2000, "ipcs": [10, 50], "sweep_factors": [10, 50, 100],
-            "sweep_seeds": [0, 1, 2], "sensitivity_taus": [0.5, 2.0], "grid_seeds": [0, 1, 2],
+    "cpu": {**_COMMON, "seeds": [0, 1, 2, 3, 4], "n_max": 2000, "ipcs": [10, 50], "sweep_factors": [10, 50, 100],
+            "sweep_seeds": [0, 1, 2, 3, 4], "sensitivity_taus": [0.5, 2.0], "grid_seeds": [0, 1, 2, 3, 4],
             "teacher_epochs": 30, "teacher_width": 64, "teacher_batch": 500, "recover_iterations": 200,
             "eval_students": 1, "student_steps": 1000, "eval_batch": 50, "eval_widths": [32, 64], "val_per_class": 100,
             "test_limit": None},
     # 4,900 head images: the validation set takes 100 per class of CIFAR-10's 5,000 from outside every split
-    "paper": {**_COMMON, "seeds": [0, 1, 2], "n_max": 4900, "ipcs": [10, 50], "sweep_factors": [10, 50, 100],
+    "paper": {**_COMMON, "seeds": [0, 1, 2, 3, 4], "n_max": 4900, "ipcs": [10, 50], "sweep_factors": [10, 50, 100],
               "other_ipc_methods": ["hard", "soft", "tau1", "adsa", "oracle", "balanced_teacher"],
-              "sweep_seeds": [0, 1, 2], "sensitivity_taus": [0.5, 1.5, 2.0], "grid_seeds": [0, 1, 2],
+              "sweep_seeds": [0, 1, 2, 3, 4], "sensitivity_taus": [0.5, 1.5, 2.0], "grid_seeds": [0, 1, 2, 3, 4],
               "teacher_epochs": 60, "teacher_width": 128, "teacher_batch": 500, "recover_iterations": 1000,
               "eval_students": 3, "student_steps": 10000, "eval_batch": 10, "eval_widths": [128],
               "val_per_class": 100, "test_limit": None},
 }
 
-# One H200 within about a minute (bf16): the cpu preset's teachers on CIFAR-10-LT with 1,400 head images (it fits a
-# data root packed for a GPU lease, pack-data --per-class 1500, with 100 per class left for validation), 500 recovery
-# steps, width-128 students for 2,000 steps; the main comparison and the IF sweep's ends (sized from the cpu run,
-# not yet timed on a GPU)
+# One GPU (bf16): the cpu preset's teachers (one per seed on the main split) on CIFAR-10-LT with 1,400 head images (it
+# fits a data root packed for a GPU lease, pack-data --per-class 1500, with 100 per class left for validation), 500
+# recovery steps, width-128 students for 2,000 steps; the main comparison and the IF sweep's ends over the cpu
+# preset's five seeds (sized from the cpu run, not yet timed on a GPU)
 PRESETS["gpu"] = {**PRESETS["cpu"], "n_max": 1400, "ipcs": [10], "sweep_factors": [10, 100], "grid_seeds": [0],
                   "sensitivity_taus": [0.5, 2.0],
                   "recover_iterations": 500, "student_steps": 2000, "eval_widths": [128]}

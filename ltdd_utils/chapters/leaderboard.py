@@ -77,8 +77,8 @@ def paper_config(values: dict, chapter: str, check_data: bool = False):
     lt = [v for k, v in values["imperfections"] if k in LONG_TAIL]
     if chapter in ("adsa", "unbiased_recovery") and lt:
         over.update(imbalance_factor=max(lt), n_max=values["n_max"], tail_order_seed=values["tail_order_seed"])
-        if chapter == "adsa":
-            over.update(sweep_factors=[f for f in lt if f != max(lt)],
+        if chapter == "adsa":       # one teacher per split, seed 0, shared with unbiased recovery's plain expert
+            over.update(sweep_factors=[f for f in lt if f != max(lt)], per_seed_teacher=False,
                         eval_widths=[values["eval_width"]], ipcs=[values["ipc"]])
         else:
             over.update(other_factors=[f for f in lt if f != max(lt)], other_ipcs=[])

@@ -1,6 +1,7 @@
 """Parameters and presets of the unbiased-recovery chapter (notebooks/02_unbiased_recovery.ipynb): debiased
 experts, fair BatchNorm recalibration, multi-round initialisation, recovery and relabelling (Cui et al.,
 AAAI 2026)."""
+from ..checks import area_range
 from ..config import (BASE_PRESET, Param, a_bool, a_string, int_at_least, list_of, number_at_least, one_of,
                       optional, positive_number, schema_from, _fail)
 
@@ -20,12 +21,6 @@ ARMS = {
     "random_hard": (None, None, None, "random_real", False),
     "dm": (None, None, None, "dm", False),
 }
-
-
-def _range01(name, v):
-    if (not isinstance(v, (list, tuple)) or len(v) != 2 or any(isinstance(t, bool) or not isinstance(t, (int, float))
-                                                                for t in v) or not 0 < v[0] <= v[1] <= 1):
-        _fail(name, v, "[low, high] with 0 < low <= high <= 1, e.g. [0.08, 1]")
 
 
 def _candidate(name, v):
@@ -78,7 +73,7 @@ SCHEMA = schema_from(
     contrast_weight=Param(number_at_least(0), "weight of the SimSiam consistency term (GLMC's lambda_c)"),
     num_crops=Param(int_at_least(1), "random resized crops per real image in the initialisation pool"),
     max_images=Param(optional(int_at_least(1)), "images per class scored for the initialisation (None = all)"),
-    crop_scale=Param(_range01, "area range of the random resized crops (initialisation, recovery, students)"),
+    crop_scale=Param(area_range, "area range of the random resized crops (initialisation, recovery, students)"),
     classwise_weight=Param(number_at_least(0), "weight of the class-wise term relative to the global one"),
     recover_ce=Param(number_at_least(0), "weight of the observer's cross-entropy in recovery"),
     mixture_variance=Param(a_bool, "global variance target with the between-class term (default: the literal Eq. 9)"),

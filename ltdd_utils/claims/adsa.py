@@ -7,8 +7,10 @@ SATURATED = 0.02      # a labeller's confidence spread across classes below this
 SLOPE = dict(unit="confidence per rank", digits=4)
 TAU = dict(unit="in tau", metric="tau", digits=2)
 # what every seed shares, so that the spread over seeds leaves it out (shown on the claims page)
-SHARED = ("the long-tailed splits and one teacher per split (and the balanced teacher), each trained once with "
-          "seed 0: the spread over seeds leaves out teacher-to-teacher variation")
+SHARED = ("the long-tailed splits, the balanced teacher and the other imbalance factors' teachers (each trained once, "
+          "seed 0); at the cpu preset the main split's teacher is trained per seed (PER_SEED_TEACHER), so its "
+          "variation is in the spread of the main comparison, but only on the main factor's side of the sweep's "
+          "contrasts")
 
 
 def claims(cfg) -> list[Claim]:
@@ -33,16 +35,23 @@ def claims(cfg) -> list[Claim]:
                              main("soft", ipc), margin=m, gates=gates, setting=where(ipc),
                              paper="EDC → EDC + ADSA on CIFAR-10-LT (third-party note)",
                              paper_value=paper_overall.get(ipc, ""),
-                             control=f"adsa.s.beats_tau1.ipc{ipc}" if "tau1" in has else ""))
+                             control=f"adsa.s.not_worse_than_tau1.ipc{ipc}" if "tau1" in has else ""))
             out.append(Claim(f"adsa.h.tail.ipc{ipc}", "headline",
-                             f"IPC {ipc}: ADSA beats plain soft labels on the few (tail) group by at least 5",
+                             f"IPC {ipc}: ADSA beats plain soft labels on the few (tail) group by at least 5 (a low "
+                             "bar: any adjustment raises the tail; the test that separates ADSA is against tau = 1)",
                              main("adsa", ipc), main("soft", ipc), metric="acc_few", margin=5.0, gates=gates,
                              setting=where(ipc), paper="tail-class accuracy \"up to 11.8%\" higher (ImageNet-1k-LT, "
                              "EDC, IPC 50) [A]", paper_value="up to +11.8 (tail) [A]"))
         if {"adsa", "tau1"} <= has:
-            out.append(Claim(f"adsa.s.beats_tau1.ipc{ipc}", "supporting", f"IPC {ipc}: the adaptive tau* beats a fixed "
-                             "tau = 1 (plain logit adjustment)", main("adsa", ipc), main("tau1", ipc), margin=m,
-                             gates=gates, setting=where(ipc)))
+            # Claim 2 of the specification: not worse than tau = 1 by more than the margin (non-inferiority); the
+            # tail difference beside it, reported, not judged as a paper's claim
+            out.append(Claim(f"adsa.s.not_worse_than_tau1.ipc{ipc}", "supporting", f"IPC {ipc}: the adaptive tau* is "
+                             f"not worse than a fixed tau = 1 (plain logit adjustment) by more than {m:g}",
+                             main("adsa", ipc), main("tau1", ipc), kind="non-inferiority", margin=m, gates=gates,
+                             setting=where(ipc)))
+            out.append(Claim(f"adsa.d.tail_vs_tau1.ipc{ipc}", "diagnostic", f"IPC {ipc}: ADSA against tau = 1 on the "
+                             "few (tail) group", main("adsa", ipc), main("tau1", ipc), metric="acc_few", margin=0.0,
+                             setting=where(ipc)))
         if {"soft", "random_soft"} <= has:
             out.append(Claim(f"adsa.c.recovered.ipc{ipc}", "control", f"IPC {ipc}: recovered images beat the initial "
                              "real subset (plain soft labels)", main("soft", ipc), main("random_soft", ipc), margin=m,
@@ -72,11 +81,13 @@ def claims(cfg) -> list[Claim]:
                          cell("soft", "balanced images", "balanced teacher"), main("soft"), margin=m,
                          setting=where(ipc0)))
     if lo < hi and {"adsa", "soft"} <= set(cfg.sweep_methods):
-        out.append(Claim("adsa.s.gain_grows", "supporting", f"the ADSA − plain gain is larger at IF {hi:g} than at "
+        out.append(Claim("adsa.s.gain_grows", "headline", f"the ADSA − plain gain is larger at IF {hi:g} than at "
                          f"IF {lo:g}", Contrast(at("adsa", hi), at("soft", hi)), Contrast(at("adsa", lo), at("soft", lo)),
                          margin=m, gates=(("adsa.g.imbalance_hurts",) if cfg.grid_seeds else ())
                          + ((f"adsa.g.soft_regime.ipc{ipc0}",) if {"balanced_teacher", "hard"} <= ran[ipc0] else ()),
-                         setting=f"IPC {ipc0}, IF {lo:g} and {hi:g}"))
+                         setting=f"IPC {ipc0}, IF {lo:g} and {hi:g}",
+                         paper="EDC + ADSA's gain over EDC grows with the imbalance (third-party note)",
+                         paper_value="+10.8 at IF 50, +18.8 at IF 100 (CIFAR-10-LT, IPC 50) [N]"))
     # Claim 3, bullet by bullet: slopes of the labeller's confidence per tail rank (negative: head over-confident)
     if cfg.grid_seeds:
         conf = lambda images, labeller: cell("labeller confidence", images, labeller, "2x2 confidence")
@@ -107,8 +118,9 @@ def claims(cfg) -> list[Claim]:
                                                                                ipc=ipc0),
                   gates=("adsa.g.unsaturated",), **sl),
         ]
-    out.append(Claim("adsa.s.label_term", "supporting", "Claim 3d(i): the label-term proxy (KL of the balanced "
-                     "teacher's test predictions from the labeller's) drops under ADSA",
+    out.append(Claim("adsa.d.label_term", "diagnostic", "Claim 3d(i): the label-term proxy (KL of the balanced "
+                     "teacher's test predictions from the labeller's) drops under ADSA (it drops for any tau between 0 "
+                     "and about 2: it cannot fail)",
                      Arm("soft", study="label term", ipc=ipc0), Arm("adsa", study="label term", ipc=ipc0),
                      metric="kl", margin=0.0, unit="nats", digits=3, setting=where(ipc0)))
     return out

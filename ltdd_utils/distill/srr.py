@@ -9,7 +9,9 @@
 
       L(S) = CE(teacher(J(S)), y) + r_bn * sum_l w_l (||mu_l(J(S)) - mu_l*||_2 + ||var_l(J(S)) - var_l*||_2)
 
-  with a random jitter/flip ``J`` per step and ``w_1 = first_bn_multiplier``, ``w_l = 1`` otherwise (EDC).
+  with a random jitter/flip ``J`` per step (one roll for the batch, as in SRe2L's CIFAR code) or, with
+  ``crop_scale``, a random resized crop and flip of every image per step (SRe2L's ImageNet recovery), and
+  ``w_1 = first_bn_multiplier``, ``w_l = 1`` otherwise (EDC).
 * **Relabel**: students are trained on the recovered images with the teacher's soft labels on each augmented
   batch: :func:`ltdd_utils.evaluate.evaluate_synset` with ``label_mode="soft_kl"`` and the teacher; a per-class
   ``logit_offset`` there adjusts the soft labels (ADSA).
@@ -20,6 +22,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..augment import resized_crops
 from ..models import BNStatsHook, bn_statistics, frozen
 from ..versions import producer
 from .pixels import optimise_pixels
@@ -50,12 +53,15 @@ def _jitter(x: torch.Tensor, gen: torch.Generator, max_shift: int) -> torch.Tens
 @producer("distill.recover", 1, uses=("pixels", "models"))
 def recover(teacher: nn.Module, init: SyntheticSet, iterations: int = 200, lr: float = 0.05, r_bn: float = 0.01,
             first_bn_multiplier: float = 10.0, jitter: int = 2, targets=None, seed: int = 0,
-            device="cpu") -> SyntheticSet:
+            device="cpu", crop_scale: tuple[float, float] | None = None) -> SyntheticSet:
     """Optimise ``init``'s images (Adam, all images in one batch) against the frozen teacher; see the module text.
 
     ``targets`` (one (mean, var) pair per BatchNorm layer) default to the teacher's running statistics. The
-    history of both loss terms is kept in the returned set's ``meta``.
+    history of both loss terms is kept in the returned set's ``meta``. ``crop_scale`` (area fractions, e.g.
+    ``(0.08, 1.0)``) replaces the jitter by a random resized crop of every image at every step.
     """
+    if crop_scale is not None and not 0 < crop_scale[0] <= crop_scale[1] <= 1:
+        raise ValueError(f"crop_scale={crop_scale!r}: expected 0 < low <= high <= 1")
     teacher = frozen(teacher, device)
     targets = [(m.detach().clone(), v.detach().clone()) for m, v in (targets or bn_statistics(teacher))]
     if not targets:
@@ -65,7 +71,8 @@ def recover(teacher: nn.Module, init: SyntheticSet, iterations: int = 200, lr: f
 
     def step_loss(x, it):
         hook.clear()
-        ce = F.cross_entropy(teacher(_jitter(x, gen, jitter)), y)
+        view = _jitter(x, gen, jitter) if crop_scale is None else resized_crops(x, 1, crop_scale, gen, flip=True)[:, 0]
+        ce = F.cross_entropy(teacher(view), y)
         bn = bn_matching_loss(hook.stats, targets, first_bn_multiplier)
         return ce + r_bn * bn, {"ce": float(ce.detach()), "bn": float(bn.detach())}
 
@@ -75,6 +82,7 @@ def recover(teacher: nn.Module, init: SyntheticSet, iterations: int = 200, lr: f
     key = getattr(teacher, "cache_key", None)
     meta = {**init.meta, "method": "recover", "init": init.meta.get("method"), "iterations": iterations, "lr": lr,
             "r_bn": r_bn, "first_bn_multiplier": first_bn_multiplier, "jitter": jitter, "seed": seed,
+            **({} if crop_scale is None else {"crop_scale": list(crop_scale)}),
             "history": history, "teacher": key}
     return SyntheticSet(images, init.labels.clone(), init.num_classes, soft_label_source=key, meta=meta)
 

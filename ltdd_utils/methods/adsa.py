@@ -45,7 +45,8 @@ def alignment_criterion(logits, labels, log_pi, tau: float, num_classes: int) ->
 @producer("method.adsa", 1)
 def adaptive_soft_label_alignment(teacher_logits: torch.Tensor, labels: torch.Tensor, class_counts,
                                   taus=None) -> tuple[float, torch.Tensor, torch.Tensor]:
-    """tau* on the distilled images' teacher logits (no augmentation) over the grid ``taus``.
+    """tau* from the teacher's logits on the distilled images (the chapter passes the views the students see: random
+    resized crops and flips) over the grid ``taus``.
 
     Returns ``(tau_star, taus, criterion_values)``. The default grid is [0, 3] in steps of 0.05 (the paper's
     range is not known). Ties go to the smallest tau.

@@ -72,13 +72,11 @@ class Study:
         self.bal = self.balanced_like(self.lt)
         self.val = held_out(self.full, [*self.splits.values(), self.bal], cfg.val_per_class)
         self.groups = class_groups(self.lt.class_counts(), cfg.group_scheme)
+        # one teacher per split, seed 0; the main split's teacher is trained again per run seed (teacher())
         self.teachers = {f: self.teacher_for(d) for f, d in self.splits.items()}
         self.teachers["balanced"] = self.teacher_for(self.bal)
-        self.logits_test = {k: predict(t, self.x_test, device=self.device) for k, t in self.teachers.items()}
-        # the adjusted teacher's balanced test accuracy against tau: the ceiling curve (oracle tau = its argmax)
-        self.ceiling = {f: adsa.oracle_tau(self.logits_test[f], self.y_test, self.splits[f].class_counts(), self.taus)
-                        for f in self.factors}
-        self.oracle = {f: c[0] for f, c in self.ceiling.items()}
+        self._seeded = {(self.IF0, 0): self.teachers[self.IF0]}
+        self._logits, self._ceiling = {}, {}
         self.width = cfg.eval_widths[0]
         self._test_feats = None                  # the balanced teacher's features of the test set (image term)
 
@@ -87,28 +85,63 @@ class Study:
         """A class-balanced subset of the full training set with the same total size as ``d``."""
         return make_longtail(self.full, 1, stream_seed(0, "adsa-balanced"), n_max=len(d) // self.C)
 
-    def teacher_for(self, d):
-        """The teachers' recipe (cross-entropy, seed 0) on ``d``: the cached network chapter 02's plain experts
-        and chapter 06 load for the same split."""
+    def teacher_for(self, d, seed: int = 0):
+        """The teachers' recipe (cross-entropy, teacher seed ``seed``) on ``d``: the cached network chapter 02's
+        plain experts and chapter 06 load for the same split."""
         c = self.cfg
-        return teachers.teacher(d, epochs=c.teacher_epochs, objective="ce", seed=0,
+        return teachers.teacher(d, epochs=c.teacher_epochs, objective="ce", seed=seed,
                                 recipe=teachers.Recipe(width=c.teacher_width, batch=c.teacher_batch),
                                 device=self.device, cache_root=c.cache_dir)
+
+    def teacher(self, f, seed: int):
+        """The labeller of split ``f`` (a factor or "balanced") for run seed ``seed``: with ``per_seed_teacher``
+        the main split's teacher is trained with the run seed (teacher-to-teacher variation enters the spread over
+        seeds); every other split's teacher has seed 0 and is shared by all run seeds."""
+        if f != self.IF0 or not self.cfg.per_seed_teacher:
+            return self.teachers[f]
+        if (f, seed) not in self._seeded:
+            self._seeded[f, seed] = self.teacher_for(self.splits[f], seed)
+        return self._seeded[f, seed]
+
+    def logits_test(self, f, seed: int) -> torch.Tensor:
+        """Test-set logits of :meth:`teacher` ``(f, seed)``."""
+        t = self.teacher(f, seed)
+        if t.cache_key not in self._logits:
+            self._logits[t.cache_key] = predict(t, self.x_test, device=self.device)
+        return self._logits[t.cache_key]
+
+    def ceiling(self, f, seed: int):
+        """(oracle tau, accuracies over ``taus``): the adjusted teacher's balanced test accuracy against tau (the
+        ceiling curve; the oracle tau is its argmax; it reads the test labels: a diagnostic, never a choice)."""
+        key = self.teacher(f, seed).cache_key
+        if key not in self._ceiling:
+            self._ceiling[key] = adsa.oracle_tau(self.logits_test(f, seed), self.y_test,
+                                                 self.splits[f].class_counts(), self.taus)
+        return self._ceiling[key]
+
+    def oracle(self, f, seed: int) -> float:
+        return self.ceiling(f, seed)[0]
 
     def by_rank(self, per_class) -> list:
         """Per-class values in tail-rank order (head first)."""
         return [per_class[c] for c in self.order]
 
-    def teacher_table(self) -> list[dict]:
+    def teacher_table(self, seeds=()) -> list[dict]:
+        """Balanced test accuracy (overall and per group) and training minutes of every teacher: the shared ones
+        and, for ``seeds``, the main split's per-seed teachers."""
+        own = sorted(set(seeds)) if self.cfg.per_seed_teacher and seeds else [0]
+        nets = [(k, 0) for k in self.teachers if k != self.IF0] + [(self.IF0, s) for s in own]
         rows = []
-        for k, logits in self.logits_test.items():
+        for k, seed in nets:
+            logits = self.logits_test(k, seed)
             acc = [float((logits.argmax(1)[self.y_test == c] == c).float().mean() * 100) for c in range(self.C)]
             counts = (self.bal if k == "balanced" else self.splits[k]).class_counts()
             rows.append({"teacher": "balanced (same size)" if k == "balanced" else f"IF {k:g}",
-                         "train images": sum(counts),
+                         "teacher seed": seed, "train images": sum(counts),
                          "head / tail images": f"{counts[self.order[0]]} / {counts[self.order[-1]]}",
                          "test acc": sum(acc) / self.C,
-                         **{f"acc {g}": sum(acc[c] for c in cl) / len(cl) for g, cl in self.groups.items()}})
+                         **{f"acc {g}": sum(acc[c] for c in cl) / len(cl) for g, cl in self.groups.items()},
+                         "train minutes": self.teacher(k, seed).train_seconds / 60})
         return rows
 
     # ------------------------------------------------------------------------------------------------- images
@@ -117,30 +150,46 @@ class Study:
 
     def recovered(self, d, teacher, ipc, seed) -> SyntheticSet:
         c = self.cfg
+        crop = None if c.recover_crop_scale is None else tuple(c.recover_crop_scale)
         key = dict(data=d.fingerprint(), teacher=teacher.cache_key, ipc=ipc, seed=seed, iterations=c.recover_iterations,
-                   lr=c.recover_lr, r_bn=c.r_bn, first=c.first_bn_multiplier, jitter=c.jitter, dup=c.duplicate_noise)
+                   lr=c.recover_lr, r_bn=c.r_bn, first=c.first_bn_multiplier, dup=c.duplicate_noise,
+                   **({"jitter": c.jitter} if crop is None else {"crop_scale": crop}))
         key["versions"] = key_versions("distill.recover", "distill.random")
         return cached("synsets/recover", key, lambda: recover(
             teacher, self.init_set(d, ipc, seed), c.recover_iterations, c.recover_lr, c.r_bn, c.first_bn_multiplier,
-            c.jitter, seed=seed, device=self.device), c.cache_dir)
+            c.jitter, seed=seed, device=self.device, crop_scale=crop), c.cache_dir)
+
+    def student_views(self, s: SyntheticSet, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``tau_crops`` views of every image of ``s`` drawn as the students' batches draw them (a random resized
+        crop of area ``crop_scale``, flipped at random; CutMix left out, as a mixed crop has no single class), and
+        their labels: the inputs the teacher labels for the students."""
+        gen = torch.Generator().manual_seed(stream_seed(seed, "adsa-student-views"))
+        scale = tuple(self.cfg.get("crop_scale", (0.08, 1.0)))
+        x = resized_crops(s.images, self.cfg.tau_crops, scale, gen, flip=True).flatten(0, 1)
+        return x, s.labels.repeat_interleave(self.cfg.tau_crops)
 
     # ---------------------------------------------------------------------------------------------- tau*
-    def tau_star(self, images, labels, f, labeller=None):
-        """ADSA's (tau*, taus, criterion) on ``images`` labelled by the IF-``f`` teacher (or ``labeller``)."""
-        return tau_star_of(self.teachers[f] if labeller is None else labeller, images, labels,
+    def tau_star(self, s: SyntheticSet, f, seed: int, labeller=None):
+        """ADSA's (tau*, taus, criterion) on the views of ``s`` the students see (:meth:`student_views`), labelled
+        by the IF-``f`` teacher of ``seed`` (or ``labeller``): the tau* every ADSA arm uses."""
+        x, y = self.student_views(s, seed)
+        return tau_star_of(self.teacher(f, seed) if labeller is None else labeller, x, y,
                            self.splits[f].class_counts(), self.taus, self.device)
 
     def tau_sources(self, f, ipc, seed) -> dict:
-        """tau* of the IF-``f`` teacher on three image sets: the initial real images (before recovery), random
-        resized crops of every real long-tailed image, and the recovered images; and, as a control, on the
-        recovered images with the balanced teacher as labeller. Each: (tau*, taus, criterion)."""
-        d, t = self.splits[f], self.teachers[f]
+        """tau* of the IF-``f`` teacher of ``seed`` on the recovered images' student views (ADSA's, as used), and
+        as diagnostics on the recovered images without augmentation, on the initial real images (before
+        recovery) and on random resized crops of every real long-tailed image; as a control, on the student views
+        with the balanced teacher as labeller. Each: (tau*, taus, criterion)."""
+        d, t = self.splits[f], self.teacher(f, seed)
         init, rec = self.init_set(d, ipc, seed), self.recovered(d, t, ipc, seed)
         xc, yc = real_crops(d, self.cfg.real_crops, seed)
-        return {"initial real images": self.tau_star(init.images, init.labels, f),
-                "real crops": self.tau_star(xc, yc, f),
-                "recovered images": self.tau_star(rec.images, rec.labels, f),
-                "recovered, balanced labeller": self.tau_star(rec.images, rec.labels, f, self.teachers["balanced"])}
+        on = lambda x, y: tau_star_of(t, x, y, d.class_counts(), self.taus, self.device)
+        return {"student views": self.tau_star(rec, f, seed),
+                "recovered images": on(rec.images, rec.labels),
+                "initial real images": on(init.images, init.labels),
+                "real crops": on(xc, yc),
+                "student views, balanced labeller": self.tau_star(rec, f, seed, self.teachers["balanced"])}
 
     # ------------------------------------------------------------------------------------------- students
     def settings(self, width: int | None = None) -> EvalSettings:
@@ -159,13 +208,14 @@ class Study:
         if len(c.eval_widths) == 1:
             self.width = c.eval_widths[0]
             return []
-        s = self.recovered(self.lt, self.teachers[self.IF0], self.ipc0, self.seed0)
+        t = self.teacher(self.IF0, self.seed0)
+        s = self.recovered(self.lt, t, self.ipc0, self.seed0)
         rows = []
         for w in c.eval_widths:
             m = self.run.evaluate(s, "soft", {"study": "width selection", "imbalance_factor": self.IF0, "width": w,
                                               "evaluated on": "validation"}, self.ipc0, self.seed0,
                                   settings=self.settings(w), groups=self.groups, test=self.val,
-                                  train_fn=self.trainer(self.teachers[self.IF0]))
+                                  train_fn=self.trainer(t))
             rows.append({"width": w, "validation acc": sum(r["acc"] for r in m) / len(m),
                          "validation acc few": sum(r["acc_few"] for r in m) / len(m),
                          "train seconds": sum(r["train_seconds"] for r in m) / len(m)})
@@ -185,14 +235,15 @@ class Study:
     def labelled(self, f, ipc, arm, seed, tau: float | None = None):
         """An arm's images, its students' trainer and its tau (None: plain soft labels or hard labels)."""
         d = self.splits[f]
-        s = self.init_set(d, ipc, seed) if arm.startswith("random") else self.recovered(d, self.teachers[f], ipc, seed)
-        teacher = self.teachers["balanced"] if arm == "balanced_teacher" else self.teachers[f]
+        own = self.teacher(f, seed)
+        s = self.init_set(d, ipc, seed) if arm.startswith("random") else self.recovered(d, own, ipc, seed)
+        teacher = self.teachers["balanced"] if arm == "balanced_teacher" else own
         if arm in ("adsa", "random_adsa"):
-            tau = self.tau_star(s.images, s.labels, f)[0]
+            tau = self.tau_star(s, f, seed)[0]
         elif arm == "tau1":
             tau = 1.0
         elif arm == "oracle":
-            tau = self.oracle[f]
+            tau = self.oracle(f, seed)
         elif arm != "fixed":
             tau = None
         offset = None if tau is None else tau * adsa.log_prior(d.class_counts())
@@ -208,30 +259,32 @@ class Study:
             self._test_feats = embed_in_chunks(t, self.x_test.to(self.device)).cpu()
         return adsa.gaussian_kl(self._test_feats, embed_in_chunks(t, images.to(self.device)).cpu(), dims)
 
-    def label_term(self, f, tau: float | None) -> float:
-        """E_x KL(p_balanced teacher || p_soft) on the test images, soft labels of the IF-``f`` teacher adjusted
-        with ``tau`` (None: plain)."""
-        logits = self.logits_test[f]
+    def label_term(self, f, tau: float | None, seed: int = 0) -> float:
+        """E_x KL(p_balanced teacher || p_soft) on the test images, soft labels of the IF-``f`` teacher of
+        ``seed`` adjusted with ``tau`` (None: plain)."""
+        logits = self.logits_test(f, seed)
         if tau is not None:
             logits = adsa.adjusted_logits(logits, adsa.log_prior(self.splits[f].class_counts()), tau)
-        return adsa.label_term_kl(self.logits_test["balanced"], logits)
+        return adsa.label_term_kl(self.logits_test("balanced", 0), logits)
 
     # -------------------------------------------------------------------------------- two sources of bias
     def two_sources(self, ipc, seed) -> tuple[list[dict], list[dict]]:
         """Balanced vs long-tailed images x balanced vs long-tailed teacher, one seed: per cell the labeller's
-        mean true-class confidence per class (no augmentation) in tail-rank order, its spread, its head-to-tail
-        slope per rank (negative: head over-confident) and one student with that labeller's soft labels (the cells
-        with long-tailed images are the main comparison's ``soft`` and ``balanced_teacher`` arms, reused when they
-        ran)."""
+        mean true-class confidence per class on the views the students see (:meth:`student_views`; on the
+        un-augmented images recovery saturates the labeller's confidence in its own images) in tail-rank order,
+        its spread, its head-to-tail slope per rank (negative: head over-confident) and one student with that
+        labeller's soft labels (the cells with long-tailed images are the main comparison's ``soft`` and
+        ``balanced_teacher`` arms, reused when they ran)."""
         f = self.IF0
+        own = self.teacher(f, seed)
         images = {"balanced images": self.recovered(self.bal, self.teachers["balanced"], ipc, seed),
-                  "long-tailed images": self.recovered(self.lt, self.teachers[f], ipc, seed)}
-        labellers = {"balanced teacher": self.teachers["balanced"], "long-tailed teacher": self.teachers[f]}
+                  "long-tailed images": self.recovered(self.lt, own, ipc, seed)}
+        labellers = {"balanced teacher": self.teachers["balanced"], "long-tailed teacher": own}
         rows, conf = [], []
         for iname, s in images.items():
+            x, y = self.student_views(s, seed)
             for lname, t in labellers.items():
-                c = self.by_rank(adsa.class_confidence(predict(t, s.images, device=self.device), s.labels,
-                                                       self.C).tolist())
+                c = self.by_rank(adsa.class_confidence(predict(t, x, device=self.device), y, self.C).tolist())
                 conf += [{"cell": f"{iname} / {lname}", "seed": seed, "rank": r, "confidence": v}
                          for r, v in enumerate(c)]
                 reuse = {("long-tailed images", "long-tailed teacher"): "soft",
