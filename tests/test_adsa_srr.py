@@ -144,6 +144,35 @@ def test_kd_student_recipe_applies_the_logit_offset_and_trains_hard_labels():
     assert not torch.allclose(plain, hard) and torch.isfinite(hard).all()
 
 
+def test_students_of_one_teacher_set_and_seed_share_its_labels():
+    """The teacher labels a student's batches once; the next student of the same teacher, set, seed and schedule
+    (another offset: another ADSA arm) reads them back and ends exactly where it ends with the teacher run again;
+    another seed draws other batches and runs the teacher."""
+    from ltdd_utils import evaluate
+    from ltdd_utils.evaluate import train_student_kd
+    torch.manual_seed(0)
+    teacher = get_model("convnet", 1, 3, (8, 8), width=4, depth=2).eval()
+    calls, forward = [], teacher.forward
+    teacher.forward = lambda xb: calls.append(1) or forward(xb)
+    x, y = torch.randn(12, 1, 8, 8), torch.arange(3).repeat(4)
+
+    def trained(seed=0, **kw):
+        torch.manual_seed(1)
+        return torch.cat([p.detach().flatten() for p in train_student_kd(
+            get_model("convnet", 1, 3, (8, 8), width=4, depth=2), x, y, teacher, epochs=2, batch=6, seed=seed,
+            **kw).parameters()])
+    evaluate._RELABELS.clear()
+    trained()
+    first = len(calls)
+    offset = torch.tensor([1.0, 0.0, -1.0])
+    shared = trained(logit_offset=offset)
+    assert len(calls) == first and first > 0                  # the second student ran no teacher forward
+    evaluate._RELABELS.clear()
+    assert torch.equal(shared, trained(logit_offset=offset)) and len(calls) == 2 * first
+    trained(seed=1)
+    assert len(calls) == 3 * first
+
+
 def small_teacher():
     torch.manual_seed(0)
     net = get_model("convnet", 1, 3, (8, 8), width=4, depth=2, norm="batchnorm")
