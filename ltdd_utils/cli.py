@@ -165,14 +165,16 @@ PAGE_TAGS = ("hide-input", "remove-input", "remove-cell", "hide-cell", "hide-out
 
 
 def page_tags(ex: dict, now: list[dict]) -> int:
-    """Give the cells of executed notebook ``ex`` the page tags of the notebook cells ``now`` with the same source
-    (cells that ran older code keep theirs), and papermill's injected parameters ``hide-input``; returns the
-    number of cells changed."""
-    tags_of = {_source(c): [t for t in c.get("metadata", {}).get("tags", []) if t in PAGE_TAGS] for c in now}
+    """Give the cells of executed notebook ``ex`` the page tags of the notebook cells ``now`` that they ran: the cell
+    with the same id (a cell keeps its id when edited), else with the same source (other cells keep theirs), and
+    papermill's injected parameters ``hide-input``; returns the number of cells changed."""
+    page = lambda c: [t for t in c.get("metadata", {}).get("tags", []) if t in PAGE_TAGS]
+    by_id = {c["id"]: page(c) for c in now if c.get("id")}
+    by_source = {_source(c): page(c) for c in now}
     changed = 0
     for c in ex["cells"]:
         tags = c.setdefault("metadata", {}).get("tags", [])
-        want = ["hide-input"] if "injected-parameters" in tags else tags_of.get(_source(c))
+        want = ["hide-input"] if "injected-parameters" in tags else by_id.get(c.get("id"), by_source.get(_source(c)))
         if want is None:
             continue
         new = [t for t in tags if t not in PAGE_TAGS] + want

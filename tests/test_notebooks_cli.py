@@ -29,16 +29,19 @@ def test_sources_have_no_outputs_and_a_parameters_cell_first(nb):
 
 
 def test_page_tags_reach_an_executed_copy_without_running_it(tmp_path):
-    """An executed copy takes the notebook's page tags for the cells whose source it ran, papermill's injected
-    parameters get hide-input, other tags stay; the command needs no data."""
-    cell = lambda src, *tags: {"cell_type": "code", "source": src, "metadata": {"tags": list(tags)}, "outputs": []}
-    now = [cell("PRESET = 'cpu'", "parameters", "hide-input"), cell("import x", "hide-input"), cell("new()", "remove-cell")]
+    """An executed copy takes the notebook's page tags for the cells it ran (by id, else by source), papermill's
+    injected parameters get hide-input, other tags stay."""
+    cell = lambda src, *tags, id=None: {"cell_type": "code", "source": src, "metadata": {"tags": list(tags)},
+                                        "outputs": [], **({"id": id} if id else {})}
+    now = [cell("PRESET = 'cpu'", "parameters", "hide-input"), cell("import x", "hide-input"),
+           cell("import x, y", "hide-input", id="imports"), cell("new()", "remove-cell")]
     ex = {"cells": [cell("PRESET = 'cpu'", "parameters"), cell("PRESET = 'smoke'", "injected-parameters"),
-                    cell("import x", "remove-input"), cell("old()", "hide-output")], "metadata": {}}
-    assert cli.page_tags(ex, now) == 3
+                    cell("import x", "remove-input"), cell("import x  # an older edit", id="imports"),
+                    cell("old()", "hide-output")], "metadata": {}}
+    assert cli.page_tags(ex, now) == 4
     assert [c["metadata"]["tags"] for c in ex["cells"]] == [["parameters", "hide-input"],
                                                             ["injected-parameters", "hide-input"], ["hide-input"],
-                                                            ["hide-output"]]
+                                                            ["hide-input"], ["hide-output"]]
     assert cli.page_tags(ex, now) == 0
 
 
