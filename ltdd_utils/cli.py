@@ -195,6 +195,18 @@ def sync_page_tags(out: Path, nb_path: Path) -> int:
     return n
 
 
+def sync_tags(preset: str, names: list[str] | None, output_dir: Path | None = None) -> int:
+    """``reproduce --tags-only``: every executed copy takes its notebook's page tags; nothing runs, no data needed."""
+    for stem in select(names):
+        out = executed_path(stem, preset, output_dir)
+        if not out.exists():
+            print(f"{stem} (preset {preset}): no executed copy", flush=True)
+            continue
+        n = sync_page_tags(out, chapters()[stem])
+        print(f"{stem} (preset {preset}): page tags of {n} cell(s) updated, nothing run", flush=True)
+    return 0
+
+
 def refresh_prose(out: Path, nb_path: Path, preset: str, params: dict) -> int:
     """Copy the notebook's markdown cells into its executed copy (nothing runs: no code cell changed) and record
     the new cells as the copy's inputs, atomically; returns the number of cells replaced."""
@@ -279,11 +291,6 @@ def status(preset: str, names: list[str] | None, params: dict, output_dir: Path 
     return stale
 
 
-# what a cold run with --keep-teachers takes from the warm cache: the teachers' recipe's networks (shared products,
-# whose training time each chapter reports from their own record)
-TEACHERS = Path("nets") / "net.fast_teacher"
-
-
 def _how_cold(cold) -> str:
     return {True: "cold", "teachers kept": "cold, teachers from the cache"}.get(cold, "with a warm cache")
 
@@ -292,11 +299,13 @@ def _cold_cache(keep_teachers: bool = False) -> Path:
     """A new, empty cache directory for a cold run; decoded datasets (not computed by the book) are linked in, and
     with ``keep_teachers`` the warm cache's teachers."""
     from .cache import cache_dir
+    from .teachers import KIND
     warm = cache_dir().expanduser().resolve()
     cold = Path(tempfile.mkdtemp(prefix="ltdd-cold-"))
-    links = [Path("datasets")] + ([TEACHERS] if keep_teachers else [])
+    teachers = Path("nets") / KIND          # the teachers' recipe's networks (cached_net keeps them there)
+    links = [Path("datasets")] + ([teachers] if keep_teachers else [])
     if keep_teachers:                     # teachers trained in the run go to the warm cache through the link
-        (warm / TEACHERS).mkdir(parents=True, exist_ok=True)
+        (warm / teachers).mkdir(parents=True, exist_ok=True)
     for rel in links:
         if (warm / rel).is_dir():
             (cold / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -313,18 +322,16 @@ def _parse_value(text: str):
 
 def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = False,
               output_dir: Path | None = None, timeout: int | None = None, cold: bool = False,
-              keep_teachers: bool = False, tags_only: bool = False) -> int:
+              keep_teachers: bool = False) -> int:
     """Run the chapters ``names`` (default all) at ``preset``; returns 0, or 1 naming the chapter that failed. A cold
     run computes in a new, empty cache (with ``keep_teachers``, the warm cache's teachers linked in), which it
     removes when every chapter ran (a failed run keeps it, and says where); the caller's cache setting is restored
     either way."""
     from .config import ConfigError
-    if tags_only:
-        return _reproduce(preset, names, params, force, output_dir, timeout, False, tags_only=True)
     if keep_teachers and not cold:
         raise ConfigError("--keep-teachers goes with --cold (a warm run takes everything from the cache)")
     if not cold:
-        return _reproduce(preset, names, params, force, output_dir, timeout, cold, tags_only)
+        return _reproduce(preset, names, params, force, output_dir, timeout, cold)
     previous, rc = os.environ.get("LTDD_CACHE"), 1
     empty = _cold_cache(keep_teachers)
     os.environ["LTDD_CACHE"] = str(empty)
@@ -335,8 +342,7 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
             os.environ.pop("LTDD_CACHE", None)
         else:
             os.environ["LTDD_CACHE"] = previous
-        computed = [p for p in empty.rglob("*") if p.is_file() and not p.is_symlink()    # not the warm cache's links
-                    and not any(p.is_relative_to(empty / rel) for rel in ("datasets", TEACHERS))]
+        computed = [p for p in empty.rglob("*") if p.is_file()]      # rglob does not enter the warm cache's links
         if rc == 0 or not computed:
             shutil.rmtree(empty, ignore_errors=True)
         else:
@@ -345,22 +351,13 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
 
 
 def _reproduce(preset: str, names: list[str] | None, params: dict, force: bool, output_dir: Path | None,
-               timeout: int | None, cold: bool, tags_only: bool = False) -> int:
+               timeout: int | None, cold: bool) -> int:
     import papermill as pm
     from . import config
     from .results import git_commit
     from .versions import LOG_ENV, load_all
     logging.basicConfig(level=logging.INFO, format="    %(message)s")   # papermill logs cell output here
     todo = select(names)
-    if tags_only:                                   # nothing runs: no data, no parameters needed
-        for stem in todo:
-            out = executed_path(stem, preset, output_dir)
-            if not out.exists():
-                print(f"{stem} (preset {preset}): no executed copy", flush=True)
-                continue
-            n = sync_page_tags(out, chapters()[stem])
-            print(f"{stem} (preset {preset}): page tags of {n} cell(s) updated, nothing run", flush=True)
-        return 0
     # notebooks run with notebooks/ as their working directory: make relative paths absolute first
     for var in ("LTDD_DATA", "LTDD_CACHE"):
         if os.environ.get(var):
@@ -378,13 +375,10 @@ def _reproduce(preset: str, names: list[str] | None, params: dict, force: bool, 
         src, out = chapters()[stem], executed_path(stem, preset, output_dir)
         out.parent.mkdir(parents=True, exist_ok=True)
         head = f"[{i}/{len(todo)}] {stem} (preset {preset})"
-        if out.exists():
-            try:
-                sync_page_tags(out, src)
-            except (ValueError, KeyError):        # an unreadable copy: the staleness check says why
-                pass
         if not force and not cold:
             reasons = staleness(out, src, preset, params)
+            if reasons in ([], [PROSE_ONLY]):       # not run: the copy takes the notebook's page tags here
+                sync_page_tags(out, src)
             if not reasons:
                 print(f"{head}: up to date, skipped", flush=True)
                 continue
@@ -542,7 +536,7 @@ def main(argv=None) -> int:
             status(args.preset, args.chapters, params, args.output_dir)
             return 0
         if args.tags_only:
-            return reproduce(args.preset, args.chapters, params, output_dir=args.output_dir, tags_only=True)
+            return sync_tags(args.preset, args.chapters, args.output_dir)
         if args.launcher:
             if args.cold or args.keep_teachers:
                 raise ConfigError("--cold and --keep-teachers are for a run on this machine, not with --launcher "
@@ -551,7 +545,7 @@ def main(argv=None) -> int:
             return launch(select(args.chapters), args.preset, params, args.launcher, args.output_dir, args.cache_dir,
                           timeout_min=args.timeout_min, gpus=args.gpus, partition=args.slurm_partition)
         return reproduce(args.preset, args.chapters, params, args.force, args.output_dir, args.timeout, args.cold,
-                         args.keep_teachers, args.tags_only)
+                         args.keep_teachers)
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

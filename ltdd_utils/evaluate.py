@@ -157,7 +157,10 @@ def soft_cross_entropy(logits, target, weights=None):
     return -(t * F.log_softmax(logits, 1)).sum(1).mean()
 
 
-def kd_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, gen: torch.Generator, crop_scale=(0.08, 1.0),
+KD_CROP_SCALE = (0.08, 1.0)      # EDC's random resized crops: 8-100 % of the area
+
+
+def kd_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, gen: torch.Generator, crop_scale=KD_CROP_SCALE,
              cutmix: bool = True):
     """EDC's student augmentation without RandAugment: a random resized crop and flip per image, then CutMix
     with lam ~ U(0, 1) against a shuffled copy of the batch. Returns images, soft hard-label targets."""
@@ -191,7 +194,7 @@ def _relabels(key: str) -> dict:
 @producer("student.kd", 2, uses=("train.fit", "models"))
 def train_student_kd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, teacher: nn.Module | None, epochs: int,
                      lr: float = 1e-3, weight_decay: float = 0.01, batch: int = 100, ce_weight: float = 0.025,
-                     crop_scale=(0.08, 1.0), cutmix: bool = True, seed: int = 0, device="cpu",
+                     crop_scale=KD_CROP_SCALE, cutmix: bool = True, seed: int = 0, device="cpu",
                      logit_offset: torch.Tensor | None = None) -> nn.Module:
     """EDC's student recipe: relabel online and train ``MSE(student, teacher logits) + ce_weight * CE`` on every
     augmented batch (:func:`kd_batch`); AdamW with a cosine schedule over all steps. ``logit_offset`` (per class)

@@ -177,7 +177,10 @@ def predict_tta(model: nn.Module, x: torch.Tensor, device="cpu", precision: str 
     return 0.5 * (predict(model, x, batch, device, precision) + predict(model, x.flip(-1), batch, device, precision))
 
 
-@producer("net.fast_teacher", 1, uses=("teachers", "data"))
+KIND = "net.fast_teacher"        # the teachers' producer: cached under nets/<KIND>
+
+
+@producer(KIND, 1, uses=("teachers", "data"))
 def teacher(data, *, epochs: float, objective: str = "ce", tau: float = 1.0, seed: int = 0,
             recipe: Recipe = Recipe(), device="cpu", cache_root=None, use_cache: bool = True) -> nn.Module:
     """The recipe's network for ``data`` (an :class:`~ltdd_utils.data.ImageData`; noisy labels are its labels),
@@ -190,7 +193,7 @@ def teacher(data, *, epochs: float, objective: str = "ce", tau: float = 1.0, see
     build = lambda: get_model("fastnet", data.shape[0], data.num_classes, data.shape[1:], width=recipe.width)
     train = lambda net: fit_teacher(x, y, data.num_classes, epochs=epochs, objective=objective, tau=tau,
                                     recipe=recipe, seed=seed, device=device, net=net, desc=f"teacher ({objective})")
-    return cached_net("net.fast_teacher", build, train, key, seed=seed, device=device, cache_root=cache_root,
+    return cached_net(KIND, build, train, key, seed=seed, device=device, cache_root=cache_root,
                       use_cache=use_cache)
 
 

@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..augment import resized_crops
+from ..checks import area_range
 from ..models import BNStatsHook, bn_statistics, frozen
 from ..versions import producer
 from .pixels import optimise_pixels
@@ -60,8 +61,8 @@ def recover(teacher: nn.Module, init: SyntheticSet, iterations: int = 200, lr: f
     history of both loss terms is kept in the returned set's ``meta``. ``crop_scale`` (area fractions, e.g.
     ``(0.08, 1.0)``) replaces the jitter by a random resized crop of every image at every step.
     """
-    if crop_scale is not None and not 0 < crop_scale[0] <= crop_scale[1] <= 1:
-        raise ValueError(f"crop_scale={crop_scale!r}: expected 0 < low <= high <= 1")
+    if crop_scale is not None:
+        area_range("crop_scale", crop_scale)
     teacher = frozen(teacher, device)
     targets = [(m.detach().clone(), v.detach().clone()) for m, v in (targets or bn_statistics(teacher))]
     if not targets:

@@ -13,7 +13,7 @@ from ..data.bias import stream_seed
 from ..data.longtail import class_groups, held_out, make_longtail, tail_order
 from ..distill import SyntheticSet, random_subset
 from ..distill.srr import recover
-from ..evaluate import EvalSettings, predict
+from ..evaluate import KD_CROP_SCALE, EvalSettings, predict
 from ..experiment import Run, kd_trainer
 from ..methods import adsa
 from .. import teachers
@@ -43,7 +43,7 @@ def real_crops(d, k: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``k`` random resized crops (area 8-100 %, flipped at random) of every real image of ``d``, and their labels."""
     x, y = d.tensors()
     gen = torch.Generator().manual_seed(stream_seed(seed, "adsa-real-crops"))
-    return resized_crops(x, k, (0.08, 1.0), gen, flip=True).flatten(0, 1), y.repeat_interleave(k)
+    return resized_crops(x, k, KD_CROP_SCALE, gen, flip=True).flatten(0, 1), y.repeat_interleave(k)
 
 
 def tau_star_of(teacher, images, labels, class_counts, taus, device="cpu"):
@@ -164,7 +164,7 @@ class Study:
         crop of area ``crop_scale``, flipped at random; CutMix left out, as a mixed crop has no single class), and
         their labels: the inputs the teacher labels for the students."""
         gen = torch.Generator().manual_seed(stream_seed(seed, "adsa-student-views"))
-        scale = tuple(self.cfg.get("crop_scale", (0.08, 1.0)))
+        scale = tuple(self.cfg.get("crop_scale", KD_CROP_SCALE))
         x = resized_crops(s.images, self.cfg.tau_crops, scale, gen, flip=True).flatten(0, 1)
         return x, s.labels.repeat_interleave(self.cfg.tau_crops)
 
