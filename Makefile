@@ -27,6 +27,7 @@ reproduce: setup
 
 build-book: setup
 	$(PY) -m ltdd_utils claims
+	$(PY) -m ltdd_utils sets
 	$(VENV)/bin/jupyter-book build . --toc book/_toc.yml --config _config.yml -W -n --keep-going
 
 book: reproduce build-book

@@ -422,6 +422,11 @@ def _reproduce(preset: str, names: list[str] | None, params: dict, force: bool, 
         os.chmod(tmp, 0o644)                   # mkstemp makes it private; the executed copy is a normal file
         os.replace(tmp, out)
         print(f"{head}: done in {time.time() - t0:.0f}s -> {out}", flush=True)
+        # the sets its figures show, while the run's cache (a cold run's own) still holds them
+        from . import sets
+        for path in sets.export_chapter(chapter_key(stem), preset, params, nb["metadata"]["ltdd"],
+                                        None if output_dir is None else Path(output_dir) / "sets"):
+            print(f"{head}: set {path.name} written", flush=True)
     return 0
 
 
@@ -460,6 +465,12 @@ def main(argv=None) -> int:
     c = sub.add_parser("claims", help="write the claims page (book/claims.md) from the chapters' claim records")
     c.add_argument("--preset", default="cpu")
     c.add_argument("--check", action="store_true", help="exit 1 when book/claims.md differs from what the records give")
+    e = sub.add_parser("sets", help="write the site's Distilled sets page (book/sets.md) from book/sets/; with "
+                       "--export, first write the sets the chapters show (from the cache, computing what is missing)")
+    e.add_argument("--check", action="store_true", help="exit 1 when book/sets.md differs from what the files give")
+    e.add_argument("--export", action="store_true", help="write the chapters' shown sets into book/sets/ first")
+    e.add_argument("--preset", default="cpu")
+    e.add_argument("--chapters", nargs="*", help="with --export: chapter numbers or names (default: all)")
     b = sub.add_parser("bench", help="time DM, students and inference in fp32 and on the fast path on this machine")
     b.add_argument("--quick", action="store_true", help="fewer repeats (a minute or two)")
     b.add_argument("--accuracy", action="store_true", help="also DM + evaluation accuracy, fp32 vs fast path, 3 seeds")
@@ -501,6 +512,15 @@ def main(argv=None) -> int:
                 return 0 if same else 1
             print(f"wrote {claims_page.write(preset=args.preset)}")
             return 0
+        if args.cmd == "sets":
+            from . import sets
+            if args.export:
+                for stem in select(args.chapters):
+                    meta = _metadata(executed_path(stem, args.preset)) or {}
+                    for path in sets.export_chapter(chapter_key(stem), args.preset, meta.get("parameters", {}),
+                                                    meta):
+                        print(f"wrote {path.relative_to(sets.ROOT) if path.is_relative_to(sets.ROOT) else path}")
+            return sets.write_page(check=args.check)
         if args.cmd == "bench":
             from . import bench
             bench.run(args.quick, args.data_root, args.out, args.accuracy, args.precision)

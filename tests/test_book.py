@@ -36,7 +36,7 @@ def site(tmp_path_factory) -> Path:
 @pytest.mark.slow
 def test_book_builds_strictly_with_every_chapter(site):
     html = site
-    for page in ["book/intro", "book/running", "book/claims", "book/bibliography"] + [f"book/chapters/{s}" for s in CHAPTERS]:
+    for page in ["book/intro", "book/running", "book/claims", "book/sets", "book/bibliography"] + [f"book/chapters/{s}" for s in CHAPTERS]:
         assert (html / f"{page}.html").exists(), page
     index = (html / "book" / "intro.html").read_text()
     article = index[index.index("<article"):]
@@ -187,6 +187,26 @@ def test_the_site_in_a_browser_typesets_offline_loads_every_image_and_every_link
     assert check_site(site, pages, _chromium()) == {}
     adsa = (site / "book" / "chapters" / "01_adsa.html").read_text()
     assert "mathjax/tex-mml-chtml.js" in adsa and "cdn.jsdelivr" not in adsa
+
+
+@pytest.mark.slow
+def test_the_sites_sets_page_serves_every_set_file_and_each_download_loads(site):
+    """The "Distilled sets" page links a download of each file in book/sets/; the downloaded copy loads through the
+    library call with the provenance of the committed file (issue 41)."""
+    import re
+    from ltdd_utils import sets
+    page = site / "book" / "sets.html"
+    links = re.findall(r'href="([^"]+\.npz)"', page.read_text())
+    files = sorted(sets.SETS.glob("*/*.npz"))
+    assert sorted(Path(link).name for link in links) == sorted(p.name for p in files)
+    if not files:
+        assert "No chapter run has written a set yet" in page.read_text()
+    for link in links:
+        served = (page.parent / link).resolve()
+        assert served.is_file(), link
+        s = sets.load(served.as_uri())
+        committed = sets.load(next(p for p in files if p.name == served.name))
+        assert s.meta == committed.meta and len(s) == s.meta["images"][0]
 
 
 # a 1x1 PNG

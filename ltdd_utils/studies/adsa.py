@@ -192,6 +192,20 @@ class Study:
                 "student views, balanced labeller": self.tau_star(rec, f, seed, self.teachers["balanced"])}
 
     # ------------------------------------------------------------------------------------------- students
+    def shown_sets(self) -> list[dict]:
+        """The sets the chapter's figures show, for the site's "Distilled sets" page (:mod:`ltdd_utils.sets`): the
+        images recovered at the main factor, first IPC and seed, with the label arms of the main comparison that
+        trained students on them."""
+        f, ipc, seed = self.IF0, self.ipc0, self.seed0
+        arms = [a for a in self.cfg.methods if not a.startswith("random")]
+        syn = self.recovered(self.lt, self.teacher(f, seed), ipc, seed)
+        return [{"name": f"recovered_if{f:g}_ipc{ipc}_seed{seed}", "set": syn, "title": f"recovered images, IF {f:g}",
+                 "setting": {"imbalance_factor": f}, "ipc": ipc, "seed": seed,
+                 "made_by": "recovery through the long-tailed teacher from real images (SRe2L's recovery, EDC's "
+                            "initialisation)",
+                 "arms": [{"method": a, "study": "main", "ipc": ipc, "setting": {"imbalance_factor": f}}
+                          for a in arms]}]
+
     def settings(self, width: int | None = None) -> EvalSettings:
         c = self.cfg
         return EvalSettings(model=c.model, width=width or self.width, depth=c.depth, norm=c.norm,

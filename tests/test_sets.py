@@ -1,0 +1,70 @@
+"""The distilled sets in the site (ltdd_utils.sets): a chapter's shown set is written with its provenance and the
+records' accuracy, loads back by path or URL, and its students reach that accuracy again."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ltdd_utils import sets
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """Chapter 01 at the smoke preset: its hard-label arm on the shown set, recorded; then the set exported."""
+    from ltdd_utils.config import make_config
+    from ltdd_utils.experiment import Run
+    from ltdd_utils.studies.adsa import Study
+    tmp = tmp_path_factory.mktemp("sets")
+    params = {"cache_dir": str(tmp / "cache"), "results_dir": str(tmp / "results")}
+    st = Study(Run(make_config("adsa", "smoke", **params)))
+    st.arm("main", st.IF0, st.ipc0, "hard", st.seed0)
+    st.run.write()
+    path, = sets.export_chapter("adsa", "smoke", params, {"commit": "abc", "device": "cpu"}, out_dir=tmp / "site")
+    return st, path
+
+
+def test_a_shown_set_loads_by_path_and_url_and_evaluates_to_its_recorded_accuracy(exported):
+    st, path = exported
+    s = sets.load(path)
+    shown = st.shown_sets()[0]
+    assert path.name == f"{shown['name']}.npz" and path.parent.name == "adsa_smoke"
+    assert torch.allclose(s.images, shown["set"].images, atol=2e-3) and torch.equal(s.labels, shown["set"].labels)
+    again = sets.load(path.as_uri())
+    assert torch.equal(again.images, s.images) and again.meta == s.meta
+    hard = next(a for a in s.meta["arms"] if a["method"] == "hard")
+    assert s.meta["run"]["commit"] == "abc" and s.meta["seed"] == st.seed0 and s.meta["ipc"] == st.ipc0
+    assert {a["method"] for a in s.meta["arms"] if a["recorded"] is None} == {
+        m for m in st.cfg.methods if not m.startswith("random")} - {"hard"}   # only hard ran here
+    # the loaded set through the book's protocol, as the chapter trained its hard-label students
+    rec, = st.run.evaluate(s, "hard (loaded)", {"study": "loaded", "imbalance_factor": st.IF0}, st.ipc0, st.seed0,
+                           groups=st.groups, settings=st.settings(), train_fn=st.trainer(None))
+    assert rec["acc"] == pytest.approx(hard["recorded"]["acc"], abs=1.0)     # float16 pixels: within 2 of 200 tests
+
+
+def test_a_file_that_is_not_a_set_fails_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no set"):
+        sets.load(tmp_path / "missing.npz")
+    np.savez(tmp_path / "other.npz", x=np.zeros(3))
+    with pytest.raises(ValueError, match="not a set of this book"):
+        sets.load(tmp_path / "other.npz")
+    np.savez(tmp_path / "future.npz", images=np.zeros((1, 1, 2, 2), np.float16), labels=np.zeros(1, np.int64),
+             provenance=np.array(json.dumps({"format": sets.FORMAT + 1})))
+    with pytest.raises(ValueError, match="format"):
+        sets.load(tmp_path / "future.npz")
+    with pytest.raises(ValueError, match=".npz"):
+        sets.export(None, tmp_path / "x.pt", {})
+
+
+def test_the_page_lists_each_file_with_its_provenance_accuracy_and_download(exported, tmp_path):
+    st, path = exported
+    page = sets.sets_markdown(path.parent.parent)
+    hard = next(a for a in sets.load(path).meta["arms"] if a["method"] == "hard")["recorded"]
+    assert f"{{download}}`{path.name} <" in page and "adsa (smoke)" in page and "commit `abc`" in page
+    assert f"`hard` {hard['acc']:.1f} (few {hard['acc_few']:.1f})" in page
+    assert "1 file(s)" in page and sets.sets_markdown(tmp_path).count("No chapter run has written a set yet") == 1
+
+
+def test_the_books_sets_page_is_current_and_within_its_budget():
+    assert sets.write_page(check=True) == 0, "run `python -m ltdd_utils sets`"
+    assert sum(p.stat().st_size for p in sets.SETS.glob("*/*.npz")) <= sets.BUDGET_MB * 2 ** 20
