@@ -371,6 +371,7 @@ def _reproduce(preset: str, names: list[str] | None, params: dict, force: bool, 
         print(f"${config.PRESET_ENV} is ignored by reproduce: preset {preset!r}", flush=True)
     if cold:
         print(f"cold run: empty cache {os.environ['LTDD_CACHE']}", flush=True)
+    failed_sets = []
     for i, stem in enumerate(todo, 1):
         src, out = chapters()[stem], executed_path(stem, preset, output_dir)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -422,12 +423,33 @@ def _reproduce(preset: str, names: list[str] | None, params: dict, force: bool, 
         os.chmod(tmp, 0o644)                   # mkstemp makes it private; the executed copy is a normal file
         os.replace(tmp, out)
         print(f"{head}: done in {time.time() - t0:.0f}s -> {out}", flush=True)
-        # the sets its figures show, while the run's cache (a cold run's own) still holds them
-        from . import sets
-        for path in sets.export_chapter(chapter_key(stem), preset, params, nb["metadata"]["ltdd"],
-                                        None if output_dir is None else Path(output_dir) / "sets"):
-            print(f"{head}: set {path.name} written", flush=True)
+        if not _export_sets(head, stem, preset, params, nb["metadata"]["ltdd"], output_dir):
+            failed_sets.append(stem)
+    if failed_sets:
+        print(f"sets not written for {', '.join(failed_sets)} (above); the chapters ran", file=sys.stderr, flush=True)
+        return 1
     return 0
+
+
+def _export_sets(head: str, stem: str, preset: str, params: dict, meta: dict, output_dir: Path | None) -> bool:
+    """After a chapter's run, while its cache (a cold run's own) still holds them: the sets its figures show
+    (:mod:`ltdd_utils.sets`), into book/sets/ at a book preset (then the page is written again), into
+    ``<output_dir>/sets`` with an output folder, nowhere else. False, saying why, when that failed."""
+    from . import sets
+    if output_dir is None and preset not in sets.BOOK_PRESETS:
+        return True
+    folder = (sets.SETS if output_dir is None else Path(output_dir) / "sets") / f"{chapter_key(stem)}_{preset}"
+    try:
+        paths = sets.export_chapter(chapter_key(stem), preset, params, meta, folder, from_run=True)
+        if paths and output_dir is None:
+            sets.write_page()
+    except Exception as e:                   # the executed copy is written: say what failed, run the next chapter
+        print(f"{head}: its sets were not written ({type(e).__name__}: {e}); `python -m ltdd_utils sets --export "
+              f"--chapters {stem[:2]} --preset {preset}` writes them from the cache", file=sys.stderr, flush=True)
+        return False
+    for path in paths:
+        print(f"{head}: set {path.name} written", flush=True)
+    return True
 
 
 def main(argv=None) -> int:
@@ -516,10 +538,18 @@ def main(argv=None) -> int:
             from . import sets
             if args.export:
                 for stem in select(args.chapters):
-                    meta = _metadata(executed_path(stem, args.preset)) or {}
-                    for path in sets.export_chapter(chapter_key(stem), args.preset, meta.get("parameters", {}),
-                                                    meta):
-                        print(f"wrote {path.relative_to(sets.ROOT) if path.is_relative_to(sets.ROOT) else path}")
+                    out, src = executed_path(stem, args.preset), chapters()[stem]
+                    meta = _metadata(out)
+                    if meta is None:
+                        raise ConfigError(f"{stem} has no executed copy at preset {args.preset}: run it first")
+                    stale = staleness(out, src, args.preset, meta.get("parameters", {}), meta)
+                    if [r for r in stale if r != PROSE_ONLY]:
+                        raise ConfigError(f"{stem}'s executed copy is stale ({'; '.join(stale)}): its sets would not "
+                                          "be the ones it shows; run the chapter again (its sets are written then)")
+                    folder = sets.SETS / f"{chapter_key(stem)}_{args.preset}"
+                    for path in sets.export_chapter(chapter_key(stem), args.preset, meta.get("parameters", {}), meta,
+                                                    folder, from_run=False):
+                        print(f"wrote {path.relative_to(sets.ROOT)}")
             return sets.write_page(check=args.check)
         if args.cmd == "bench":
             from . import bench

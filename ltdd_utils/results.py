@@ -25,9 +25,10 @@ def git_commit(path: str | Path = ".") -> str:
     try:
         commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=path, capture_output=True,
                                 text=True, check=True).stdout.strip()
-        # the run's own outputs (executed chapters, result files) do not make the code dirty
+        # the run's own outputs (executed chapters, result files, distilled sets) do not make the code dirty
         dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)",
-                                ":(top,exclude)book/results", ":(top,exclude)book/chapters"], cwd=path,
+                                ":(top,exclude)book/results", ":(top,exclude)book/chapters",
+                                ":(top,exclude)book/sets", ":(top,exclude)book/sets.md"], cwd=path,
                                capture_output=True, text=True).stdout.strip()
         return commit + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):

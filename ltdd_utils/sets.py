@@ -1,11 +1,13 @@
 """The distilled sets the chapters show, as small files in the site, and the call that loads one.
 
-A chapter's study lists the sets its figures show (``Study.shown_sets()``); after a chapter's run,
-``python -m ltdd_utils reproduce`` writes each into ``book/sets/<chapter>_<preset>/<name>.npz`` (still inside the
-run's cache, so the sets are the run's own): the images (normalised, float16), the labels and a provenance JSON
-(chapter, how the images were made, setting, IPC, seed, the run's commit, device and precision, and the accuracy
-the chapter's records give the students trained on them). ``python -m ltdd_utils sets`` writes the site's
-"Distilled sets" page (``book/sets.md``) from those files; the build serves each file as a download.
+A chapter's study lists the sets its figures show (``Study.shown_sets()``; chapter 01: the images recovered at its
+main factor, first IPC and first seed); right after a chapter's run at a book preset (``cpu``, ``paper``),
+``python -m ltdd_utils reproduce`` writes each into ``book/sets/<chapter>_<preset>/`` from the run's own cache, as
+``<chapter>_<preset>_<name>.npz``: the images (normalised, float16), the labels and a provenance JSON (chapter, how
+the images were made, setting, IPC, seed, the run's commit, parameters, device and precision, the students'
+settings, and the accuracy the chapter's records give the students trained on the set at its seed).
+``python -m ltdd_utils sets`` writes the site's "Distilled sets" page (``book/sets.md``) from those files, each with
+its size and SHA-256; the build serves each file as a download.
 
 ``load(path_or_url)`` gives a :class:`~ltdd_utils.distill.SyntheticSet` ready for the book's evaluation protocol
 (:func:`ltdd_utils.evaluate.evaluate_synset`). The files are plain NumPy archives (no pickles), so a downloaded
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -30,7 +33,9 @@ ROOT = Path(__file__).resolve().parent.parent
 SETS = ROOT / "book" / "sets"
 PAGE = ROOT / "book" / "sets.md"
 FORMAT = 1
-BUDGET_MB = 20            # what the sets may add to the site, all together (issue 41)
+BUDGET_MB = 20            # what the sets may add to the site, all together (MiB)
+BOOK_PRESETS = ("cpu", "paper")      # the presets whose runs the site reports; other presets' sets stay out of it
+MAGIC = b"PK\x03\x04"      # an .npz is a zip archive
 
 
 def export(syn, path: str | Path, provenance: dict) -> Path:
@@ -42,7 +47,7 @@ def export(syn, path: str | Path, provenance: dict) -> Path:
     images = syn.images.detach().cpu().float()
     if not torch.isfinite(images).all():
         raise ValueError(f"{path.name}: the set has non-finite pixels")
-    prov = {"format": FORMAT, **provenance, "images": list(images.shape), "num_classes": syn.num_classes,
+    prov = {**provenance, "format": FORMAT, "images": list(images.shape), "num_classes": syn.num_classes,
             "class_counts": syn.class_counts()}
     buf = io.BytesIO()
     np.savez_compressed(buf, images=images.numpy().astype(np.float16), labels=syn.labels.cpu().numpy().astype(np.int64),
@@ -51,20 +56,31 @@ def export(syn, path: str | Path, provenance: dict) -> Path:
     return path
 
 
+def file_sha256(path: str | Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def _fetch(url: str, cache_root=None) -> Path:
-    """A URL's bytes in the cache (``downloads/<sha of the URL>.npz``), downloaded once."""
-    target = cache_dir(cache_root) / "downloads" / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}.npz"
-    if not target.exists():
+    """Download ``url`` into the cache (``downloads/<sha of the URL>.npz``, replaced on every call: a re-exported set
+    keeps its URL) after checking that it is an archive."""
+    try:
         with urllib.request.urlopen(url, timeout=60) as r:
-            atomic_write_bytes(target, r.read())
+            data = r.read()
+    except OSError as e:                     # URLError and HTTPError are OSErrors
+        raise OSError(f"could not download the set at {url}: {e}") from e
+    if not data.startswith(MAGIC):
+        raise ValueError(f"{url} did not give a NumPy archive (its first bytes: {data[:16]!r}): not a set's link?")
+    target = cache_dir(cache_root) / "downloads" / f"{hashlib.sha256(url.encode()).hexdigest()[:16]}.npz"
+    atomic_write_bytes(target, data)
     return target
 
 
-def load(source: str | Path, cache_root=None):
+def load(source: str | Path, sha256: str | None = None, cache_root=None):
     """The set at ``source`` (a path, or an ``http(s)://`` or ``file://`` URL: a set's link on the site's
-    "Distilled sets" page) as a :class:`~ltdd_utils.distill.SyntheticSet`: float32 normalised images, hard
-    labels, the class count, and the provenance as ``meta`` (``meta["mean"]``/``["std"]`` undo the
-    normalisation)."""
+    "Distilled sets" page; a download is written under the cache's ``downloads/``) as a
+    :class:`~ltdd_utils.distill.SyntheticSet`: float32 normalised images, hard labels, the class count, and the
+    provenance as ``meta`` (``meta["mean"]``/``["std"]`` undo the normalisation). With ``sha256`` (the page lists
+    each file's), a file with other bytes is refused."""
     from .distill import SyntheticSet
     text = str(source)
     scheme = urllib.parse.urlparse(text).scheme
@@ -72,10 +88,16 @@ def load(source: str | Path, cache_root=None):
         path = _fetch(text, cache_root)
     elif scheme == "file":
         path = Path(urllib.request.url2pathname(urllib.parse.urlparse(text).path))
+    elif scheme and len(scheme) > 1:            # one letter: a Windows drive
+        raise ValueError(f"{source}: a set loads from a path or an http(s):// or file:// URL, not {scheme}://")
     else:
         path = Path(text).expanduser()
-    if not path.exists():
+    if not path.is_file():
         raise FileNotFoundError(f"no set at {source}")
+    if sha256 is not None and file_sha256(path) != sha256.lower():
+        raise ValueError(f"{source}: its SHA-256 is {file_sha256(path)}, not {sha256}")
+    if not path.read_bytes()[:4] == MAGIC:
+        raise ValueError(f"{source}: not a set of this book (not a NumPy archive)")
     with np.load(path, allow_pickle=False) as z:
         missing = {"images", "labels", "provenance"} - set(z.files)
         if missing:
@@ -92,7 +114,7 @@ def recorded_accuracy(records: list[dict], arm: dict, seed: int) -> dict | None:
     """What the records of ``arm`` (``method``, ``study``, ``ipc``, ``setting``: selected exactly, as the claims
     select) give at ``seed``: accuracy overall and per group, each the mean over the seed's students; None when
     the arm has no record at that seed."""
-    from .verdicts import Arm, NotRecorded, select
+    from .verdicts import Arm, NotRecorded, SelectionError, select
     a = Arm(arm["method"], arm["study"], arm["ipc"], arm.get("setting", {}))
     out = {}
     for metric in ("acc", "acc_many", "acc_medium", "acc_few"):
@@ -100,17 +122,23 @@ def recorded_accuracy(records: list[dict], arm: dict, seed: int) -> dict | None:
             by_seed = select(records, a, metric)
         except NotRecorded:
             return None
+        except SelectionError:
+            if metric == "acc":
+                raise
+            continue                             # a record without this group's accuracy
         if seed not in by_seed:
             return None
         out[metric] = round(by_seed[seed], 2)
     return out
 
 
-def export_chapter(chapter: str, preset: str, params: dict, run_meta: dict | None = None,
-                   out_dir: Path | None = None) -> list[Path]:
-    """Write every set ``chapter``'s study shows (``Study.shown_sets()``) at ``preset``, with the accuracy its
-    records give each arm trained on it. The sets come through the study's cached producers: right after the
-    chapter's run they are the run's own. Returns the files written (none where the study shows no set)."""
+def export_chapter(chapter: str, preset: str, params: dict, run_meta: dict | None, folder: Path,
+                   from_run: bool) -> list[Path]:
+    """Write every set ``chapter``'s study shows (``Study.shown_sets()``) at ``preset`` into ``folder``
+    (``<chapter>_<preset>_<name>.npz``; the folder's other sets of this chapter and preset are removed), with the
+    accuracy its records give each arm trained on it at the set's seed. The sets come through the study's cached
+    producers: ``from_run`` says they are the run's own (its cache, right after it); otherwise they were read from
+    the cache, or computed again, at export. Returns the files written (none where the study shows no set)."""
     import importlib
     from .config import make_config
     from .experiment import Run
@@ -120,22 +148,36 @@ def export_chapter(chapter: str, preset: str, params: dict, run_meta: dict | Non
         return []
     cfg = make_config(chapter, preset, **params)
     run = Run(cfg)
+    if not run.path.with_suffix(".json").exists():
+        raise FileNotFoundError(f"no records of {chapter} at preset {preset} in {run.path}.json: run the chapter first")
     records = read_records(run.path)
     st = study.Study(run)
-    folder = (out_dir or SETS) / f"{chapter}_{preset}"
     meta = run_meta or {}
+    resolved = meta.get("resolved", {})
     written = []
     for item in st.shown_sets():
         arms = [{**a, "recorded": recorded_accuracy(records, a, item["seed"])} for a in item["arms"]]
         prov = {"chapter": chapter, "preset": preset, "name": item["name"], "title": item["title"],
-                "made_by": item["made_by"], "setting": item["setting"], "ipc": item["ipc"], "seed": item["seed"],
+                "made_by": item["made_by"], "producer": item.get("producer"), "setting": item["setting"],
+                "ipc": item["ipc"], "seed": item["seed"], "set_meta": _plain(item["set"].meta),
                 "dataset": run.train.name, "data_source": run.train.source, "classes": list(run.train.classes),
                 "mean": list(run.train.mean), "std": list(run.train.std), "arms": arms,
-                "run": {k: meta.get(k) for k in ("commit", "device", "date", "runtime_s", "cold")}
-                | {"precision": run.prov["precision"], "student_steps": cfg.get("student_steps")},
-                "exported": {"commit": run.prov["commit"], "date": time.strftime("%Y-%m-%d %H:%M:%S")}}
-        written.append(export(item["set"], folder / f"{item['name']}.npz", prov))
+                "students": item.get("students", {}),
+                "run": {k: meta.get(k) for k in ("commit", "device", "date", "runtime_s", "cold", "parameters")}
+                | {"precision": resolved.get("precision", run.prov["precision"])},
+                "exported": {"commit": run.prov["commit"], "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+                             "from": "the run's own cache, right after it" if from_run else
+                             "the cache at export (or computed again where it held no copy)"}}
+        written.append(export(item["set"], folder / f"{chapter}_{preset}_{item['name']}.npz", prov))
+    for old in folder.glob(f"{chapter}_{preset}_*.npz"):
+        if old not in written:
+            old.unlink()
     return written
+
+
+def _plain(meta: dict) -> dict:
+    """A set's own meta, JSON-ready, without its per-step history (recovery losses)."""
+    return json.loads(json.dumps({k: v for k, v in meta.items() if k != "history"}, default=str))
 
 
 # ---------------------------------------------------------------------------------------------- the site's page
@@ -149,52 +191,67 @@ def _provenance(path: Path) -> dict:
 
 
 def _accuracies(prov: dict) -> str:
-    parts = [f"`{a['method']}` {a['recorded']['acc']:.1f} (few {a['recorded'].get('acc_few', float('nan')):.1f})"
+    parts = [f"`{a['method']}` {a['recorded']['acc']:.1f}"
+             + (f" (few {a['recorded']['acc_few']:.1f})" if "acc_few" in a["recorded"] else "")
              for a in prov["arms"] if a.get("recorded")]
     return "; ".join(parts) or "not in the records"
 
 
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
 def sets_markdown(root: Path = SETS) -> str:
     """The "Distilled sets" page: every set file with its provenance, the records' accuracy of the students
-    trained on it, a download link, and how to load one."""
+    trained on it, a download link, its size and SHA-256, and how to load one."""
     files = _files(root)
     total = sum(p.stat().st_size for p in files) / 2 ** 20
     lines = ["# Distilled sets", "",
-             "The distilled sets the chapters show, as the runs that the chapters report made them, each a small "
-             "NumPy archive with its provenance (chapter, how the images were made, setting, IPC, seed, the run's "
-             "commit, device and precision). The accuracy beside each set is what the chapter's records give the "
-             "students trained on it, one per label arm (overall and on the few group, in %): the `hard` arm needs "
-             "the file alone; the soft-label arms relabel every crop with the chapter's teacher, which is not part of "
-             "the file.", "",
-             "Load one, by its link below or a local path, into tensors ready for the book's evaluation protocol:", "",
+             "The distilled sets the chapters show (those their studies list; so far chapter 01's), as the runs that "
+             "the chapters report made them, each a NumPy archive with its provenance (chapter, how the images were "
+             "made, setting, IPC, seed, the run's commit, parameters, device and precision, the students' settings). "
+             "The accuracy beside each set is what the chapter's records give the students trained on it at the "
+             "set's seed, one per label arm (overall and on the few group, in %): the `hard` arm needs the file "
+             "alone; the soft-label arms relabel every crop with the chapter's teacher, which is not part of the "
+             "file.", "",
+             "Load one, by its link below (copy the link) or a local path, into tensors ready for the book's "
+             "evaluation protocol:", "",
              "```python", "from ltdd_utils import sets",
-             "s = sets.load(\"https://…/adsa_cpu/….npz\")   # or a path",
+             "s = sets.load(\"https://…/_downloads/…/adsa_cpu_….npz\", sha256=\"…\")   # or a path",
              "s.images, s.labels, s.meta[\"arms\"]   # normalised float32 images, hard labels, provenance", "```", "",
-             f"{len(files)} file(s), {total:.1f} MB in all (the site's budget for sets: {BUDGET_MB} MB). Images are "
-             "stored as float16.", ""]
+             f"{len(files)} file(s), {total:.1f} MiB in all (the site's budget for sets: {BUDGET_MB} MiB). Images "
+             "are stored as float16.", ""]
     if not files:
         return "\n".join(lines + ["No chapter run has written a set yet.", ""])
-    lines += ["| set | chapter | made by | setting | IPC | seed | images | run | students' test accuracy (records) |"
-              " file |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["| set | chapter | made by | setting | IPC | seed | images | run | students' test accuracy at this "
+              "seed (records) | file |", "|---|---|---|---|---|---|---|---|---|---|"]
     for p in files:
         prov = _provenance(p)
-        rel = p.relative_to(PAGE.parent) if p.is_relative_to(PAGE.parent) else p
+        if not p.resolve().is_relative_to(PAGE.parent.resolve()):
+            raise ValueError(f"{p}: the page links sets under {PAGE.parent} only")
+        rel = p.resolve().relative_to(PAGE.parent.resolve())
         setting = ", ".join(f"{k} {v}" for k, v in prov["setting"].items())
         run = prov["run"]
-        lines.append(f"| {prov['title']} | {prov['chapter']} ({prov['preset']}) | {prov['made_by']} | {setting} | "
-                     f"{prov['ipc']} | {prov['seed']} | {prov['images'][0]} | commit `{run.get('commit')}`, "
-                     f"{run.get('precision')} | {_accuracies(prov)} | "
-                     f"{{download}}`{p.name} <{rel.as_posix()}>` ({p.stat().st_size / 2 ** 10:.0f} kB) |")
+        lines.append(f"| {_cell(prov['title'])} | {prov['chapter']} ({prov['preset']}) | {_cell(prov['made_by'])} | "
+                     f"{_cell(setting)} | {prov['ipc']} | {prov['seed']} | {prov['images'][0]} | commit "
+                     f"`{run.get('commit')}`, {run.get('precision')} | {_accuracies(prov)} | "
+                     f"{{download}}`{p.name} <{rel.as_posix()}>` ({p.stat().st_size / 2 ** 10:.0f} KiB; SHA-256 "
+                     f"`{file_sha256(p)}`) |")
     return "\n".join(lines + [""])
 
 
 def write_page(check: bool = False) -> int:
-    """Write ``book/sets.md``; with ``check``, return 1 when it differs from what the set files give."""
+    """Write ``book/sets.md``; with ``check``, return 1 when it differs from what the set files give. Either way,
+    1 when the sets exceed the site's budget."""
     text = sets_markdown()
+    size = sum(p.stat().st_size for p in _files()) / 2 ** 20
+    over = size > BUDGET_MB
+    if over:
+        print(f"the sets take {size:.1f} MiB, over the site's budget of {BUDGET_MB} MiB", file=sys.stderr)
     if check:
         same = PAGE.exists() and PAGE.read_text() == text
         print("book/sets.md is up to date" if same else "book/sets.md is stale: run `python -m ltdd_utils sets`")
-        return 0 if same else 1
+        return 0 if same and not over else 1
     atomic_write_text(PAGE, text)
-    print(f"wrote {PAGE.relative_to(ROOT)} ({len(_files())} set file(s))")
-    return 0
+    print(f"wrote {PAGE.relative_to(ROOT)} ({len(_files())} set file(s), {size:.1f} MiB)")
+    return 1 if over else 0

@@ -1,4 +1,5 @@
 """End to end: every chapter runs in the smoke preset through the batch runner; notebook hygiene."""
+import importlib
 import json
 import os
 import subprocess
@@ -77,6 +78,13 @@ def test_chapter_runs_in_smoke_preset(nb, tmp_path):
     assert any("acc" in r["metrics"] for r in records)
     # the verdicts it printed and wrote are what its declared claims give on its records, recomputed independently
     assert claims.recompute(out / nb.name, path) == []
+    # the sets its figures show, beside the executed copy (never into the book's sets at the smoke preset)
+    from ltdd_utils import sets
+    shown = sorted((out / "sets").glob("*/*.npz"))
+    assert bool(shown) == hasattr(importlib.import_module(f"ltdd_utils.studies.{cli.chapter_key(nb.stem)}").Study,
+                                  "shown_sets")
+    assert all(sets.load(p).meta["run"]["commit"] == meta["commit"] for p in shown)
+    assert not list(sets.SETS.glob("*_smoke/*"))
     # a second run with nothing changed is skipped
     again = run_cli("reproduce", "--preset", "smoke", "--chapters", nb.stem[:2], "--output-dir", str(out),
                     "-p", "RESULTS_DIR", str(res))

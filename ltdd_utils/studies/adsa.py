@@ -196,13 +196,18 @@ class Study:
         """The sets the chapter's figures show, for the site's "Distilled sets" page (:mod:`ltdd_utils.sets`): the
         images recovered at the main factor, first IPC and seed, with the label arms of the main comparison that
         trained students on them."""
-        f, ipc, seed = self.IF0, self.ipc0, self.seed0
-        arms = [a for a in self.cfg.methods if not a.startswith("random")]
+        f, ipc, seed, c = self.IF0, self.ipc0, self.seed0, self.cfg
+        self.choose_width()            # the students' width, as the run chose it (its validation students are cached)
+        arms = [a for a in c.methods if not a.startswith("random")]
         syn = self.recovered(self.lt, self.teacher(f, seed), ipc, seed)
         return [{"name": f"recovered_if{f:g}_ipc{ipc}_seed{seed}", "set": syn, "title": f"recovered images, IF {f:g}",
                  "setting": {"imbalance_factor": f}, "ipc": ipc, "seed": seed,
                  "made_by": "recovery through the long-tailed teacher from real images (SRe2L's recovery, EDC's "
-                            "initialisation)",
+                            "initialisation)", "producer": key_versions("distill.recover"),
+                 "students": {"model": c.model, "width": self.width, "depth": c.depth, "norm": c.norm,
+                              "steps": c.student_steps, "batch": c.eval_batch, "lr": c.kd_lr,
+                              "ce_weight": c.kd_ce_weight, "cutmix": c.kd_cutmix, "crop_scale": list(KD_CROP_SCALE),
+                              "recipe": "EDC's (ltdd_utils.evaluate.train_student_kd)"},
                  "arms": [{"method": a, "study": "main", "ipc": ipc, "setting": {"imbalance_factor": f}}
                           for a in arms]}]
 
