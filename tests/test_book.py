@@ -138,14 +138,15 @@ def test_claims_page_is_what_the_records_give():
 
 def test_every_declared_claim_recomputed_from_the_books_records():
     """Independently of the notebooks: each chapter's declared claims select exactly on its cpu records (an
-    ambiguous arm raises), the chapter-01 gain-versus-IF claim holds on the main study's students alone (it once read
-    "did not hold" from a selector without its study), and every chapter executed under the declared claims printed
+    ambiguous arm raises), the chapter-01 gain-versus-IF claim is computed on the main and sweep studies' students
+    alone (it once read "did not hold" from a selector without its study) and judged behind its gate, and every chapter executed under the declared claims printed
     and wrote what they give on its records."""
     from ltdd_utils import claims, claims_page
     chapters = claims_page.chapter_rows()
     rows = {r["id"]: r for c in chapters for r in c["rows"]}
-    gain = rows["adsa.s.gain_grows"]
-    assert gain["verdict"] == "held" and [round(d, 2) for d in gain["diffs"]] == [3.66, 3.05, 3.08]
+    gain = rows["adsa.s.gain_grows"]                     # on the main and sweep students, gated by the soft regime
+    assert [round(d, 2) for d in gain["diffs"]] == [0.79, 0.75, -1.56, 3.51, -0.56]
+    assert gain["verdict"] == "not testable at this scale" and "adsa.g.soft_regime.ipc10" in gain["why_not_testable"]
     for c in chapters:
         assert sum(r["level"] == "headline" for r in c["rows"]) >= (2 if c["key"] in claims.PAPERS else 0), c["key"]
         if c["under_engine"]:

@@ -139,17 +139,18 @@ def test_a_claim_is_checked_when_declared():
 
 
 def test_chapter_01_gain_against_imbalance_judged_on_its_main_students():
-    """The published "did not hold" (+2.0 ± 1.9) came from a selector without its study, which also averaged two
-    width-selection students scored on the validation set and two cells of the two-sources grid. On the recorded
-    students of the main and sweep studies the gain is larger at IF 100: per seed 3.66, 3.05, 3.08."""
+    """A published "did not hold" (+2.0 ± 1.9) once came from a selector without its study, which also averaged
+    width-selection students scored on the validation set and cells of the two-sources grid. Without its study the
+    selector now raises; on the main and sweep studies' students of the five-seed run the gain's per-seed values
+    are 0.79, 0.75, -1.56, 3.51, -0.56: inconclusive before its gates (the chapter's claim is also gated)."""
     from ltdd_utils.results import read_records
     rs = read_records(ROOT / "book" / "results" / "adsa_cpu")
-    with pytest.raises(SelectionError, match="matches the records of 5 arms"):
+    with pytest.raises(SelectionError, match="matches the records of 4 arms"):
         select(rs, Arm("soft", ipc=10, setting={"imbalance_factor": 100}))
     gain = lambda study, f: Contrast(Arm("adsa", study, 10, {"imbalance_factor": f}),
                                      Arm("soft", study, 10, {"imbalance_factor": f}))
     row, = evaluate([Claim("adsa.gain_grows_with_imbalance", "supporting",
                            "the ADSA - plain gain is larger at IF 100 than at IF 10",
                            gain("main", 100), gain("sweep", 10))], rs)
-    assert [round(d, 2) for d in row["diffs"]] == [3.66, 3.05, 3.08]
-    assert row["mean"] == pytest.approx(3.26, abs=0.01) and row["verdict"] == HELD
+    assert [round(d, 2) for d in row["diffs"]] == [0.79, 0.75, -1.56, 3.51, -0.56]
+    assert row["mean"] == pytest.approx(0.59, abs=0.01) and row["verdict"] == OPEN
