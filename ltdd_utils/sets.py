@@ -190,15 +190,36 @@ def _provenance(path: Path) -> dict:
         return json.loads(str(z["provenance"]))
 
 
-def _accuracies(prov: dict) -> str:
-    parts = [f"`{a['method']}` {a['recorded']['acc']:.1f}"
-             + (f" (few {a['recorded']['acc_few']:.1f})" if "acc_few" in a["recorded"] else "")
-             for a in prov["arms"] if a.get("recorded")]
-    return "; ".join(parts) or "not in the records"
-
-
 def _cell(text) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _entry(p: Path) -> list[str]:
+    """One set's section: its download, provenance and the records' accuracy per label arm."""
+    prov = _provenance(p)
+    if not p.resolve().is_relative_to(PAGE.parent.resolve()):
+        raise ValueError(f"{p}: the page links sets under {PAGE.parent} only")
+    rel = p.resolve().relative_to(PAGE.parent.resolve())
+    run, st = prov["run"], prov.get("students", {})
+    setting = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in prov["setting"].items())
+    lines = [f"## {prov['title']}: {prov['chapter']}, `{prov['preset']}`", "",
+             f"{{download}}`{p.name} <{rel.as_posix()}>` ({p.stat().st_size / 2 ** 10:.0f} KiB; SHA-256 "
+             f"`{file_sha256(p)}`)", "",
+             f"* **Images**: {prov['images'][0]} ({prov['ipc']} per class) of {prov['dataset']}, {setting}, seed "
+             f"{prov['seed']}; made by {prov['made_by']}.",
+             f"* **Run**: commit `{run.get('commit')}`, {run.get('precision')}, {run.get('device')}, {run.get('date')}"
+             + (f" (the chapter's run took {run['runtime_s'] / 60:.0f} min)" if run.get("runtime_s") else "") + ".",
+             f"* **Students** (the chapter's protocol): {st.get('model', '?')} of width {st.get('width', '?')}, "
+             f"{st.get('steps', '?')} steps of batch {st.get('batch', '?')}, {st.get('recipe', '')}.", ""]
+    arms = [a for a in prov["arms"] if a.get("recorded")]
+    if arms:
+        lines += ["| label arm | students' test accuracy at this seed (%) | few group (%) |", "|---|---|---|"]
+        lines += [f"| `{_cell(a['method'])}` | {a['recorded']['acc']:.1f} | "
+                  f"{a['recorded']['acc_few']:.1f} |" if "acc_few" in a["recorded"] else
+                  f"| `{_cell(a['method'])}` | {a['recorded']['acc']:.1f} | |" for a in arms]
+    else:
+        lines.append("The chapter's records hold no student trained on this set at its seed.")
+    return lines + [""]
 
 
 def sets_markdown(root: Path = SETS) -> str:
@@ -210,10 +231,9 @@ def sets_markdown(root: Path = SETS) -> str:
              "The distilled sets the chapters show (those their studies list; so far chapter 01's), as the runs that "
              "the chapters report made them, each a NumPy archive with its provenance (chapter, how the images were "
              "made, setting, IPC, seed, the run's commit, parameters, device and precision, the students' settings). "
-             "The accuracy beside each set is what the chapter's records give the students trained on it at the "
-             "set's seed, one per label arm (overall and on the few group, in %): the `hard` arm needs the file "
-             "alone; the soft-label arms relabel every crop with the chapter's teacher, which is not part of the "
-             "file.", "",
+             "Beside each set: what the chapter's records give the students trained on it at the set's seed, one "
+             "per label arm. The `hard` arm needs the file alone; the soft-label arms relabel every crop with the "
+             "chapter's teacher, which is not part of the file.", "",
              "Load one, by its link below (copy the link) or a local path, into tensors ready for the book's "
              "evaluation protocol:", "",
              "```python", "from ltdd_utils import sets",
@@ -223,21 +243,9 @@ def sets_markdown(root: Path = SETS) -> str:
              "are stored as float16.", ""]
     if not files:
         return "\n".join(lines + ["No chapter run has written a set yet.", ""])
-    lines += ["| set | chapter | made by | setting | IPC | seed | images | run | students' test accuracy at this "
-              "seed (records) | file |", "|---|---|---|---|---|---|---|---|---|---|"]
     for p in files:
-        prov = _provenance(p)
-        if not p.resolve().is_relative_to(PAGE.parent.resolve()):
-            raise ValueError(f"{p}: the page links sets under {PAGE.parent} only")
-        rel = p.resolve().relative_to(PAGE.parent.resolve())
-        setting = ", ".join(f"{k} {v}" for k, v in prov["setting"].items())
-        run = prov["run"]
-        lines.append(f"| {_cell(prov['title'])} | {prov['chapter']} ({prov['preset']}) | {_cell(prov['made_by'])} | "
-                     f"{_cell(setting)} | {prov['ipc']} | {prov['seed']} | {prov['images'][0]} | commit "
-                     f"`{run.get('commit')}`, {run.get('precision')} | {_accuracies(prov)} | "
-                     f"{{download}}`{p.name} <{rel.as_posix()}>` ({p.stat().st_size / 2 ** 10:.0f} KiB; SHA-256 "
-                     f"`{file_sha256(p)}`) |")
-    return "\n".join(lines + [""])
+        lines += _entry(p)
+    return "\n".join(lines)
 
 
 def write_page(check: bool = False) -> int:

@@ -94,9 +94,9 @@ def test_the_page_lists_each_file_with_its_provenance_accuracy_and_download(expo
     monkeypatch.setattr(sets, "PAGE", path.parent.parent.parent / "sets.md")
     page = sets.sets_markdown(path.parent.parent)
     hard = next(a for a in sets.load(path).meta["arms"] if a["method"] == "hard")["recorded"]
-    assert f"{{download}}`{path.name} <sets/adsa_smoke/{path.name}>`" in page and "adsa (smoke)" in page
-    assert f"`hard` {hard['acc']:.1f} (few {hard['acc_few']:.1f})" in page and sets.file_sha256(path) in page
-    assert "commit `abc`" in page and "1 file(s)" in page
+    assert f"{{download}}`{path.name} <sets/adsa_smoke/{path.name}>`" in page and "adsa, `smoke`" in page
+    assert f"| `hard` | {hard['acc']:.1f} | {hard['acc_few']:.1f} |" in page and sets.file_sha256(path) in page
+    assert "commit `abc`" in page and "1 file(s)" in page and "## recovered images" in page
     assert sets.sets_markdown(tmp_path).count("No chapter run has written a set yet") == 1
 
 

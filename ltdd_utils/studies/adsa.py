@@ -207,7 +207,7 @@ class Study:
                  "students": {"model": c.model, "width": self.width, "depth": c.depth, "norm": c.norm,
                               "steps": c.student_steps, "batch": c.eval_batch, "lr": c.kd_lr,
                               "ce_weight": c.kd_ce_weight, "cutmix": c.kd_cutmix, "crop_scale": list(KD_CROP_SCALE),
-                              "recipe": "EDC's (ltdd_utils.evaluate.train_student_kd)"},
+                              "recipe": "EDC's recipe (ltdd_utils.evaluate.train_student_kd)"},
                  "arms": [{"method": a, "study": "main", "ipc": ipc, "setting": {"imbalance_factor": f}}
                           for a in arms]}]
 
