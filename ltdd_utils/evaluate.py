@@ -178,7 +178,7 @@ def kd_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, gen: torch.Gene
 # taus) differ only in the offset subtracted afterwards, so the teacher runs once for all of them, as SRe2L's and
 # FKD's stored soft labels do. Each entry checks the batch it was made on (a sum of its pixels) before it is reused.
 _RELABELS: "OrderedDict[str, dict]" = OrderedDict()
-RELABEL_ENTRIES = 16             # students' worth of logits kept (about 2 MB each at 1,000 steps of batch 50)
+RELABEL_ENTRIES = 64             # students' worth of logits kept (about 2 MB each at 1,000 steps of batch 50)
 
 
 def _relabels(key: str) -> dict:

@@ -130,7 +130,7 @@ def summarize(df, by: list[str], metrics=("acc", "acc_many", "acc_medium", "acc_
     mean, std, n = g.mean(), g.std(ddof=1).fillna(0.0), g.size()
     out = pd.DataFrame(index=mean.index)
     for c in cols:
-        out[c] = [f"{m:.{digits}f} ± {s:.{digits}f}" for m, s in zip(mean[c], std[c])]
+        out[c] = [f"{m:.{digits}f} ± {s:.{digits}f}" if m == m else "–" for m, s in zip(mean[c], std[c])]  # NaN: –
     out["n"] = n
     return out
 

@@ -144,7 +144,7 @@ def test_every_declared_claim_recomputed_from_the_books_records():
     from ltdd_utils import claims, claims_page
     chapters = claims_page.chapter_rows()
     rows = {r["id"]: r for c in chapters for r in c["rows"]}
-    gain = rows["adsa.s.gain_grows"]                     # on the main and sweep students, gated by the soft regime
+    gain = rows["adsa.h.gain_grows"]                     # on the main and sweep students, gated by the soft regime
     assert [round(d, 2) for d in gain["diffs"]] == [0.79, 0.75, -1.56, 3.51, -0.56]
     assert gain["verdict"] == "not testable at this scale" and "adsa.g.soft_regime.ipc10" in gain["why_not_testable"]
     for c in chapters:

@@ -265,7 +265,7 @@ class Study:
             tau = self.oracle(f, seed)
         elif arm != "fixed":
             tau = None
-        offset = None if tau is None else tau * adsa.log_prior(d.class_counts())
+        offset = None if not tau else tau * adsa.log_prior(d.class_counts())   # tau = 0: the plain labels
         return s, self.trainer(None if arm == "hard" else teacher, offset), tau
 
     # ------------------------------------------------------------------------------------- the bound's terms
