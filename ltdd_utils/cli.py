@@ -537,7 +537,7 @@ def main(argv=None) -> int:
         if args.cmd == "sets":
             from . import sets
             if args.export:
-                for stem in select(args.chapters):
+                for stem in [s for s in select(args.chapters) if sets.shows_sets(chapter_key(s))]:
                     out, src = executed_path(stem, args.preset), chapters()[stem]
                     meta = _metadata(out)
                     if meta is None:

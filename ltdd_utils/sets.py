@@ -132,6 +132,12 @@ def recorded_accuracy(records: list[dict], arm: dict, seed: int) -> dict | None:
     return out
 
 
+def shows_sets(chapter: str) -> bool:
+    """Whether ``chapter``'s study lists the sets its figures show (``Study.shown_sets``)."""
+    import importlib
+    return hasattr(importlib.import_module(f".studies.{chapter}", __package__).Study, "shown_sets")
+
+
 def export_chapter(chapter: str, preset: str, params: dict, run_meta: dict | None, folder: Path,
                    from_run: bool) -> list[Path]:
     """Write every set ``chapter``'s study shows (``Study.shown_sets()``) at ``preset`` into ``folder``
@@ -143,9 +149,9 @@ def export_chapter(chapter: str, preset: str, params: dict, run_meta: dict | Non
     from .config import make_config
     from .experiment import Run
     from .results import read_records
-    study = importlib.import_module(f".studies.{chapter}", __package__)
-    if not hasattr(study.Study, "shown_sets"):
+    if not shows_sets(chapter):
         return []
+    study = importlib.import_module(f".studies.{chapter}", __package__)
     cfg = make_config(chapter, preset, **params)
     run = Run(cfg)
     if not run.path.with_suffix(".json").exists():
