@@ -389,13 +389,17 @@ def _reproduce(preset: str, names: list[str] | None, params: dict, force: bool, 
                 continue
         print(f"{head}: running ...", flush=True)
         t0, commit = time.time(), git_commit(ROOT)
+        # the notebook as it is now: what runs and what the copy records as its inputs, even if it is edited meanwhile
+        snapshot = Path(tempfile.mkdtemp(prefix="ltdd-source-")) / src.name
+        shutil.copyfile(src, snapshot)
+        inputs = chapter_inputs(snapshot, preset, params)
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{stem}.", suffix=".ipynb")
         os.close(fd)
         fd, log = tempfile.mkstemp(prefix=f"ltdd-producers-{stem}.", suffix=".txt")
         os.close(fd)
         os.environ[LOG_ENV] = log
         try:
-            pm.execute_notebook(str(src), tmp, parameters={"PRESET": preset, **params}, cwd=str(NOTEBOOKS),
+            pm.execute_notebook(str(snapshot), tmp, parameters={"PRESET": preset, **params}, cwd=str(NOTEBOOKS),
                                 kernel_name="python3", progress_bar=False, log_output=True,
                                 execution_timeout=timeout)
         except Exception as e:  # papermill's execution error carries the failing cell
@@ -407,13 +411,15 @@ def _reproduce(preset: str, names: list[str] | None, params: dict, force: bool, 
             return 1
         finally:
             os.environ.pop(LOG_ENV, None)
+            ran_cells = json.loads(snapshot.read_text())["cells"]
+            shutil.rmtree(snapshot.parent, ignore_errors=True)
         used = sorted(set(Path(log).read_text().split()))
         os.unlink(log)
         versions = load_all()
         nb = json.loads(Path(tmp).read_text())
-        page_tags(nb, json.loads(src.read_text())["cells"])
+        page_tags(nb, ran_cells)
         ran = resolved(chapter_key(stem), preset, params)
-        nb["metadata"]["ltdd"] = {"inputs": chapter_inputs(src, preset, params),
+        nb["metadata"]["ltdd"] = {"inputs": inputs,
                                   "producers": {n: versions[n] for n in used if n in versions},
                                   "cold": cold, "preset": preset, "parameters": params,
                                   "commit": commit, "runtime_s": round(time.time() - t0, 1),

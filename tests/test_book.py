@@ -124,6 +124,13 @@ def test_run_logs_are_trimmed_at_render_and_kept_on_disk():
     assert outs[0]["text"].startswith("(4 lines of run log not shown here")
     assert outs[1]["text"] == "IF 100: 12406 images\n" and outs[2]["output_type"] == "display_data" and len(outs) == 3
     assert nb["cells"][1]["source"] == "[a link](x) is not a log"
+    # the rows a chapter's last cell returns from run.verdicts(...) are shown as its "What we saw", not as a repr
+    rows = {"output_type": "execute_result", "data": {"text/plain": "[{'id': 'adsa.g.soft_regime.ipc10',\n ..."}}
+    shown = {"output_type": "display_data", "data": {"text/markdown": "**Headline claims**"}}
+    last = {"cell_type": "code", "source": "run.verdicts(lines)", "outputs": [shown, rows]}
+    other = {"cell_type": "code", "source": "rows", "outputs": [rows]}
+    trim_outputs({"cells": [last, other]})
+    assert last["outputs"] == [shown] and other["outputs"] == [rows]
 
 
 def test_claims_page_is_what_the_records_give():

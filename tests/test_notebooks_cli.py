@@ -331,3 +331,34 @@ def test_a_kernel_draws_progress_as_a_widget_without_a_warning(tmp_path, monkeyp
     outputs = nb.cells[0].outputs
     assert any(WIDGET in o.get("data", {}) for o in outputs), outputs
     assert not [o for o in outputs if o.get("name") == "stderr"], outputs
+
+
+def test_a_notebook_edited_while_it_runs_records_what_ran(tmp_path, monkeypatch):
+    """The runner executes a snapshot of the notebook and records the snapshot's cells as the copy's inputs: prose
+    edited during a long run leaves the copy stale by its prose (mended by copying it in), not falsely up to date."""
+    import papermill
+    stem = "00_longtail_baselines"
+    src = tmp_path / f"{stem}.ipynb"
+    src.write_text((ROOT / "notebooks" / f"{stem}.ipynb").read_text())
+    monkeypatch.setattr(cli, "chapters", lambda: {stem: src})
+
+    def fake_execute(input_path, output_path, **kw):        # "runs" the notebook, which is edited meanwhile
+        nb = json.loads(src.read_text())
+        md = next(c for c in nb["cells"] if c["cell_type"] == "markdown")
+        md["source"] = "".join(md["source"]) + "\nAn edit made during the run."
+        src.write_text(json.dumps(nb))
+        with open(input_path) as f:
+            ran = json.load(f)
+        for c in ran["cells"]:
+            c.setdefault("metadata", {})
+            if c["cell_type"] == "code":
+                c["outputs"] = []
+        with open(output_path, "w") as f:
+            json.dump(ran, f)
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    out = tmp_path / "out"
+    assert cli.reproduce("smoke", [stem], {"RESULTS_DIR": str(tmp_path / "res")}, output_dir=out) == 0
+    copy = cli.executed_path(stem, "smoke", out)
+    assert "An edit made during the run." not in copy.read_text()
+    assert cli.staleness(copy, src, "smoke", {"RESULTS_DIR": str(tmp_path / "res")}) == [cli.PROSE_ONLY]

@@ -103,3 +103,27 @@ def test_the_page_lists_each_file_with_its_provenance_accuracy_and_download(expo
 def test_the_books_sets_page_is_current_and_within_its_budget():
     assert sets.write_page(check=True) == 0, "run `python -m ltdd_utils sets`"
     assert sum(p.stat().st_size for p in sets.SETS.glob("*/*.npz")) <= sets.BUDGET_MB * 2 ** 20
+
+
+def test_the_books_sets_train_their_hard_label_students_to_the_recorded_accuracy():
+    """Every committed set, loaded by the library call, trains the hard-label student of its chapter's protocol
+    (its seed, the students' settings in its provenance) to the accuracy its chapter recorded, within seed noise:
+    3 points (the hard arm's spread over seeds is about 1; another CPU, or fp32, changes the numerics)."""
+    from ltdd_utils.config import make_config
+    from ltdd_utils.evaluate import EvalSettings, evaluate_synset
+    from ltdd_utils.experiment import Run, kd_trainer
+    files = sorted(sets.SETS.glob("*/*.npz"))
+    for path in files:
+        s = sets.load(path, sha256=sets.file_sha256(path))
+        hard = next((a["recorded"] for a in s.meta["arms"] if a["method"] == "hard" and a["recorded"]), None)
+        if hard is None:
+            continue
+        params = {k: v for k, v in (s.meta["run"]["parameters"] or {}).items() if k.lower() not in
+                  ("results_dir", "cache_dir", "data_root")}
+        run = Run(make_config(s.meta["chapter"], s.meta["preset"], **params))
+        st = s.meta["students"]
+        settings = EvalSettings(model=st["model"], width=st["width"], depth=st["depth"], norm=st["norm"],
+                                batch=st["batch"], students=1)
+        m, = evaluate_synset(s, run.test, settings, seed=s.meta["seed"], device=run.device,
+                             train_fn=kd_trainer(run.cfg, None, run.device))
+        assert abs(m["acc"] - hard["acc"]) <= 3.0, (path.name, m["acc"], hard["acc"])

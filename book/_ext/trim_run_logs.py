@@ -4,7 +4,8 @@ The executed chapters keep every line their run printed (progress of each loop, 
 student): that is their provenance. When the site is built, each notebook's text outputs lose those lines,
 recognised by a bracketed prefix that starts with a letter (``[dm] 120/500 loss=...``, ``[cache] reuse ...``,
 ``[full seed 0] student 1/1: ...``; a printed list such as ``[1, 2]`` is kept); a cell that printed some keeps
-one line saying how many were left out. Nothing on disk changes. Used by _config.yml (``sphinx.local_extensions``).
+one line saying how many were left out. The repr of the verdict rows that a chapter's last cell returns
+(``run.verdicts(...)``, shown above it as the chapter's "What we saw") is left out too. Nothing on disk changes. Used by _config.yml (``sphinx.local_extensions``).
 """
 from __future__ import annotations
 
@@ -14,13 +15,27 @@ import re
 LOG_LINE = re.compile(r"^\s*\[[A-Za-z][^\]\n]*\] ")
 
 
+def _verdict_rows(cell: dict, out: dict) -> bool:
+    """The value of a cell ending in ``run.verdicts(...)``: the judged rows' repr, which the same call shows as
+    the chapter's "What we saw" (and writes to the claims file)."""
+    source = cell.get("source", "")
+    source = source if isinstance(source, str) else "".join(source)
+    text = out.get("data", {}).get("text/plain", "")
+    text = text if isinstance(text, str) else "".join(text)
+    return out.get("output_type") == "execute_result" and "run.verdicts(" in source and text.startswith("[{'id': ")
+
+
 def trim_outputs(nb: dict) -> int:
-    """Remove run-log lines from the stream outputs of ``nb`` in place; returns how many were removed."""
+    """Remove run-log lines from the stream outputs of ``nb`` in place, and the repr of the verdict rows a
+    ``run.verdicts(...)`` cell returns; returns how many log lines were removed."""
     removed = 0
     for cell in nb.get("cells", []):
         kept_outputs = []
         dropped = 0
         for out in cell.get("outputs", []):
+            if _verdict_rows(cell, out):
+                removed += 1
+                continue
             if out.get("output_type") != "stream":
                 kept_outputs.append(out)
                 continue
