@@ -94,10 +94,11 @@ def load(source: str | Path, sha256: str | None = None, cache_root=None):
         path = Path(text).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"no set at {source}")
-    if sha256 is not None and file_sha256(path) != sha256.lower():
-        raise ValueError(f"{source}: its SHA-256 is {file_sha256(path)}, not {sha256}")
-    if not path.read_bytes()[:4] == MAGIC:
-        raise ValueError(f"{source}: not a set of this book (not a NumPy archive)")
+    if sha256 is not None and (digest := file_sha256(path)) != sha256.lower():
+        raise ValueError(f"{source}: its SHA-256 is {digest}, not {sha256}")
+    with open(path, "rb") as f:
+        if f.read(len(MAGIC)) != MAGIC:
+            raise ValueError(f"{source}: not a set of this book (not a NumPy archive)")
     with np.load(path, allow_pickle=False) as z:
         missing = {"images", "labels", "provenance"} - set(z.files)
         if missing:
@@ -132,10 +133,14 @@ def recorded_accuracy(records: list[dict], arm: dict, seed: int) -> dict | None:
     return out
 
 
+def _study(chapter: str):
+    import importlib
+    return importlib.import_module(f".studies.{chapter}", __package__)
+
+
 def shows_sets(chapter: str) -> bool:
     """Whether ``chapter``'s study lists the sets its figures show (``Study.shown_sets``)."""
-    import importlib
-    return hasattr(importlib.import_module(f".studies.{chapter}", __package__).Study, "shown_sets")
+    return hasattr(_study(chapter).Study, "shown_sets")
 
 
 def export_chapter(chapter: str, preset: str, params: dict, run_meta: dict | None, folder: Path,
@@ -145,19 +150,17 @@ def export_chapter(chapter: str, preset: str, params: dict, run_meta: dict | Non
     accuracy its records give each arm trained on it at the set's seed. The sets come through the study's cached
     producers: ``from_run`` says they are the run's own (its cache, right after it); otherwise they were read from
     the cache, or computed again, at export. Returns the files written (none where the study shows no set)."""
-    import importlib
     from .config import make_config
     from .experiment import Run
     from .results import read_records
     if not shows_sets(chapter):
         return []
-    study = importlib.import_module(f".studies.{chapter}", __package__)
     cfg = make_config(chapter, preset, **params)
     run = Run(cfg)
     if not run.path.with_suffix(".json").exists():
         raise FileNotFoundError(f"no records of {chapter} at preset {preset} in {run.path}.json: run the chapter first")
     records = read_records(run.path)
-    st = study.Study(run)
+    st = _study(chapter).Study(run)
     meta = run_meta or {}
     resolved = meta.get("resolved", {})
     written = []
@@ -257,8 +260,8 @@ def sets_markdown(root: Path = SETS) -> str:
 def write_page(check: bool = False) -> int:
     """Write ``book/sets.md``; with ``check``, return 1 when it differs from what the set files give. Either way,
     1 when the sets exceed the site's budget."""
-    text = sets_markdown()
-    size = sum(p.stat().st_size for p in _files()) / 2 ** 20
+    text, files = sets_markdown(), _files()
+    size = sum(p.stat().st_size for p in files) / 2 ** 20
     over = size > BUDGET_MB
     if over:
         print(f"the sets take {size:.1f} MiB, over the site's budget of {BUDGET_MB} MiB", file=sys.stderr)
@@ -267,5 +270,5 @@ def write_page(check: bool = False) -> int:
         print("book/sets.md is up to date" if same else "book/sets.md is stale: run `python -m ltdd_utils sets`")
         return 0 if same and not over else 1
     atomic_write_text(PAGE, text)
-    print(f"wrote {PAGE.relative_to(ROOT)} ({len(_files())} set file(s), {size:.1f} MiB)")
+    print(f"wrote {PAGE.relative_to(ROOT)} ({len(files)} set file(s), {size:.1f} MiB)")
     return 1 if over else 0

@@ -27,7 +27,7 @@ def _verdict_rows(cell: dict, out: dict) -> bool:
 
 def trim_outputs(nb: dict) -> int:
     """Remove run-log lines from the stream outputs of ``nb`` in place, and the repr of the verdict rows a
-    ``run.verdicts(...)`` cell returns; returns how many log lines were removed."""
+    ``run.verdicts(...)`` cell returns; returns how many log lines and reprs were removed."""
     removed = 0
     for cell in nb.get("cells", []):
         kept_outputs = []
