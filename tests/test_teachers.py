@@ -106,7 +106,8 @@ def test_the_page_includes_the_stored_teachers_as_rendered():
         assert not r["role"].startswith("lt_") or {"acc_many", "acc_medium", "acc_few"} <= set(r["test_tta"])
     # the settings tried on validation for the plain long-tail teacher: the page quotes their last epochs
     tried = json.loads((results / "teachers_choices.json").read_text())["rows"]
-    ends = " and ".join(f"{r['validation_curve'][-1]:g} %" for r in tried)
+    ends = [f"{r['validation_curve'][-1]:g} %" for r in tried]
+    ends = ", ".join(ends[:-1]) + " and " + ends[-1] if len(ends) > 1 else ends[0]
     assert all(len(r["validation_curve"]) == math.ceil(r["epochs"]) and "test" not in r for r in tried)
     assert f"({ends} on validation at the end;" in " ".join((results.parent / "running.md").read_text().split())
 
