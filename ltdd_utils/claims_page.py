@@ -81,7 +81,7 @@ def chapter_rows(preset: str = "cpu", results_dir: Path = RESULTS) -> list[dict]
             cfg = claims.config_of(meta, recs)
             entry.update(meta=meta, precision=ran_with(meta).get("precision", "?"),
                          under_engine="verdicts" in meta.get("producers", {}),
-                         rows=claims.judge(key, cfg, recs, missing="report"))
+                         rows=claims.judge(key, cfg, recs, missing="report"), shared=claims.shared(key, recs))
         out.append(entry)
     return out
 
@@ -195,8 +195,8 @@ def claims_markdown(results_dir: Path = RESULTS, preset: str = "cpu", chapters: 
                   f"{_cell(m.get('resolved', {}).get('device_name') or m.get('device', '?'))}, precision "
                   f"{c['precision']}; records: {{download}}`{c['records'].name} <results/{c['records'].name}>`."
                   + ("" if c["under_engine"] else " Its page shows the verdicts of the rule it ran under."), ""]
-        if claims.shared(c["key"]):
-            lines += [f"Every seed shares {claims.shared(c['key'])}.", ""]
+        if c["shared"]:
+            lines += [f"Every seed shares {c['shared']}.", ""]
         for level in LEVELS:
             mine = [r for r in c["rows"] if r["level"] == level]
             if not mine:

@@ -162,8 +162,9 @@ class Run:
             rows = [r for r in self.claims if r["level"] == level]
             if rows:
                 text += [f"**{level.capitalize()} claims**", ""] + [f"* `{r['id']}` {describe(r)}" for r in rows] + [""]
-        if claims.shared(self.cfg.chapter):
-            text += [f"*Every seed shares {claims.shared(self.cfg.chapter)}.*", ""]
+        shared = claims.shared(self.cfg.chapter, self.records)
+        if shared:
+            text += [f"*Every seed shares {shared}.*", ""]
         display(Markdown("\n".join(text + list(lines))))
         return self.claims
 

@@ -83,11 +83,13 @@ def image_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int, per
     return ax
 
 
-def metric_bars(df, ax, title: str, hue: str = "method", metrics=("acc", "acc_many", "acc_medium", "acc_few")):
-    """Each arm's accuracy overall and per class group (mean ± std over seeds as error bars)."""
+def metric_bars(df, ax, title: str, hue: str = "method", metrics=("acc", "acc_many", "acc_medium", "acc_few"),
+                palette=None):
+    """Each arm's accuracy overall and per class group (mean ± std over seeds as error bars); ``palette``: the
+    arms' colours (seaborn's; e.g. ``"tab10"`` to tell many arms apart)."""
     import seaborn as sns
     long = df.melt(id_vars=[hue], value_vars=[m for m in metrics if m in df], var_name="metric", value_name="accuracy")
-    sns.barplot(data=long, x="metric", y="accuracy", hue=hue, errorbar="sd", capsize=0.03, ax=ax)
+    sns.barplot(data=long, x="metric", y="accuracy", hue=hue, errorbar="sd", capsize=0.03, ax=ax, palette=palette)
     ax.set(title=title, ylabel="test accuracy (%)")
     ax.legend(fontsize=7, ncol=3)
     return ax

@@ -271,3 +271,26 @@ def test_chapter_parameters_fail_before_compute():
             make_config("unbiased_recovery", "smoke", check_data=False, **bad)
     with pytest.raises(ConfigError, match="did you mean 'SHARE_EXPERTS'"):
         make_config("unbiased_recovery", "smoke", check_data=False, share_expert=True)
+
+
+def test_experts_are_drawn_per_seed_and_the_shown_sets_are_the_arms_sets(tmp_path):
+    """Each run seed gets its own experts (the observer under the seed; the teacher under the seed + 1000 when the
+    two are not shared), the arms of a seed use that seed's, and the sets the site shows (Full and base, first seed)
+    are the sets those arms trained on."""
+    from ltdd_utils.config import make_config
+    from ltdd_utils.experiment import Run
+    from ltdd_utils.studies.unbiased_recovery import TEACHER_SEED_OFFSET, Study
+    cfg = make_config("unbiased_recovery", "smoke", cache_dir=str(tmp_path), results_dir=str(tmp_path), seeds=[0, 1],
+                      expert_candidates=[], other_factors=[], other_ipcs=[], methods=["full", "base", "random_kd"])
+    st = Study(Run(cfg))
+    shown = st.shown_sets()                                     # before any expert was selected: loads only its own
+    assert [s["name"] for s in shown] == ["full_if10_ipc2_seed0", "base_if10_ipc2_seed0"]
+    st.select_experts()
+    assert {k[3] for k in st.experts} == {0, 1} and {s for _, s in st.few_gain} == {0, 1}
+    assert st.expert_seed("teacher", 1) == 1 + TEACHER_SEED_OFFSET and st.expert_seed("observer", 1) == 1
+    key = lambda seed: st.experts[st.IF0, "debiased", "observer", seed].cache_key
+    assert key(0) != key(1)
+    for item, arm in zip(shown, ("full", "base")):
+        assert torch.equal(item["set"].images, st.synset(st.IF0, cfg.ipc, arm, 0).images)
+    with pytest.raises(Exception, match="ipc_seeds"):
+        make_config("unbiased_recovery", "smoke", check_data=False, seeds=[0, 1], ipc_seeds=[2])

@@ -35,9 +35,13 @@ def declared(chapter: str, cfg: Mapping) -> list[Claim]:
     return _module(chapter).claims(cfg if isinstance(cfg, Config) else Config(cfg))
 
 
-def shared(chapter: str) -> str:
-    """What every seed of the chapter shares (a note beside its verdicts; empty: seeds re-draw everything)."""
-    return getattr(_module(chapter), "SHARED", "")
+def shared(chapter: str, records=()) -> str:
+    """What every seed of the chapter shares (a note beside its verdicts; empty: seeds re-draw everything). A
+    chapter's ``SHARED`` is a text, or a function of its run's records (flat dicts) where what the seeds share
+    changed between versions of the chapter, so that an older run's note says what that run shared."""
+    from ..verdicts import _flat
+    note = getattr(_module(chapter), "SHARED", "")
+    return note([_flat(r) for r in records]) if callable(note) else note
 
 
 def derived(chapter: str, records, cfg: Mapping) -> list[dict]:

@@ -1,6 +1,6 @@
 """The experiments of the unbiased-recovery chapter (notebooks/02_unbiased_recovery.ipynb): long-tailed
-splits and a balanced validation set, observer and teacher experts (with model selection on the validation
-set), class statistics, the initial sets and the arms of chapters.unbiased_recovery.ARMS."""
+splits and a balanced validation set, observer and teacher experts per run seed (with model selection on the
+validation set), class statistics, the initial sets and the arms of chapters.unbiased_recovery.ARMS."""
 from __future__ import annotations
 
 import time
@@ -29,9 +29,18 @@ def per_class_distance(stats, targets) -> list[float]:
     return [sum(float(torch.norm(stats["mean"][l][c] - m)) for l, (m, _) in enumerate(targets)) for c in range(C)]
 
 
+TARGETS = {"recal": "class-balanced and class-wise targets", "ema": "its running statistics as targets"}
+TEACHER_SEED_OFFSET = 1000     # without SHARE_EXPERTS, the teacher of run seed s is trained under seed s + 1000
+
+
 class Study:
     """Splits at every imbalance factor (each class's capacity checked before any training) and a balanced
-    validation set of training images outside every split; then ``select_experts()`` and ``arm(...)``."""
+    validation set of training images outside every split; then ``select_experts()`` and ``arm(...)``.
+
+    Experts are re-drawn per run seed (the observer under the run seed; the teacher under the same seed with
+    SHARE_EXPERTS, else the seed + TEACHER_SEED_OFFSET), so that the spread over seeds includes the experts'. An
+    expert is trained where an arm uses it (:meth:`needed`), and at every factor both kinds under the first seed:
+    the acceptance check and the BatchNorm diagnostics read them."""
 
     def __init__(self, run: Run):
         self.run, self.cfg, self.device, cfg = run, run.cfg, run.device, run.cfg
@@ -50,9 +59,10 @@ class Study:
         self.heads, self.q = cfg.expert_heads, cfg.q
         self.experts: dict = {}
         self._stats: dict = {}
-        self._val: dict = {}                         # (IF, kind, role) -> validation metrics of the expert
-        self.few_gain: dict = {}                     # IF -> debiased minus plain few-group validation accuracy
-        self.accepted: dict = {}                     # IF -> few_gain >= EXPERT_MARGIN
+        self._val: dict = {}                         # (IF, kind, role, seed) -> validation metrics of the expert
+        self.few_gain: dict = {}                     # (IF, seed) -> debiased minus plain few-group validation accuracy
+        self.accepted: dict = {}                     # IF -> every seed's few_gain >= EXPERT_MARGIN
+        self.seed0 = cfg.seeds[0]
         self.examples: dict = {}
 
     def split(self, f):
@@ -60,10 +70,13 @@ class Study:
         return make_longtail(self.full, f, seed=0, n_max=self.cfg.n_max, order=self.order)
 
     # ---------------------------------------------------------------------------------------------- experts
-    def expert(self, f, kind, role, heads=None, q=None):
-        """``kind`` debiased | plain; the observer has seed 0, the teacher seed 1 (seed 0 too with SHARE_EXPERTS)."""
+    def expert_seed(self, role, seed) -> int:
+        return seed if role == "observer" or self.cfg.share_experts else seed + TEACHER_SEED_OFFSET
+
+    def expert(self, f, kind, role, seed=None, heads=None, q=None):
+        """``kind`` debiased | plain, ``role`` observer | teacher, of run seed ``seed`` (default the first)."""
         c = self.cfg
-        seed = 0 if role == "observer" or c.share_experts else 1
+        seed = self.expert_seed(role, self.seed0 if seed is None else seed)
         return ur.train_expert(self.splits[f], kind == "debiased", c.expert_model, c.expert_width, c.depth,
                                c.expert_epochs, c.expert_lr, c.expert_batch, self.q if q is None else q,
                                c.contrast_weight, c.expert_weight_decay, self.heads if heads is None else heads,
@@ -77,6 +90,30 @@ class Study:
     def roles(self):
         return ("observer",) if self.cfg.share_experts else ("observer", "teacher")
 
+    def needed(self, kinds=("debiased", "plain")) -> list[tuple]:
+        """(IF, kind, role, seed) of every expert the run uses: the arms' observers and teachers at the factors,
+        IPCs and seeds they run (the main factor's arms and OTHER_IPCS' at every seed, OTHER_METHODS at
+        OTHER_FACTORS), and both kinds and roles under the first seed at every factor (the acceptance check, the
+        diagnostics)."""
+        c, out = self.cfg, {}
+        runs = [(self.IF0, m, s) for m in c.methods for s in c.seeds]
+        runs += [(self.IF0, m, s) for i in c.other_ipcs if i != c.ipc for m in c.ipc_methods for s in self.ipc_seeds]
+        runs += [(f, m, s) for f in c.other_factors if f != self.IF0 for m in c.other_methods for s in c.seeds]
+        for f, m, s in runs:
+            obs, teach = ARMS[m][:2]
+            for kind, role in ((obs, "observer"), (teach, "teacher")):
+                if kind in kinds:
+                    out[f, kind, role, s] = None
+        for f in self.factors:
+            for kind in kinds:
+                for role in ("observer", "teacher"):
+                    out[f, kind, role, self.seed0] = None
+        return list(out)
+
+    @property
+    def ipc_seeds(self) -> list[int]:
+        return self.cfg.ipc_seeds if self.cfg.ipc_seeds is not None else self.cfg.seeds
+
     def select_experts(self, kinds=("debiased", "plain")) -> list[dict]:
         """Model selection among EXPERT_CANDIDATES on the validation set (never the test set); then every expert
         of ``kinds``, and, with both kinds, per imbalance factor whether the debiased experts are accepted: each
@@ -84,38 +121,40 @@ class Study:
         points."""
         rows = []
         for h, q in self.cfg.expert_candidates:
-            net = self.expert(self.IF0, "debiased", "observer", h, q)
+            net = self.expert(self.IF0, "debiased", "observer", heads=h, q=q)
             mv = self.metrics_on(net, self.val)
             rows.append({"heads": h, "q": q, "val acc": mv["acc"], "val many": mv["acc_many"], "val medium": mv["acc_medium"],
                          "val few": mv["acc_few"], "training seconds (first run)": net.train_seconds})
         if rows:
             best = max(rows, key=lambda r: r["val acc"])
             self.heads, self.q = int(best["heads"]), float(best["q"])
-        self.experts = {(f, kind, role): self.expert(f, kind, role) for f in self.factors
-                        for kind in kinds for role in ("observer", "teacher")}
+        self.experts = {k: self.expert(*k) for k in self.needed(kinds)}
         self._val = {k: self.metrics_on(net, self.val) for k, net in self.experts.items() if k[2] in self.roles()}
         if "plain" not in kinds or "debiased" not in kinds:
             return rows
-        self.few_gain = {f: min(self._val[f, "debiased", r]["acc_few"] - self._val[f, "plain", r]["acc_few"]
-                                for r in self.roles()) for f in self.factors}
-        self.accepted = {f: g >= self.cfg.expert_margin for f, g in self.few_gain.items()}
-        for f, g in self.few_gain.items():      # what the experts' gate is judged on (ltdd_utils/claims/unbiased_recovery.py)
-            self.run.record("debiased expert", {"study": "experts", "imbalance_factor": f}, self.cfg.ipc, 0,
+        pairs = {(f, s) for f, kind, role, s in self._val}
+        self.few_gain = {(f, s): min(self._val[f, "debiased", r, s]["acc_few"] - self._val[f, "plain", r, s]["acc_few"]
+                                     for r in self.roles())
+                         for f, s in sorted(pairs) if all((f, k, r, s) in self._val for k in kinds for r in self.roles())}
+        self.accepted = {f: min(g for (f_, _), g in self.few_gain.items() if f_ == f) >= self.cfg.expert_margin
+                         for f in self.factors}
+        for (f, s), g in self.few_gain.items():  # what the experts' gate is judged on (ltdd_utils/claims/unbiased_recovery.py)
+            self.run.record("debiased expert", {"study": "experts", "imbalance_factor": f}, self.cfg.ipc, s,
                             {"few_gain": g}, 0.0)
         return rows
 
     def expert_table(self) -> list[dict]:
+        """One row per expert (IF, kind, role, run seed): validation and test accuracy, training time."""
         rows = []
-        for (f, kind, role), net in self.experts.items():
+        for (f, kind, role, s), net in sorted(self.experts.items(), key=lambda kv: (-kv[0][0], kv[0][1:])):
             if role not in self.roles():
                 continue
-            m, mv = self.metrics_on(net, self.run.test), self._val[f, kind, role]
-            gain = mv["acc_few"] - self._val[f, "plain", role]["acc_few"]
+            m, mv = self.metrics_on(net, self.run.test), self._val[f, kind, role, s]
             rows.append({"IF": f, "expert": kind, "role": "observer = teacher" if self.cfg.share_experts else role,
-                         "val acc": mv["acc"], "val few": mv["acc_few"], "val few gain": gain if kind == "debiased" else None,
-                         "accepted": self.accepted[f] if kind == "debiased" else None, "test acc": m["acc"],
-                         "test many": m["acc_many"], "test medium": m["acc_medium"], "test few": m["acc_few"],
-                         "training seconds (first run)": net.train_seconds})
+                         "seed": s, "val acc": mv["acc"], "val few": mv["acc_few"],
+                         "val few gain": self.few_gain.get((f, s)) if kind == "debiased" else None,
+                         "test acc": m["acc"], "test many": m["acc_many"], "test medium": m["acc_medium"],
+                         "test few": m["acc_few"], "training seconds (first run)": net.train_seconds})
         return rows
 
     def bn_diagnostics(self) -> tuple[list[dict], list[dict], list[dict]]:
@@ -123,9 +162,9 @@ class Study:
         targets (the debiased observer's running EMA statistics, a sample-weighted pass, the class-balanced
         recalibration); over DIAGNOSTIC_FACTORS, the fixed observer's sample-weighted minus class-balanced distance per
         layer (forward passes only); per factor and observer kind, its EMA statistics' distance to class-balanced."""
-        c, f0 = self.cfg, self.cfg.imbalance_factor
+        c, f0, s = self.cfg, self.cfg.imbalance_factor, self.seed0
         s0 = self.class_stats(f0, "debiased")
-        targets = {"running (EMA) statistics": ema_targets(self.experts[f0, "debiased", "observer"]),
+        targets = {"running (EMA) statistics": ema_targets(self.experts[f0, "debiased", "observer", s]),
                    "sample-weighted pass": ur.sample_weighted_targets(s0),
                    "class-balanced (recalibrated)": ur.balanced_targets(s0, c.mixture_variance)}
         skew = [{"class": k, "target": name, "distance": dist}
@@ -135,23 +174,32 @@ class Study:
                 for i, v in enumerate(ur.stats_distance(ur.sample_weighted_targets(s), ur.balanced_targets(s, mixture=True)))]
         ema = [{"IF": f, "observer": kind, "layer": f"BN {i + 1}", "distance": v}
                for f in self.factors for kind in ("debiased", "plain")
-               for i, v in enumerate(ur.stats_distance(ema_targets(self.experts[f, kind, "observer"]),
+               for i, v in enumerate(ur.stats_distance(ema_targets(self.experts[f, kind, "observer", s]),
                                                        ur.balanced_targets(self.class_stats(f, kind), mixture=True)))]
         return skew, diag, ema
 
     def ceiling_rows(self, f) -> dict:
-        """The experts' test accuracy at factor ``f`` (one network each, no seeds): the students' ceiling."""
-        return {f"teacher ceiling ({kind})": {m: f"{v[m]:.1f}" for m in ("acc", "acc_many", "acc_medium", "acc_few")}
-                | {"n": 1} for kind in ("debiased", "plain")
-                for v in [self.metrics_on(self.experts[f, kind, "teacher"], self.run.test)]}
+        """The teachers' test accuracy at factor ``f``, mean ± std over the run seeds that have one: the students'
+        ceiling."""
+        import statistics
+        out = {}
+        for kind in ("debiased", "plain"):
+            ms = [self.metrics_on(net, self.run.test) for (f_, k, role, _), net in self.experts.items()
+                  if (f_, k, role) == (f, kind, "teacher")]
+            fmt = lambda v: f"{statistics.mean(v):.1f}" + (f" ± {statistics.stdev(v):.1f}" if len(v) > 1 else "")
+            out[f"teacher ceiling ({kind})"] = {m: fmt([x[m] for x in ms]) for m in ("acc", "acc_many", "acc_medium",
+                                                                                    "acc_few")} | {"n": len(ms)}
+        return out
 
-    def class_stats(self, f, kind, data_f=None):
-        """Class statistics through the (f, kind) observer of the split with imbalance ``data_f`` (default f)."""
-        key = (f, kind, f if data_f is None else data_f)
+    def class_stats(self, f, kind, data_f=None, seed=None):
+        """Class statistics through the (f, kind) observer of run seed ``seed`` (default the first) of the split
+        with imbalance ``data_f`` (default f)."""
+        key = (f, kind, f if data_f is None else data_f, self.seed0 if seed is None else seed)
         if key not in self._stats:
             d = self.splits.get(key[2]) or self.split(key[2])
             x, y = d.tensors()
-            self._stats[key] = ur.class_bn_statistics(self.experts[f, kind, "observer"], x, y, self.C, device=self.device)
+            self._stats[key] = ur.class_bn_statistics(self.experts[f, kind, "observer", key[3]], x, y, self.C,
+                                                      device=self.device)
         return self._stats[key]
 
     # ------------------------------------------------------------------------------------------------- arms
@@ -169,10 +217,10 @@ class Study:
         d = self.splits[f]
         if init == "dm":
             return distill("dm", d, c, seed, self.device, ipc=ipc, width=c.eval_width)
-        teacher = self.experts[f, t_kind, "teacher"] if t_kind else None
+        teacher = self.experts[f, t_kind, "teacher", seed] if t_kind else None
         if not rec or c.recover_iterations == 0:
             return self.init_set(f, ipc, init, teacher, seed)
-        obs = self.experts[f, obs_kind, "observer"]
+        obs = self.experts[f, obs_kind, "observer", seed]
         key = dict(data=d.fingerprint(), ipc=ipc, seed=seed, observer=obs.cache_key, mode=mode, init=init,
                    teacher=teacher.cache_key, crops=c.num_crops, max_images=c.max_images, scale=self.crop_scale,
                    iterations=c.recover_iterations, lr=c.recover_lr, r_bn=c.r_bn, first=c.first_bn_multiplier,
@@ -181,7 +229,7 @@ class Study:
 
         def compute():
             if mode == "recal":
-                s = self.class_stats(f, obs_kind)
+                s = self.class_stats(f, obs_kind, seed=seed)
                 glob, per_class = ur.balanced_targets(s, c.mixture_variance), s
             else:
                 glob, per_class = ema_targets(obs), None
@@ -190,6 +238,33 @@ class Study:
                                        c.classwise_weight, c.recover_ce, self.crop_scale, seed=seed, device=self.device)
         return cached("synsets/unbiased_recovery", key, compute, c.cache_dir)
 
+    def shown_sets(self) -> list[dict]:
+        """The sets the chapter's figures show, for the site's "Distilled sets" page (:mod:`ltdd_utils.sets`): the
+        recovered sets of Full and of the baseline (i) at the main factor and IPC, first seed, with the arm that
+        trained students on each. Only their experts are loaded (from the run's cache)."""
+        c, f, ipc, seed = self.cfg, self.IF0, self.cfg.ipc, self.seed0
+        out = []
+        for arm in ("full", "base"):
+            if arm not in c.methods:
+                continue
+            obs, teach = ARMS[arm][:2]
+            for kind, role in ((obs, "observer"), (teach, "teacher")):
+                if (f, kind, role, seed) not in self.experts:
+                    self.experts[f, kind, role, seed] = self.expert(f, kind, role, seed)
+            syn = self.synset(f, ipc, arm, seed)
+            out.append({"name": f"{arm}_if{f:g}_ipc{ipc}_seed{seed}", "set": syn, "setting": {"imbalance_factor": f},
+                        "title": f"{arm}: recovered images, IF {f:g}", "ipc": ipc, "seed": seed,
+                        "made_by": f"recovery ({c.recover_iterations} steps) through the {obs} observer "
+                                   f"({TARGETS[ARMS[arm][2]]}) from the {teach} teacher's multi-round crops",
+                        "producer": key_versions("distill.recover_balanced", "distill.multi_round_init"),
+                        "students": {"model": c.model, "width": c.eval_width, "depth": c.depth, "norm": c.norm,
+                                     "steps": c.student_steps, "batch": c.eval_batch, "lr": c.kd_lr,
+                                     "ce_weight": c.kd_ce_weight, "cutmix": c.kd_cutmix,
+                                     "crop_scale": list(c.crop_scale), "teacher": f"the {teach} expert of the seed",
+                                     "recipe": "EDC's recipe (ltdd_utils.evaluate.train_student_kd)"},
+                        "arms": [{"method": arm, "study": "main", "ipc": ipc, "setting": {"imbalance_factor": f}}]})
+        return out
+
     def arm(self, study, f, ipc, arm, seed):
         """One arm: its synthetic set, then ``STUDENT_STEPS`` steps of KD students of the arm's teacher (EDC's
         recipe) or of hard-label students (the book's standard protocol: SGD, DSA)."""
@@ -197,12 +272,13 @@ class Study:
         s = self.synset(f, ipc, arm, seed)
         if seed == c.seeds[0]:
             self.examples[study, f, ipc, arm] = s
-        settings, fit = self.students(f, arm, len(s))
+        settings, fit = self.students(f, arm, len(s), seed)
         return self.run.evaluate(s, arm, {"study": study, "imbalance_factor": f}, ipc, seed, settings=settings,
                                  groups=self.groups, train_fn=fit, t0=t0)
 
-    def students(self, f, arm, n: int):
+    def students(self, f, arm, n: int, seed: int):
         """The evaluation settings and the student trainer of an arm whose set holds ``n`` images."""
         c, t_kind = self.cfg, ARMS[arm][1]
         settings = eval_settings(c, label_mode="hard", epochs=student_epochs(c, n))
-        return settings, None if t_kind is None else kd_trainer(c, self.experts[f, t_kind, "teacher"], self.device)
+        return settings, None if t_kind is None else kd_trainer(c, self.experts[f, t_kind, "teacher", seed],
+                                                                self.device)
