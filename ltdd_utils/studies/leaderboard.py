@@ -120,7 +120,7 @@ class Study:
             st = self.paper("unbiased_recovery")
             self.paper_split("unbiased_recovery", value, train)
             syn = st.synset(value, c.ipc, "full", seed)
-            settings, fit = st.students(value, "full", len(syn))
+            settings, fit = st.students(value, "full", len(syn), seed)
             return syn, {"train_fn": fit, "settings": settings}
         if method == "kde":
             st = self.paper("kde_debias")
