@@ -292,5 +292,5 @@ def test_experts_are_drawn_per_seed_and_the_shown_sets_are_the_arms_sets(tmp_pat
     assert key(0) != key(1)
     for item, arm in zip(shown, ("full", "base")):
         assert torch.equal(item["set"].images, st.synset(st.IF0, cfg.ipc, arm, 0).images)
-    with pytest.raises(Exception, match="ipc_seeds"):
-        make_config("unbiased_recovery", "smoke", check_data=False, seeds=[0, 1], ipc_seeds=[2])
+    assert Study(Run(make_config("unbiased_recovery", "smoke", cache_dir=str(tmp_path), results_dir=str(tmp_path),
+                                 seeds=[3, 1, 2], ipc_seed_count=2))).ipc_seeds() == [3, 1]

@@ -81,7 +81,7 @@ def paper_config(values: dict, chapter: str, check_data: bool = False):
             over.update(sweep_factors=[f for f in lt if f != max(lt)], per_seed_teacher=False,
                         eval_widths=[values["eval_width"]], ipcs=[values["ipc"]])
         else:
-            over.update(other_factors=[f for f in lt if f != max(lt)], other_ipcs=[], ipc_seeds=None)
+            over.update(other_factors=[f for f in lt if f != max(lt)], other_ipcs=[])
     if chapter == "kde_debias":
         bias = [(k, v) for k, v in values["imperfections"] if k in BIAS]
         over.update(datasets=list(dict.fromkeys(k for k, _ in bias)) or ["cmnist"],

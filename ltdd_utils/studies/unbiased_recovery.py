@@ -59,6 +59,7 @@ class Study:
         self.heads, self.q = cfg.expert_heads, cfg.q
         self.experts: dict = {}
         self._stats: dict = {}
+        self._inits: dict = {}                       # (IF, IPC, init, teacher, seed) -> the initial crops
         self._val: dict = {}                         # (IF, kind, role, seed) -> validation metrics of the expert
         self.few_gain: dict = {}                     # (IF, seed) -> debiased minus plain few-group validation accuracy
         self.accepted: dict = {}                     # IF -> every seed's few_gain >= EXPERT_MARGIN
@@ -97,7 +98,7 @@ class Study:
         diagnostics)."""
         c, out = self.cfg, {}
         runs = [(self.IF0, m, s) for m in c.methods for s in c.seeds]
-        runs += [(self.IF0, m, s) for i in c.other_ipcs if i != c.ipc for m in c.ipc_methods for s in self.ipc_seeds]
+        runs += [(self.IF0, m, s) for i in c.other_ipcs if i != c.ipc for m in c.ipc_methods for s in self.ipc_seeds()]
         runs += [(f, m, s) for f in c.other_factors if f != self.IF0 for m in c.other_methods for s in c.seeds]
         for f, m, s in runs:
             obs, teach = ARMS[m][:2]
@@ -110,9 +111,9 @@ class Study:
                     out[f, kind, role, self.seed0] = None
         return list(out)
 
-    @property
     def ipc_seeds(self) -> list[int]:
-        return self.cfg.ipc_seeds if self.cfg.ipc_seeds is not None else self.cfg.seeds
+        """The run seeds of the OTHER_IPCS arms: the first IPC_SEED_COUNT of SEEDS (all when None)."""
+        return self.cfg.seeds[:self.cfg.ipc_seed_count]
 
     def select_experts(self, kinds=("debiased", "plain")) -> list[dict]:
         """Model selection among EXPERT_CANDIDATES on the validation set (never the test set); then every expert
@@ -204,12 +205,18 @@ class Study:
 
     # ------------------------------------------------------------------------------------------------- arms
     def init_set(self, f, ipc, init, teacher, seed):
+        """The initial set of an arm; the teacher-scored crops are made once per factor, IPC, teacher and seed (the
+        arms that share a teacher start from the same crops)."""
         c = self.cfg
         if init == "random_real":
             return random_subset(self.splits[f], ipc, seed)
         scored = init == "multi_round"
-        return ur.multi_round_init(teacher if scored else None, self.splits[f], ipc, c.num_crops, c.max_images,
-                                   self.crop_scale, seed, self.device, "teacher" if scored else "random")
+        key = (f, ipc, init, teacher.cache_key if scored else None, seed)
+        if key not in self._inits:
+            self._inits[key] = ur.multi_round_init(teacher if scored else None, self.splits[f], ipc, c.num_crops,
+                                                   c.max_images, self.crop_scale, seed, self.device,
+                                                   "teacher" if scored else "random")
+        return self._inits[key]
 
     def synset(self, f, ipc, arm, seed):
         c = self.cfg
