@@ -116,10 +116,11 @@ class Study:
         return self.cfg.seeds[:self.cfg.ipc_seed_count]
 
     def select_experts(self, kinds=("debiased", "plain")) -> list[dict]:
-        """Model selection among EXPERT_CANDIDATES on the validation set (never the test set); then every expert
-        of ``kinds``, and, with both kinds, per imbalance factor whether the debiased experts are accepted: each
-        role's few-group validation accuracy beats the plain expert's of the same role by at least EXPERT_MARGIN
-        points."""
+        """Model selection among EXPERT_CANDIDATES on the validation set (never the test set, first seed); then
+        every expert of ``kinds`` the run uses (:meth:`needed`), and, with both kinds, per imbalance factor whether
+        the debiased experts are accepted: on every seed that trained both kinds, each role's few-group validation
+        accuracy beats the plain expert's of the same role and seed by at least EXPERT_MARGIN points (one record
+        per seed, the smallest gain over the roles)."""
         rows = []
         for h, q in self.cfg.expert_candidates:
             net = self.expert(self.IF0, "debiased", "observer", heads=h, q=q)
