@@ -47,6 +47,16 @@ def student_epochs(cfg: Config, n: int) -> int:
     return math.ceil(cfg.student_steps / steps_per_epoch(n, cfg.eval_batch))
 
 
+def kd_protocol(cfg: Config, width: int | None = None) -> dict:
+    """What :func:`kd_trainer`'s students are, for a record of it (a shown set's provenance): the student network,
+    its steps, batch, optimiser settings and augmentation."""
+    from .evaluate import KD_CROP_SCALE
+    return {"model": cfg.model, "width": width or cfg.eval_width, "depth": cfg.depth, "norm": cfg.norm,
+            "steps": cfg.student_steps, "batch": cfg.eval_batch, "lr": cfg.kd_lr, "ce_weight": cfg.kd_ce_weight,
+            "cutmix": cfg.kd_cutmix, "crop_scale": list(cfg.get("crop_scale", KD_CROP_SCALE)),
+            "recipe": "EDC's recipe (ltdd_utils.evaluate.train_student_kd)"}
+
+
 def kd_trainer(cfg: Config, teacher, device, logit_offset=None):
     """A ``train_fn(model, x, y, seed)`` for :meth:`Run.evaluate`: EDC's student recipe
     (:func:`ltdd_utils.evaluate.train_student_kd`) for ``student_steps`` steps of batch ``eval_batch``, learning

@@ -14,7 +14,7 @@ from ..data.longtail import class_groups, held_out, make_longtail, tail_order
 from ..distill import SyntheticSet, random_subset
 from ..distill.srr import recover
 from ..evaluate import KD_CROP_SCALE, EvalSettings, predict
-from ..experiment import Run, kd_trainer
+from ..experiment import Run, kd_protocol, kd_trainer
 from ..methods import adsa
 from .. import teachers
 from ..models import embed_in_chunks
@@ -204,10 +204,7 @@ class Study:
                  "setting": {"imbalance_factor": f}, "ipc": ipc, "seed": seed,
                  "made_by": "recovery through the long-tailed teacher from real images (SRe2L's recovery, EDC's "
                             "initialisation)", "producer": key_versions("distill.recover"),
-                 "students": {"model": c.model, "width": self.width, "depth": c.depth, "norm": c.norm,
-                              "steps": c.student_steps, "batch": c.eval_batch, "lr": c.kd_lr,
-                              "ce_weight": c.kd_ce_weight, "cutmix": c.kd_cutmix, "crop_scale": list(KD_CROP_SCALE),
-                              "recipe": "EDC's recipe (ltdd_utils.evaluate.train_student_kd)"},
+                 "students": kd_protocol(c, self.width),
                  "arms": [{"method": a, "study": "main", "ipc": ipc, "setting": {"imbalance_factor": f}}
                           for a in arms]}]
 

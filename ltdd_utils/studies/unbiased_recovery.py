@@ -12,7 +12,7 @@ from ..chapters.unbiased_recovery import ARMS
 from ..data.longtail import class_groups, held_out, make_longtail, tail_order
 from ..distill import distill, random_subset
 from ..evaluate import accuracy_metrics, predict
-from ..experiment import Run, eval_settings, kd_trainer, student_epochs
+from ..experiment import Run, eval_settings, kd_protocol, kd_trainer, student_epochs
 from ..methods import unbiased_recovery as ur
 from ..models import bn_statistics
 from ..versions import key_versions
@@ -61,6 +61,7 @@ class Study:
         self._stats: dict = {}
         self._inits: dict = {}                       # (IF, IPC, init, teacher, seed) -> the initial crops
         self._val: dict = {}                         # (IF, kind, role, seed) -> validation metrics of the expert
+        self._test: dict = {}                        # expert's cache key -> its test metrics
         self.few_gain: dict = {}                     # (IF, seed) -> debiased minus plain few-group validation accuracy
         self.accepted: dict = {}                     # IF -> every seed's few_gain >= EXPERT_MARGIN
         self.seed0 = cfg.seeds[0]
@@ -87,6 +88,12 @@ class Study:
     def metrics_on(self, net, data) -> dict:
         x, y = data.tensors()
         return accuracy_metrics(predict(net, x, device=self.device).argmax(1), y, self.C, self.groups)
+
+    def test_metrics(self, net) -> dict:
+        """An expert's test metrics, computed once per network (the expert table and the ceiling both show them)."""
+        if net.cache_key not in self._test:
+            self._test[net.cache_key] = self.metrics_on(net, self.run.test)
+        return self._test[net.cache_key]
 
     def roles(self):
         return ("observer",) if self.cfg.share_experts else ("observer", "teacher")
@@ -130,7 +137,12 @@ class Study:
         if rows:
             best = max(rows, key=lambda r: r["val acc"])
             self.heads, self.q = int(best["heads"]), float(best["q"])
-        self.experts = {k: self.expert(*k) for k in self.needed(kinds)}
+        loaded = {}                 # one network per training: with SHARE_EXPERTS a seed's observer is its teacher
+        for f, kind, role, s in self.needed(kinds):
+            trained = (f, kind, self.expert_seed(role, s))
+            if trained not in loaded:
+                loaded[trained] = self.expert(f, kind, role, s)
+            self.experts[f, kind, role, s] = loaded[trained]
         self._val = {k: self.metrics_on(net, self.val) for k, net in self.experts.items() if k[2] in self.roles()}
         if "plain" not in kinds or "debiased" not in kinds:
             return rows
@@ -151,7 +163,7 @@ class Study:
         for (f, kind, role, s), net in sorted(self.experts.items(), key=lambda kv: (-kv[0][0], kv[0][1:])):
             if role not in self.roles():
                 continue
-            m, mv = self.metrics_on(net, self.run.test), self._val[f, kind, role, s]
+            m, mv = self.test_metrics(net), self._val[f, kind, role, s]
             rows.append({"IF": f, "expert": kind, "role": "observer = teacher" if self.cfg.share_experts else role,
                          "seed": s, "val acc": mv["acc"], "val few": mv["acc_few"],
                          "val few gain": self.few_gain.get((f, s)) if kind == "debiased" else None,
@@ -186,7 +198,7 @@ class Study:
         import statistics
         out = {}
         for kind in ("debiased", "plain"):
-            ms = [self.metrics_on(net, self.run.test) for (f_, k, role, _), net in self.experts.items()
+            ms = [self.test_metrics(net) for (f_, k, role, _), net in self.experts.items()
                   if (f_, k, role) == (f, kind, "teacher")]
             fmt = lambda v: f"{statistics.mean(v):.1f}" + (f" ± {statistics.stdev(v):.1f}" if len(v) > 1 else "")
             out[f"teacher ceiling ({kind})"] = {m: fmt([x[m] for x in ms]) for m in ("acc", "acc_many", "acc_medium",
@@ -265,11 +277,7 @@ class Study:
                         "made_by": f"recovery ({c.recover_iterations} steps) through the {obs} observer "
                                    f"({TARGETS[ARMS[arm][2]]}) from the {teach} teacher's multi-round crops",
                         "producer": key_versions("distill.recover_balanced", "distill.multi_round_init"),
-                        "students": {"model": c.model, "width": c.eval_width, "depth": c.depth, "norm": c.norm,
-                                     "steps": c.student_steps, "batch": c.eval_batch, "lr": c.kd_lr,
-                                     "ce_weight": c.kd_ce_weight, "cutmix": c.kd_cutmix,
-                                     "crop_scale": list(c.crop_scale), "teacher": f"the {teach} expert of the seed",
-                                     "recipe": "EDC's recipe (ltdd_utils.evaluate.train_student_kd)"},
+                        "students": kd_protocol(c) | {"teacher": f"the {teach} expert of the seed"},
                         "arms": [{"method": arm, "study": "main", "ipc": ipc, "setting": {"imbalance_factor": f}}]})
         return out
 
