@@ -196,3 +196,67 @@ def test_chapter_parameter_errors():
         make_config("csdm", "smoke", check_data=False, ablations=["reverse"])
     with pytest.raises(ConfigError):
         make_config("csdm", "smoke", check_data=False, sweep_factors=[0.5])
+    with pytest.raises(ConfigError, match="median"):
+        make_config("csdm", "smoke", check_data=False, sigma="mean")
+    with pytest.raises(ConfigError, match="exact regime"):
+        make_config("csdm", "smoke", check_data=False, feature_nets="trained")       # smoke: no DSA, a pool of 2
+    assert make_config("csdm", "smoke", check_data=False, sigma="median", sigma_ablation=[0.25, "median"]).sigma == "median"
+
+
+def test_median_bandwidth_is_the_median_distance():
+    z = torch.tensor([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0]])     # distances 3, 4, 5
+    assert csdm.median_bandwidth(z) == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="two"):
+        csdm.median_bandwidth(z[:1])
+
+
+def test_median_bandwidth_in_the_batched_regime_is_recorded():
+    data = _tiny_data()
+    net_fn = lambda: get_model("convnet", 1, 2, (8, 8), width=4, depth=2, norm="instancenorm")   # noqa: E731
+    syn = csdm.spectral_matching(data, 2, net_fn, torch.tensor([0.5, 0.5]), iterations=2, lr=0.05, batch_real=8,
+                                 use_dsa=False, num_freqs=16, sigma="median", seed=0, precision="fp32")
+    assert syn.meta["sigma"] == "median" and 0 < syn.meta["mean_bandwidth"] <= 2     # unit-norm features
+    with pytest.raises(ValueError, match="sigma"):
+        csdm.spectral_matching(data, 2, net_fn, torch.tensor([0.5, 0.5]), iterations=1, sigma=-1.0)
+
+
+def test_blended_nets_interpolate_between_initialisation_and_trained_weights():
+    from ltdd_utils.distill.feature_nets import BlendedNets
+    make = lambda: get_model("convnet", 1, 2, (8, 8), width=4, depth=2, norm="instancenorm")   # noqa: E731
+    torch.manual_seed(0)
+    init, trained = make(), make()
+    draw = BlendedNets([(init, trained)], seed=3)
+    nets = [draw() for _ in range(3)]
+    for net, (k, b) in zip(nets, draw.draws):
+        assert k == 0 and 0 <= b <= 1
+        for name, p in net.state_dict().items():
+            expect = (1 - b) * init.state_dict()[name] + b * trained.state_dict()[name]
+            assert torch.allclose(p, expect, atol=1e-6)
+    again = BlendedNets([(init, trained)], seed=3)
+    [again() for _ in range(3)]
+    assert again.draws == draw.draws                      # every arm of a seed sees the same networks
+    assert BlendedNets([(init, trained)], seed=4)() is not None
+    with pytest.raises(ValueError, match="pair"):
+        BlendedNets([], seed=0)
+
+
+def test_trained_feature_nets_enter_the_settings_and_the_key(tmp_path):
+    """A trained pool: the distiller's settings name it (random-network settings stay as they were), its networks
+    are trained once per split and seed (cached), and DM and SDD of one seed draw the same blends."""
+    from ltdd_utils.distill.feature_nets import step_nets
+    from ltdd_utils.distill.registry import settings_of
+    cfg = make_config("csdm", "smoke", check_data=False, dm_net_pool=0, dm_dsa=True)
+    assert "feature_nets" not in settings_of("dm", cfg)
+    cfg_t = make_config("csdm", "smoke", check_data=False, dm_net_pool=0, dm_dsa=True, feature_nets="trained",
+                        feature_pool=2, feature_epochs=1)
+    s = settings_of("sdd", cfg_t)
+    assert (s["feature_nets"], s["feature_pool"], s["feature_epochs"]) == ("trained", 2, 1)
+    data = _tiny_data()
+    s = {**s, "model": "convnet", "width": 4, "depth": 2}
+    draw = step_nets(s, data, 0, cache_root=tmp_path)
+    assert len(draw.pairs) == 2
+    assert len(list(tmp_path.rglob("*.pt"))) == 2                  # one cached network per pool member
+    again = step_nets(s, data, 0, cache_root=tmp_path)           # read from the cache: the same pool
+    for (a0, b0, _), (a1, b1, _) in zip(draw.pairs, again.pairs):
+        assert all(torch.equal(a0[n], a1[n]) and torch.equal(b0[n], b1[n]) for n in a0)
+    assert not all(torch.equal(draw.pairs[0][0][n], draw.pairs[0][1][n]) for n in draw.pairs[0][0])   # it trained

@@ -2,6 +2,8 @@
 matching on long-tailed data."""
 from ..config import (BASE_PRESET, ConfigError, Param, a_bool, a_string, int_at_least, list_of, number_at_least,
                       one_of, optional, positive_number, schema_from)
+from ..checks import _fail
+from ..distill.feature_nets import FEATURE_NETS
 from ..methods.csdm import ALPHA_RULES, CF_FORMS, KERNELS
 
 METHODS = ("random", "dm", "linear", "mmd", "sdd", "csdm")
@@ -14,6 +16,11 @@ def _unit(name, v):
         raise ConfigError(f"{name} = {v!r} is not allowed: expected a number in [0, 1]")
 
 
+def _bandwidth(name, v):
+    if v != "median" and (isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0):
+        _fail(name, v, "a number > 0 or 'median' (the median heuristic)")
+
+
 def _alpha_pair(name, v):
     if (not isinstance(v, (list, tuple)) or len(v) != 2 or any(isinstance(t, bool) or not isinstance(t, (int, float))
                                                                 for t in v) or not 0 <= v[1] <= v[0] <= 1):
@@ -22,6 +29,9 @@ def _alpha_pair(name, v):
 
 
 def resolve_data(values: dict, check_data: bool) -> dict:
+    if values["feature_nets"] == "trained" and not values["dm_dsa"] and values["dm_net_pool"] > 0:
+        raise ConfigError("feature_nets = 'trained' blends a trained pool every step (real batches); it does not go "
+                          "with the exact regime (dm_dsa False with dm_net_pool > 0)")
     if values["alpha_head"] < values["alpha_tail"]:
         raise ConfigError(f"parameters alpha_head = {values['alpha_head']} < alpha_tail = {values['alpha_tail']}: the "
                           "class-aware direction gives head classes more amplitude; the ablation 'reversed' tests "
@@ -44,7 +54,13 @@ SCHEMA = schema_from(
                       "the strength of the class-aware weighting"),
     sweep_methods=Param(list_of(one_of(*METHODS)), "arms of the shrinking-tail sweep"),
     kernel=Param(one_of(*KERNELS), "shift-invariant kernel of SDD, CSDM and the MMD baseline"),
-    sigma=Param(positive_number, "kernel bandwidth on L2-normalised features"),
+    sigma=Param(_bandwidth, "kernel bandwidth on L2-normalised features, or 'median' (the median heuristic per step)"),
+    sigma_ablation=Param(list_of(_bandwidth, min_len=0), "other bandwidths of SDD at ABLATION_IF (against SIGMA)"),
+    feature_nets=Param(one_of(*FEATURE_NETS), "the networks every arm embeds through: 'random' (DM: a fresh random "
+                       "network per step) or 'trained' (NCFM: a pool trained on the split, blended with its "
+                       "initialisation per step)"),
+    feature_pool=Param(int_at_least(1), "trained feature networks per split and seed (feature_nets 'trained')"),
+    feature_epochs=Param(int_at_least(1), "epochs of plain cross-entropy on the split for each pool network"),
     num_freqs=Param(int_at_least(1), "frequencies M per net (fixed per pool net in the exact regime, fresh per step otherwise)"),
     cf_form=Param(one_of(*CF_FORMS), "per-frequency term: 'mmd' (alpha A + (1-alpha) P) or NCFM's 'sqrt'"),
     spectral_lr=Param(positive_number, "Adam learning rate on the pixels for MMD, SDD and CSDM"),
@@ -64,7 +80,8 @@ SCHEMA = schema_from(
 
 _COMMON = {**BASE_PRESET, "dataset": "auto", "methods": list(METHODS), "sweep_methods": ["random", "dm", "csdm"],
            "permute_classes": True, "alpha_sweep": [[0.8, 0.2], [0.9, 0.1]],
-           "kernel": "gaussian", "sigma": 1.0, "num_freqs": 1024, "cf_form": "mmd", "spectral_lr": 0.01,
+           "kernel": "gaussian", "sigma": 1.0, "sigma_ablation": [], "num_freqs": 1024, "cf_form": "mmd",
+           "spectral_lr": 0.01, "feature_nets": "random", "feature_pool": 2, "feature_epochs": 10,
            "alpha_rule": "loglinear", "alpha_head": 0.7, "alpha_tail": 0.3, "alpha0": 0.8, "n0": 100.0,
            "check_freqs": [16, 64, 256, 1024, 4096, 16384], "timing_reals": [64, 256, 1024, 4096],
            "timing_freqs": [256, 1024, 4096]}
@@ -74,7 +91,7 @@ PRESETS = {
               "sweep_factors": [10, 20], "dm_iterations": 5, "dm_batch_real": 16, "dm_dsa": False, "dm_net_pool": 2,
               "num_freqs": 32, "eval_students": 1, "eval_epochs": 3, "eval_batch": 64, "eval_width": 8,
               "ablation_if": 10, "ablations": ["reversed", "amplitude_only"], "alpha_sweep": [[0.9, 0.1]],
-              "ablation_freqs": [8], "ablation_seeds": [0], "check_freqs": [16, 256],
+              "ablation_freqs": [8], "ablation_seeds": [0], "check_freqs": [16, 256], "sigma_ablation": ["median"],
               "timing_reals": [8, 32], "timing_freqs": [16]},
     # 45 minutes on 2 cores, cold: DM's recipe (DSA, a fresh network per step) at width 32, IF 10 / 100 / 200
     "cpu": {**_COMMON, "seeds": [0, 1, 2], "ipc": 10, "width": 32, "imbalance_factors": [10, 100, 200],

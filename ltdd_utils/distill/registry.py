@@ -35,14 +35,21 @@ class Distiller:
 
 
 def _net_settings(cfg) -> dict:
-    return dict(ipc=cfg.get("ipc"), model=cfg["model"], width=cfg.get("width"), depth=cfg["depth"], norm=cfg["norm"],
-                iterations=cfg["dm_iterations"], batch_real=cfg["dm_batch_real"], dsa=cfg["dm_dsa"],
-                net_pool=cfg["dm_net_pool"], precision=cfg.get("precision", "auto"))
+    s = dict(ipc=cfg.get("ipc"), model=cfg["model"], width=cfg.get("width"), depth=cfg["depth"], norm=cfg["norm"],
+             iterations=cfg["dm_iterations"], batch_real=cfg["dm_batch_real"], dsa=cfg["dm_dsa"],
+             net_pool=cfg["dm_net_pool"], precision=cfg.get("precision", "auto"))
+    if cfg.get("feature_nets", "random") != "random":       # absent from random-network keys: theirs stay as they were
+        s.update(feature_nets=cfg["feature_nets"], feature_pool=cfg["feature_pool"], feature_epochs=cfg["feature_epochs"])
+    return s
 
 
 def is_exact(s: dict) -> bool:
-    """Exact real statistics: no DSA and a fixed pool of networks."""
-    return not s["dsa"] and s["net_pool"] > 0
+    """Exact real statistics: no DSA and a fixed pool of random networks."""
+    return not s["dsa"] and s["net_pool"] > 0 and s.get("feature_nets", "random") == "random"
+
+
+def _trained(s: dict) -> bool:
+    return s.get("feature_nets", "random") != "random"
 
 
 def net_fn(s: dict, split):
@@ -73,11 +80,14 @@ def exact_pool(split, s: dict, seed: int, device="cpu"):
     return _memo(("pool", split.fingerprint(labels=False), arch, s.get("precision"), seed), compute)     # embeddings ignore labels
 
 
-def spectral_frequencies(s: dict, seed: int, dim: int) -> list[torch.Tensor]:
-    """One fixed draw of frequencies per pool network (exact spectral matching)."""
-    from ..methods.csdm import sample_frequencies
+def spectral_frequencies(s: dict, seed: int, dim: int, feats: list[torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """One fixed draw of frequencies per pool network (exact spectral matching); with ``sigma = 'median'`` each
+    network's bandwidth is the median heuristic of its (L2-normalised) features ``feats``."""
+    from ..methods.csdm import median_bandwidth, normalize, sample_frequencies
     g = torch.Generator().manual_seed(10_000 + seed)
-    return [sample_frequencies(s["kernel"], s["num_freqs"], dim, s["sigma"], g) for _ in range(s["net_pool"])]
+    sig = [median_bandwidth(normalize(f)) if s["sigma"] == "median" else s["sigma"] for f in feats] if feats \
+        else [s["sigma"]] * s["net_pool"]
+    return [sample_frequencies(s["kernel"], s["num_freqs"], dim, sg, g) for sg in sig]
 
 
 def real_cfs(split, s: dict, seed: int, device="cpu"):
@@ -88,7 +98,7 @@ def real_cfs(split, s: dict, seed: int, device="cpu"):
     arch = tuple(s[k] for k in ("model", "width", "depth", "norm", "net_pool", "kernel", "sigma", "num_freqs"))
 
     def compute():
-        omegas = spectral_frequencies(s, seed, feats[0].shape[1])
+        omegas = spectral_frequencies(s, seed, feats[0].shape[1], feats)
         return omegas, real_statistics(feats, split.labels, split.num_classes, "spectral", omegas)
     omegas, cfs = _memo(("cf", split.fingerprint(), arch, seed), compute)
     return nets, omegas, cfs
@@ -99,7 +109,8 @@ def _dm_settings(cfg) -> dict:
     return {**_net_settings(cfg), "lr": cfg["dm_lr"]}
 
 
-def _run_dm(split, s, seed, device, checkpoint, weights=None, init=None):
+def _run_dm(split, s, seed, device, checkpoint, weights=None, init=None, root=None):
+    from .feature_nets import step_nets
     init = init if init is not None else random_subset(split, s["ipc"], seed)
     if is_exact(s):
         nets, feats = exact_pool(split, s, seed, device)
@@ -107,8 +118,9 @@ def _run_dm(split, s, seed, device, checkpoint, weights=None, init=None):
         return distribution_matching(split, s["ipc"], None, s["iterations"], s["lr"], use_dsa=False, seed=seed,
                                      device=device, init=init, nets=nets, real_means=means, checkpoint=checkpoint,
                                      precision=s["precision"])
-    return distribution_matching(split, s["ipc"], net_fn(s, split), s["iterations"], s["lr"], s["batch_real"],
-                                 s["dsa"], net_pool=s["net_pool"], seed=seed, device=device, init=init,
+    return distribution_matching(split, s["ipc"], step_nets(s, split, seed, device, root), s["iterations"], s["lr"],
+                                 s["batch_real"], s["dsa"], net_pool=0 if _trained(s) else s["net_pool"], seed=seed,
+                                 device=device, init=init,
                                  sample_weights=weights, checkpoint=checkpoint, precision=s["precision"])
 
 
@@ -128,8 +140,9 @@ def _spectral_settings(variant):
     return settings
 
 
-def _run_spectral(split, s, seed, device, checkpoint, weights=None, init=None):
+def _run_spectral(split, s, seed, device, checkpoint, weights=None, init=None, root=None):
     from ..methods import csdm
+    from .feature_nets import step_nets
     if weights is not None:
         raise ValueError("spectral matching takes no sample weights")
     loss = s.get("loss", "mmd") if "variant" not in s else "spectral"
@@ -142,8 +155,8 @@ def _run_spectral(split, s, seed, device, checkpoint, weights=None, init=None):
                   device=device, init=init, checkpoint=checkpoint,
                   precision=s["precision"])
     if not is_exact(s):
-        return csdm.spectral_matching(split, s["ipc"], net_fn(s, split), alphas, use_dsa=s["dsa"],
-                                      net_pool=s["net_pool"], **common)
+        return csdm.spectral_matching(split, s["ipc"], step_nets(s, split, seed, device, root), alphas,
+                                      use_dsa=s["dsa"], net_pool=0 if _trained(s) else s["net_pool"], **common)
     if loss in ("mmd", "linear"):
         nets, feats = exact_pool(split, s, seed, device)
         stats = csdm.real_statistics(feats, split.labels, split.num_classes, loss)
@@ -156,7 +169,7 @@ def _run_spectral(split, s, seed, device, checkpoint, weights=None, init=None):
 
 DISTILLERS: dict[str, Distiller] = {
     "random": Distiller("distill.random", lambda cfg: {"ipc": cfg["ipc"]},
-                        lambda split, s, seed, device, checkpoint, weights=None, init=None:
+                        lambda split, s, seed, device, checkpoint, weights=None, init=None, root=None:
                         random_subset(split, s["ipc"], seed),
                         cache=False),
     "dm": Distiller("distill.dm", _dm_settings, _run_dm),
@@ -194,15 +207,18 @@ def distill(name: str, split, cfg, seed: int, device="cpu", weights: torch.Tenso
         raise ValueError(f"init holds {len(init)} images of shape {tuple(init.images.shape[1:])}; distiller {name!r} "
                          f"needs {s['ipc']} per class of shape {tuple(split.images.shape[1:])}")
     if not spec.cache:
-        return spec.run(split, s, seed, device, None)
+        return spec.run(split, s, seed, device, None, root=cfg.get("cache_dir"))
     # keyed by the producer, not the name: "sdd" and "csdm" with the same variant are one product
+    versions = key_versions(spec.producer)
+    if _trained(s):                            # the trained pool's producer enters the key too
+        versions = {**versions, **key_versions("net.teacher")}
     key = {"distiller": spec.producer, "data": split.fingerprint(), "settings": s, "seed": seed,
-           "versions": key_versions(spec.producer)}
+           "versions": versions}
     if weights is not None:
         key["weights"] = hashlib.sha1(weights.float().numpy().tobytes()).hexdigest()[:16]
     if init is not None:
         pixels = init.images.float().numpy().tobytes() + init.labels.numpy().tobytes()
         key["init"] = hashlib.sha1(pixels).hexdigest()[:16]
     root, kind = cfg.get("cache_dir"), "synsets/" + spec.producer.split(".")[-1]
-    return cached(kind, key, lambda: spec.run(split, s, seed, device, partial_path(kind, key, root), weights, init),
-                  root)
+    return cached(kind, key, lambda: spec.run(split, s, seed, device, partial_path(kind, key, root), weights, init,
+                                              root=root), root)

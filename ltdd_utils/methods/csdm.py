@@ -64,6 +64,18 @@ def sample_frequencies(kernel: str, num: int, dim: int, sigma: float = 1.0, gene
     raise ValueError(f"kernel {kernel!r} is not allowed: expected one of {KERNELS}")
 
 
+def median_bandwidth(z: torch.Tensor, max_rows: int = 512) -> float:
+    """The median heuristic: the median Euclidean distance between distinct rows of ``z`` (at most ``max_rows``
+    of them, evenly strided, so that every class of a class-ordered batch takes part)."""
+    z = z.detach().float()
+    z = z[::max(1, -(-len(z) // max_rows))]
+    d = torch.cdist(z, z)
+    off = d[~torch.eye(len(z), dtype=torch.bool, device=z.device)]
+    if not len(off):
+        raise ValueError("the median heuristic needs at least two feature vectors")
+    return float(off.median().clamp_min(1e-6))
+
+
 def kernel_matrix(x: torch.Tensor, y: torch.Tensor, kernel: str, sigma: float = 1.0) -> torch.Tensor:
     """The exact kernel between the rows of ``x`` and ``y`` (for checks and the MMD baseline)."""
     d = x.unsqueeze(1) - y.unsqueeze(0) if kernel != "gaussian" else None
@@ -231,7 +243,7 @@ def real_statistics(features: list[torch.Tensor], labels: torch.Tensor, num_clas
 def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module] | None, alphas: torch.Tensor | None,
                       loss: str = "spectral", iterations: int = 1000, lr: float = 0.01, batch_real: int = 256,
                       use_dsa: bool = True, dsa_strategy: str = DEFAULT_STRATEGY, net_pool: int = 0,
-                      kernel: str = "gaussian", sigma: float = 1.0, num_freqs: int = 1024, form: str = "mmd",
+                      kernel: str = "gaussian", sigma: float | str = 1.0, num_freqs: int = 1024, form: str = "mmd",
                       seed: int = 0, device="cpu", init: SyntheticSet | None = None,
                       nets: list[nn.Module] | None = None, omegas: list[torch.Tensor] | None = None,
                       real_stats: list | None = None, real_labels: torch.Tensor | None = None,
@@ -247,12 +259,21 @@ def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module]
     ``batch_real`` images per class (the whole class when smaller) and one DSA draw shared by real and synthetic
     images. *Exact* (``nets``, ``omegas`` and
     ``real_stats`` from :func:`real_statistics`): a fixed pool with fixed frequencies per net, the real side
-    precomputed over whole classes, no augmentation; the cpu recipe.
+    precomputed over whole classes, no augmentation.
+
+    ``sigma`` is the kernel's bandwidth on the L2-normalised features, or ``"median"``: the median heuristic,
+    :func:`median_bandwidth` of each step's real features (batches; the exact regime takes it from each net's
+    whole-split features when its frequencies are drawn). The meta records the mean bandwidth used.
     """
     if loss not in LOSSES:
         raise ValueError(f"loss {loss!r}: expected one of {LOSSES}")
     if loss == "spectral" and alphas is None:
         raise ValueError("the spectral loss needs one alpha per class")
+    if isinstance(sigma, str) and sigma != "median" or not isinstance(sigma, str) and not sigma > 0:
+        raise ValueError(f"sigma {sigma!r} is not allowed: expected a number > 0 or 'median'")
+    if sigma == "median" and real_stats is not None and loss == "mmd":
+        raise ValueError("the exact MMD takes a numeric sigma (the median heuristic is for batches)")
+    bandwidths: list[float] = []
     exact = real_stats is not None
     if exact and (nets is None or len(real_stats) != len(nets) or use_dsa
                   or (loss == "spectral" and (omegas is None or len(omegas) != len(nets)))
@@ -293,19 +314,22 @@ def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module]
             xr, yr = data.subset(idx).tensors(device)
             fr = normalize(embed_in_chunks(net, dsa(xr, step_seed, dsa_strategy) if use_dsa else xr, precision,
                                            compile=fast))
+            step_sigma = median_bandwidth(fr) if sigma == "median" else sigma
+            if loss != "linear" and not (omegas is not None and nets is not None):
+                bandwidths.append(step_sigma)
             if loss != "spectral":
                 omega = None
             elif omegas is not None and nets is not None:          # fixed frequencies per pool net
                 omega = omegas[k].to(device)
             else:
-                omega = sample_frequencies(kernel, num_freqs, fs.shape[1], sigma, gen).to(device)
+                omega = sample_frequencies(kernel, num_freqs, fs.shape[1], step_sigma, gen).to(device)
             stat = class_ecf(fr, yr, data.num_classes, omega) if loss == "spectral" else None
         if loss == "spectral":
             amp, phase = class_terms(stat, fs, syn_y, omega)
             return csdm_loss(amp, phase, alphas, present, form), {}
         if loss == "linear":      # DM's loss on these features: squared distances of real and synthetic class means
             return dm_loss(stat.to(device) if exact else class_mean_embeddings(fr, yr, data.num_classes), fs, syn_y), {}
-        return class_mmd_loss(fr, yr, fs, syn_y, data.num_classes, kernel, sigma), {}
+        return class_mmd_loss(fr, yr, fs, syn_y, data.num_classes, kernel, sigma if exact else step_sigma), {}
 
     name = {"spectral": "csdm", "mmd": "mmd", "linear": "linear"}[loss]
     images, history = optimise_pixels(syn0.images, step_loss, iterations, optimiser="adam", lr=lr, gen=gen,
@@ -313,6 +337,7 @@ def spectral_matching(data: ImageData, ipc: int, net_fn: Callable[[], nn.Module]
                                       desc=name)
     meta = {"method": name, "loss": loss, "iterations": iterations, "lr": lr, "batch_real": batch_real,
             "dsa": use_dsa, "net_pool": len(nets) if nets is not None else 0, "kernel": kernel, "sigma": sigma,
+            "mean_bandwidth": sum(bandwidths) / len(bandwidths) if bandwidths else None,
             "num_freqs": num_freqs, "form": form, "seed": seed, "exact_real_statistics": exact,
             "alphas": None if alphas is None else alphas.cpu().tolist(), "loss_history": history["loss"],
             "precision": precision}

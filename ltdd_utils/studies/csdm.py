@@ -11,9 +11,12 @@ import torch
 from ..data.longtail import class_groups, make_longtail, tail_order
 from ..distill import distill, random_subset
 from ..distill.dm import class_mean_embeddings, dm_loss
-from ..distill.registry import is_exact, real_cfs, settings_of
+from ..distill.dm import pool_embeddings
+from ..distill.feature_nets import step_nets
+from ..distill.registry import is_exact, real_cfs, settings_of, spectral_frequencies
 from ..experiment import Run
 from ..methods import csdm
+from ..models import frozen
 
 SDD_VARIANTS = ("amplitude_only", "phase_only", "constant_low", "constant_high")   # fixed alphas: SDD-like arms
 
@@ -74,6 +77,32 @@ class Study:
         return self.run.evaluate(syn, method, {"study": study, "imbalance_factor": f, "variant": label}, self.cfg.ipc,
                                  seed, groups=self.groups(seed), data=self.split(f, seed), t0=t0)
 
+    def shown_sets(self) -> list[dict]:
+        """The sets the chapter's image figure shows, for the site's "Distilled sets" page (:mod:`ltdd_utils.sets`):
+        DM, SDD and CSDM at the harshest factor of the main comparison, first seed (from the run's cache)."""
+        from dataclasses import asdict
+        from ..experiment import eval_settings
+        from ..versions import key_versions
+        c, seed = self.cfg, self.cfg.seeds[0]
+        f = max(c.imbalance_factors)
+        nets = ("a pool of networks trained on the split, blended with their initialisation every step"
+                if c.feature_nets == "trained" else "a fresh random network every step")
+        how = {"dm": "DM (class means, SGD on the pixels)", "sdd": "SDD (alpha 1/2 for every class, Adam)",
+               "csdm": f"CSDM ({c.alpha_rule} alpha from {c.alpha_tail:g} at the tail to {c.alpha_head:g} at the head, Adam)"}
+        out = []
+        for m in ("dm", "sdd", "csdm"):
+            if m not in c.methods:
+                continue
+            out.append({"name": f"{m}_if{f:g}_ipc{c.ipc}_seed{seed}", "set": self.synthesize(m, f, seed),
+                        "title": f"{m.upper()}, IF {f:g}", "setting": {"imbalance_factor": f, "variant": m},
+                        "ipc": c.ipc, "seed": seed,
+                        "made_by": f"{how[m]}, {c.dm_iterations} steps through {nets}, from random real images",
+                        "producer": key_versions("distill.dm" if m == "dm" else "distill.spectral"),
+                        "students": asdict(eval_settings(c)) | {"recipe": "hard labels, SGD, DSA (the book's protocol)"},
+                        "arms": [{"method": m, "study": "main", "ipc": c.ipc,
+                                  "setting": {"imbalance_factor": f, "variant": m}}]})
+        return out
+
     def ablations(self, seed):
         """At ABLATION_IF: SDD and CSDM (unless the main comparison ran them), each ablation, each weighting
         strength of ALPHA_SWEEP, each M."""
@@ -87,11 +116,28 @@ class Study:
             self.arm("ablation", "csdm", f, seed, label=alpha_label(head, tail), alpha_head=head, alpha_tail=tail)
         for M in c.ablation_freqs:
             self.arm("ablation", "csdm", f, seed, variant=f"csdm, M = {M}", num_freqs=M)
+        for sigma in c.sigma_ablation:
+            if sigma != c.sigma:
+                self.arm("ablation", "sdd", f, seed, label=sigma_label(sigma), sigma=sigma)
+
+    def probe(self, f, seed, nets: int = 4):
+        """Networks, frequencies and exact real class CFs for diagnostics: the exact regime's own pool, otherwise
+        ``nets`` networks as the distillers draw them (random, or blends of the seed's trained pool) with one fixed
+        draw of frequencies each, the real side over whole classes without augmentation."""
+        split, s = self.split(f, seed), settings_of("csdm", self.cfg)
+        if self.exact:
+            return real_cfs(split, s, seed, self.device)
+        torch.manual_seed(70_000 + seed)
+        draw = step_nets(s, split, seed, self.device, self.cfg.get("cache_dir"))
+        pool = [frozen(draw(), self.device) for _ in range(nets)]
+        feats = pool_embeddings(split, pool, self.device, precision=s["precision"])
+        omegas = spectral_frequencies({**s, "net_pool": nets}, seed, feats[0].shape[1], feats)
+        return pool, omegas, csdm.real_statistics(feats, split.labels, split.num_classes, "spectral", omegas)
 
     def spectral_errors(self, f, seed) -> list[dict]:
-        """Per class, the amplitude and phase left unmatched by SDD and CSDM (exact pools only)."""
+        """Per class, the amplitude and phase left unmatched by SDD and CSDM, through :meth:`probe`'s networks."""
+        nets, omegas, cfs = self.probe(f, seed)
         split = self.split(f, seed)
-        nets, omegas, cfs = real_cfs(split, settings_of("csdm", self.cfg), seed, self.device)
         rows = []
         for v in ("sdd", "csdm"):
             syn = self.sets.get(("main", f, v, seed)) or self.sets[("ablation", f, v, seed)]
@@ -103,6 +149,10 @@ class Study:
 
 def alpha_label(head: float, tail: float) -> str:
     return f"csdm, alpha {head:g}/{tail:g}"
+
+
+def sigma_label(sigma) -> str:
+    return f"sdd, sigma {sigma if isinstance(sigma, str) else format(sigma, 'g')}"
 
 
 def loss_timings(n_per_class: list[int], freqs: list[int], dim: int, num_classes: int = 10, ipc: int = 10,
