@@ -143,6 +143,20 @@ def _spectral():
     return summary(a.images, b.images, alphas)
 
 
+@case("distill.feature_nets")
+def _feature_nets():
+    from .distill.feature_nets import step_nets
+    d = _small()
+    s = {"model": "convnet", "width": 8, "depth": 2, "norm": "instancenorm", "feature_nets": "trained",
+         "feature_pool": 2, "feature_epochs": 1}
+
+    def blends(tmp):
+        draw = step_nets(s, d, 1, cache_root=tmp)
+        torch.manual_seed(2)
+        return _weights(draw()) + [k + b for k, b in draw.draws]
+    return _cache(blends)
+
+
 def _bn_teacher(d):
     torch.manual_seed(0)
     net = _net_fn(d, 8, "batchnorm")()

@@ -93,6 +93,7 @@ def load_all() -> dict[str, int]:
     """Import every module that registers producers; returns the registry."""
     import importlib
     for mod in ("data", "data.longtail", "data.bias", "data.noise", "models", "augment", "train", "distill",
+                "distill.feature_nets",
                 "evaluate", "results", "methods.adsa", "methods.csdm", "methods.kde_debias", "methods.debias_baselines",
                 "methods.tad", "methods.unbiased_recovery", "verdicts", "teachers"):
         importlib.import_module(f"{__package__}.{mod}")

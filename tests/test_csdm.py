@@ -198,9 +198,12 @@ def test_chapter_parameter_errors():
         make_config("csdm", "smoke", check_data=False, sweep_factors=[0.5])
     with pytest.raises(ConfigError, match="median"):
         make_config("csdm", "smoke", check_data=False, sigma="mean")
-    with pytest.raises(ConfigError, match="exact regime"):
-        make_config("csdm", "smoke", check_data=False, feature_nets="trained")       # smoke: no DSA, a pool of 2
-    assert make_config("csdm", "smoke", check_data=False, sigma="median", sigma_ablation=[0.25, "median"]).sigma == "median"
+    with pytest.raises(ConfigError, match="dm_net_pool = 0"):
+        make_config("csdm", "smoke", check_data=False, feature_nets="trained")       # smoke: a pool of 2 random nets
+    with pytest.raises(ConfigError, match="exact MMD"):
+        make_config("csdm", "smoke", check_data=False, sigma="median")               # smoke: the exact regime, mmd
+    assert make_config("csdm", "smoke", check_data=False, sigma_ablation=[0.25, "median"]).sigma_ablation[1] == "median"
+    assert make_config("csdm", "smoke", check_data=False, sigma="median", methods=["dm", "sdd"]).sigma == "median"
 
 
 def test_median_bandwidth_is_the_median_distance():
@@ -225,19 +228,20 @@ def test_blended_nets_interpolate_between_initialisation_and_trained_weights():
     make = lambda: get_model("convnet", 1, 2, (8, 8), width=4, depth=2, norm="instancenorm")   # noqa: E731
     torch.manual_seed(0)
     init, trained = make(), make()
-    draw = BlendedNets([(init, trained)], seed=3)
+    draw = BlendedNets([(init, trained)])
+    torch.manual_seed(3)
     nets = [draw() for _ in range(3)]
     for net, (k, b) in zip(nets, draw.draws):
         assert k == 0 and 0 <= b <= 1
         for name, p in net.state_dict().items():
             expect = (1 - b) * init.state_dict()[name] + b * trained.state_dict()[name]
             assert torch.allclose(p, expect, atol=1e-6)
-    again = BlendedNets([(init, trained)], seed=3)
+    again = BlendedNets([(init, trained)])
+    torch.manual_seed(3)
     [again() for _ in range(3)]
-    assert again.draws == draw.draws                      # every arm of a seed sees the same networks
-    assert BlendedNets([(init, trained)], seed=4)() is not None
+    assert again.draws == draw.draws            # the global RNG, seeded by the distiller: every arm of a seed alike
     with pytest.raises(ValueError, match="pair"):
-        BlendedNets([], seed=0)
+        BlendedNets([])
 
 
 def test_trained_feature_nets_enter_the_settings_and_the_key(tmp_path):
@@ -255,8 +259,24 @@ def test_trained_feature_nets_enter_the_settings_and_the_key(tmp_path):
     s = {**s, "model": "convnet", "width": 4, "depth": 2}
     draw = step_nets(s, data, 0, cache_root=tmp_path)
     assert len(draw.pairs) == 2
+
     assert len(list(tmp_path.rglob("*.pt"))) == 2                  # one cached network per pool member
     again = step_nets(s, data, 0, cache_root=tmp_path)           # read from the cache: the same pool
     for (a0, b0, _), (a1, b1, _) in zip(draw.pairs, again.pairs):
         assert all(torch.equal(a0[n], a1[n]) and torch.equal(b0[n], b1[n]) for n in a0)
     assert not all(torch.equal(draw.pairs[0][0][n], draw.pairs[0][1][n]) for n in draw.pairs[0][0])   # it trained
+
+
+def test_the_blend_starts_from_the_initialisation_the_pool_trained_from(tmp_path, monkeypatch):
+    """With training switched off, each pool network's 'trained' state is the state its training started from:
+    it must equal the initialisation the blend interpolates from."""
+    import ltdd_utils.evaluate as ev
+    from ltdd_utils.distill.feature_nets import step_nets
+    monkeypatch.setattr(ev, "train_model", lambda *a, **k: None)
+    s = {"model": "convnet", "width": 4, "depth": 2, "norm": "instancenorm", "feature_nets": "trained",
+         "feature_pool": 2, "feature_epochs": 1}
+    draw = step_nets(s, _tiny_data(), 1, cache_root=tmp_path)
+    for init, trained, _ in draw.pairs:
+        assert all(torch.equal(init[n], trained[n]) for n in init)
+    first = [next(iter(init.values())) for init, _, _ in draw.pairs]
+    assert not torch.equal(*first)                        # two networks, two initialisations

@@ -29,9 +29,15 @@ def _alpha_pair(name, v):
 
 
 def resolve_data(values: dict, check_data: bool) -> dict:
-    if values["feature_nets"] == "trained" and not values["dm_dsa"] and values["dm_net_pool"] > 0:
-        raise ConfigError("feature_nets = 'trained' blends a trained pool every step (real batches); it does not go "
-                          "with the exact regime (dm_dsa False with dm_net_pool > 0)")
+    if values["feature_nets"] == "trained" and values["dm_net_pool"] > 0:
+        raise ConfigError(f"feature_nets = 'trained' draws every step's network from its own pool of feature_pool = "
+                          f"{values['feature_pool']} trained networks: set dm_net_pool = 0 (it is "
+                          f"{values['dm_net_pool']}, a pool of random networks)")
+    exact = not values["dm_dsa"] and values["dm_net_pool"] > 0
+    if exact and "mmd" in values["methods"] and values["sigma"] == "median":
+        raise ConfigError("sigma = 'median' (the median heuristic of each step's real batch) does not go with the "
+                          "exact MMD arm of the exact regime (dm_dsa False with dm_net_pool > 0): give a number, or "
+                          "leave 'mmd' out of methods")
     if values["alpha_head"] < values["alpha_tail"]:
         raise ConfigError(f"parameters alpha_head = {values['alpha_head']} < alpha_tail = {values['alpha_tail']}: the "
                           "class-aware direction gives head classes more amplitude; the ablation 'reversed' tests "

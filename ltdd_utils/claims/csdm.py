@@ -51,7 +51,7 @@ def claims(cfg) -> list[Claim]:
                          setting=f"IF {f_lo:g} and {f_hi:g}"))
     if {"mmd", "sdd"} <= have:
         out.append(Claim(f"csdm.s.beats_mmd.if{f_hi:g}", "supporting", f"SDD beats exact Gaussian MMD at IF {f_hi:g}",
-                         at("sdd", f_hi), at("mmd", f_hi), margin=m, setting=where(f_hi)))
+                         at("sdd", f_hi), at("mmd", f_hi), margin=m, gates=base, setting=where(f_hi)))
     if {"csdm", "sdd"} <= have:          # C2 at every factor, on the tail-3 and overall
         for f in cfg.imbalance_factors:
             out += [Claim(f"csdm.s.beats_sdd.if{f:g}", "supporting", f"C2, class-aware weighting: CSDM beats SDD on the "

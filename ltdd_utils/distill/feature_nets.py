@@ -21,15 +21,17 @@ from typing import Callable
 import torch
 import torch.nn as nn
 
+from ..versions import producer
+
 FEATURE_NETS = ("random", "trained")
 POOL_SEED = 50_000            # the pool's k-th network of run seed s is initialised under POOL_SEED + 100 s + k
-BLEND_SEED = 60_000           # the stream of (network, blend) draws of run seed s: POOL_SEED's neighbour, per seed
 
 
 def pool_seed(seed: int, k: int) -> int:
     return POOL_SEED + 100 * seed + k
 
 
+@producer("distill.feature_nets", 1, uses=("net.teacher", "models"))
 def trained_pool(split, s: dict, seed: int, device="cpu", cache_root=None) -> list[tuple[nn.Module, nn.Module]]:
     """``s["feature_pool"]`` pairs (random initialisation, trained network) of the settings' architecture, each
     trained for ``s["feature_epochs"]`` epochs of plain cross-entropy on ``split`` (SGD, crop and flip), the
@@ -50,20 +52,21 @@ def trained_pool(split, s: dict, seed: int, device="cpu", cache_root=None) -> li
 
 class BlendedNets:
     """Called once per step: a network whose weights are (1 - b) init_k + b trained_k, with k uniform over the
-    pool and b uniform in [0, 1], both from this object's own generator (the same stream for every arm of a
-    seed). The returned network is a new module; the distiller freezes it."""
+    pool and b uniform in [0, 1]. Both come from the global RNG, as a fresh random network's weights do: the
+    distillers seed it with the run seed and their checkpoints keep it, so every arm of a seed sees the same
+    networks and a resumed run the ones it would have seen. The returned network is a new module; the distiller
+    freezes it."""
 
-    def __init__(self, pairs: list[tuple[nn.Module, nn.Module]], seed: int):
+    def __init__(self, pairs: list[tuple[nn.Module, nn.Module]]):
         if not pairs:
             raise ValueError("a blended pool needs at least one (initial, trained) pair")
-        self.pairs = [({n: t.detach().float() for n, t in a.state_dict().items()},
-                       {n: t.detach().float() for n, t in b.state_dict().items()}, a) for a, b in pairs]
-        self.gen = torch.Generator().manual_seed(BLEND_SEED + seed)
+        self.pairs = [({n: t.detach() for n, t in a.state_dict().items()},
+                       {n: t.detach() for n, t in b.state_dict().items()}, a) for a, b in pairs]
         self.draws: list[tuple[int, float]] = []
 
     def __call__(self) -> nn.Module:
-        k = int(torch.randint(len(self.pairs), (1,), generator=self.gen))
-        b = float(torch.rand(1, generator=self.gen))
+        k = int(torch.randint(len(self.pairs), (1,)))
+        b = float(torch.rand(1))
         init, final, template = self.pairs[k]
         net = copy.deepcopy(template)
         net.load_state_dict({n: (1 - b) * init[n] + b * final[n] if init[n].is_floating_point() else final[n]
@@ -81,4 +84,4 @@ def step_nets(s: dict, split, seed: int, device="cpu", cache_root=None) -> Calla
         return net_factory(s["model"], split, s["width"], s["depth"], s["norm"])
     if kind != "trained":
         raise ValueError(f"feature_nets {kind!r} is not allowed: expected one of {FEATURE_NETS}")
-    return BlendedNets(trained_pool(split, s, seed, device, cache_root), seed)
+    return BlendedNets(trained_pool(split, s, seed, device, cache_root))

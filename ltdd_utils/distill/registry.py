@@ -210,8 +210,8 @@ def distill(name: str, split, cfg, seed: int, device="cpu", weights: torch.Tenso
         return spec.run(split, s, seed, device, None, root=cfg.get("cache_dir"))
     # keyed by the producer, not the name: "sdd" and "csdm" with the same variant are one product
     versions = key_versions(spec.producer)
-    if _trained(s):                            # the trained pool's producer enters the key too
-        versions = {**versions, **key_versions("net.teacher")}
+    if _trained(s):                            # the trained pool's producers enter the key too
+        versions = {**versions, **key_versions("distill.feature_nets")}
     key = {"distiller": spec.producer, "data": split.fingerprint(), "settings": s, "seed": seed,
            "versions": versions}
     if weights is not None:

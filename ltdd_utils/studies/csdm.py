@@ -82,23 +82,30 @@ class Study:
         DM, SDD and CSDM at the harshest factor of the main comparison, first seed (from the run's cache)."""
         from dataclasses import asdict
         from ..experiment import eval_settings
+        from ..train import steps_per_epoch
         from ..versions import key_versions
         c, seed = self.cfg, self.cfg.seeds[0]
         f = max(c.imbalance_factors)
         nets = ("a pool of networks trained on the split, blended with their initialisation every step"
-                if c.feature_nets == "trained" else "a fresh random network every step")
+                if c.feature_nets == "trained" else f"a fixed pool of {c.dm_net_pool} random networks" if c.dm_net_pool
+                else "a fresh random network every step")
+        nets += (", real batches with DSA" if c.dm_dsa else ", real batches without augmentation") if not self.exact \
+            else ", exact real class statistics without augmentation"
         how = {"dm": "DM (class means, SGD on the pixels)", "sdd": "SDD (alpha 1/2 for every class, Adam)",
                "csdm": f"CSDM ({c.alpha_rule} alpha from {c.alpha_tail:g} at the tail to {c.alpha_head:g} at the head, Adam)"}
         out = []
         for m in ("dm", "sdd", "csdm"):
             if m not in c.methods:
                 continue
-            out.append({"name": f"{m}_if{f:g}_ipc{c.ipc}_seed{seed}", "set": self.synthesize(m, f, seed),
+            syn = self.synthesize(m, f, seed)
+            out.append({"name": f"{m}_if{f:g}_ipc{c.ipc}_seed{seed}", "set": syn,
                         "title": f"{m.upper()}, IF {f:g}", "setting": {"imbalance_factor": f, "variant": m},
                         "ipc": c.ipc, "seed": seed,
                         "made_by": f"{how[m]}, {c.dm_iterations} steps through {nets}, from random real images",
                         "producer": key_versions("distill.dm" if m == "dm" else "distill.spectral"),
-                        "students": asdict(eval_settings(c)) | {"recipe": "hard labels, SGD, DSA (the book's protocol)"},
+                        "students": asdict(eval_settings(c)) | {
+                            "steps": c.eval_epochs * steps_per_epoch(len(syn), c.eval_batch),
+                            "recipe": "hard labels, SGD, DSA (the book's protocol)"},
                         "arms": [{"method": m, "study": "main", "ipc": c.ipc,
                                   "setting": {"imbalance_factor": f, "variant": m}}]})
         return out
