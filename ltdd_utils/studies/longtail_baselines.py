@@ -47,3 +47,26 @@ class Study:
                 self._herding[key] = herding(split, self.cfg.ipc, self.herding_embedding(split), self.run.device)
             return self._herding[key]
         return distill("dm", split, self.cfg, seed, self.run.device)   # cached by its settings and version, resumable
+
+    def shown_sets(self) -> list[dict]:
+        """The set the chapter's image figure shows, for the site's "Distilled sets" page (:mod:`ltdd_utils.sets`): DM
+        on the most imbalanced split, first seed (from the run's cache)."""
+        from dataclasses import asdict
+        from ..experiment import eval_settings
+        from ..train import steps_per_epoch
+        from ..versions import key_versions
+        c, seed = self.cfg, self.cfg.seeds[0]
+        if "dm" not in c.methods:
+            return []
+        split, f = self.splits[self.hi], self.factor[self.hi]
+        syn = self.synthesize("dm", split, seed)
+        nets = f"a fixed pool of {c.dm_net_pool} random networks" if c.dm_net_pool else "a fresh random network every step"
+        return [{"name": f"dm_if{f:g}_ipc{c.ipc}_seed{seed}", "set": syn, "title": f"DM, {self.hi}",
+                 "setting": {"imbalance_factor": f, "split": self.hi}, "ipc": c.ipc, "seed": seed,
+                 "made_by": f"DM ({c.dm_iterations} steps, SGD on the pixels, {nets}"
+                            f"{', DSA' if c.dm_dsa else ''}) from random real images of the split",
+                 "producer": key_versions("distill.dm"),
+                 "students": asdict(eval_settings(c)) | {"steps": c.eval_epochs * steps_per_epoch(len(syn), c.eval_batch),
+                                                         "recipe": "hard labels, SGD, DSA (the book's protocol)"},
+                 "arms": [{"method": "dm", "study": None, "ipc": c.ipc,
+                           "setting": {"imbalance_factor": f, "split": self.hi}}]}]
