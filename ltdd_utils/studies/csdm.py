@@ -39,6 +39,11 @@ class Study:
                     raise AssertionError(f"IF {f} is not nested in IF {min(self.factors)} (seed {seed})")
         self.sets: dict = {}
 
+    def runs(self, method, seed) -> bool:
+        """Whether the main comparison runs ``method`` at ``seed``: SUPPORT_METHODS on their first seeds only."""
+        c = self.cfg
+        return method not in c.support_methods or seed in c.seeds[:c.support_seed_count]
+
     def order(self, seed) -> list[int]:
         """order[r]: the class of tail rank r (r = 0 the head) for this seed."""
         return tail_order(self.run.train.num_classes, seed if self.cfg.permute_classes else None)
