@@ -280,3 +280,18 @@ def test_the_blend_starts_from_the_initialisation_the_pool_trained_from(tmp_path
         assert all(torch.equal(init[n], trained[n]) for n in init)
     first = [next(iter(init.values())) for init, _, _ in draw.pairs]
     assert not torch.equal(*first)                        # two networks, two initialisations
+
+
+def test_dm_random_is_the_control_of_trained_networks():
+    with pytest.raises(ConfigError, match="dm_random"):
+        make_config("csdm", "smoke", check_data=False, methods=["dm", "dm_random"])
+    cfg = make_config("csdm", "smoke", check_data=False, dm_net_pool=0, dm_dsa=True, feature_nets="trained",
+                      methods=["random", "dm", "dm_random", "csdm"])
+    from ltdd_utils.claims.csdm import claims
+    ids = [c.id for c in claims(cfg)]
+    assert "csdm.g.imbalance_hurts_dm" not in ids            # smoke: one imbalance factor in the main comparison
+    cfg2 = make_config("csdm", "smoke", check_data=False, dm_net_pool=0, dm_dsa=True, feature_nets="trained",
+                       methods=["random", "dm", "dm_random", "csdm"], imbalance_factors=[10, 20])
+    by_id = {c.id: c for c in claims(cfg2)}
+    assert "csdm.d.imbalance_hurts_dm_random" in by_id
+    assert set(by_id["csdm.h.stability"].gates) == {"csdm.g.dm_distils.if20", "csdm.g.imbalance_hurts_dm"}

@@ -6,7 +6,7 @@ from ..checks import _fail
 from ..distill.feature_nets import FEATURE_NETS
 from ..methods.csdm import ALPHA_RULES, CF_FORMS, KERNELS
 
-METHODS = ("random", "dm", "linear", "mmd", "sdd", "csdm")
+METHODS = ("random", "dm", "dm_random", "linear", "mmd", "sdd", "csdm")
 ABLATIONS = ("amplitude_only", "phase_only", "reversed", "constant_low", "constant_high", "reliability",
              "two_level", "sqrt_form")
 
@@ -38,6 +38,9 @@ def resolve_data(values: dict, check_data: bool) -> dict:
         raise ConfigError("sigma = 'median' (the median heuristic of each step's real batch) does not go with the "
                           "exact MMD arm of the exact regime (dm_dsa False with dm_net_pool > 0): give a number, or "
                           "leave 'mmd' out of methods")
+    if values["feature_nets"] != "trained" and "dm_random" in values["methods"] + values["sweep_methods"]:
+        raise ConfigError("method 'dm_random' (DM through random networks) is the control of feature_nets = 'trained'; "
+                          "with random feature networks it is 'dm' itself: leave it out")
     if values["alpha_head"] < values["alpha_tail"]:
         raise ConfigError(f"parameters alpha_head = {values['alpha_head']} < alpha_tail = {values['alpha_tail']}: the "
                           "class-aware direction gives head classes more amplitude; the ablation 'reversed' tests "
@@ -54,7 +57,8 @@ SCHEMA = schema_from(
     sweep_factors=Param(list_of(number_at_least(1, " (1 = balanced)")),
                         "imbalance factors of the shrinking-tail sweep (tail = n_max / IF images)"),
     methods=Param(list_of(one_of(*METHODS)), "arms of the main comparison ('linear': DM's linear kernel on the "
-                  "spectral arms' L2-normalised features with their optimiser, the control that isolates the kernel)"),
+                  "spectral arms' L2-normalised features with their optimiser, the control that isolates the kernel; "
+                  "'dm_random': DM through random networks, the control of FEATURE_NETS = 'trained')"),
     permute_classes=Param(a_bool, "each seed permutes which class takes which tail rank (False: class 0 the head)"),
     alpha_sweep=Param(list_of(_alpha_pair, min_len=0), "further [alpha_head, alpha_tail] pairs of CSDM at ABLATION_IF: "
                       "the strength of the class-aware weighting"),
@@ -87,8 +91,8 @@ SCHEMA = schema_from(
     timing_freqs=Param(list_of(int_at_least(1)), "frequency counts M of SDD in the loss-cost figure"),
 )
 
-_COMMON = {**BASE_PRESET, "dataset": "auto", "methods": list(METHODS), "sweep_methods": ["random", "dm", "csdm"],
-           "permute_classes": True, "alpha_sweep": [[0.8, 0.2], [0.9, 0.1]],
+_COMMON = {**BASE_PRESET, "dataset": "auto", "methods": [m for m in METHODS if m != "dm_random"],
+           "sweep_methods": ["random", "dm", "csdm"], "permute_classes": True, "alpha_sweep": [[0.8, 0.2], [0.9, 0.1]],
            "kernel": "gaussian", "sigma": 1.0, "sigma_ablation": [], "num_freqs": 1024, "cf_form": "mmd",
            "spectral_lr": 0.01, "feature_nets": "random", "feature_pool": 2, "feature_epochs": 10,
            "support_methods": [], "support_seed_count": 3,

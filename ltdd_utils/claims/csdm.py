@@ -77,6 +77,10 @@ def claims(cfg) -> list[Claim]:
                                  f"C1 at another bandwidth: SDD with {bw} beats DM's linear kernel on the same features "
                                  f"with the same optimiser at IF {f_ab:g}", ab(sigma_label(sigma)), at("linear", f_ab),
                                  margin=m, gates=base, setting=where(f_ab)))
+    if "dm_random" in have and f_lo < f_hi:      # the control of the gate: does the long tail hurt DM's random networks?
+        out.append(Claim("csdm.d.imbalance_hurts_dm_random", "diagnostic", f"with random networks (DM's own choice) "
+                         f"the long tail hurts DM: DM at IF {f_lo:g} beats DM at IF {f_hi:g}", at("dm_random", f_lo),
+                         at("dm_random", f_hi), margin=m, setting=f"IF {f_lo:g} and {f_hi:g}, IPC {cfg.ipc}"))
     if {"dm", "csdm"} <= have and f_lo < f_hi:
         out.append(Claim("csdm.h.stability", "headline", f"C3, stability: CSDM drops less than DM from IF {f_lo:g} to "
                          f"IF {f_hi:g}", Contrast(at("csdm", f_hi), at("dm", f_hi)),

@@ -68,6 +68,8 @@ class Study:
         split = self.split(f, seed)
         if method == "random":
             return random_subset(split, self.cfg.ipc, seed)
+        if method == "dm_random":               # the control of trained feature networks: DM through random ones
+            return distill("dm", split, self.cfg, seed, self.device, feature_nets="random")
         if variant == "sqrt_form":
             overrides["form"] = "sqrt"
         elif variant in csdm.VARIANTS:
