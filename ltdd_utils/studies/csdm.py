@@ -134,6 +134,24 @@ class Study:
             if sigma != c.sigma:
                 self.arm("ablation", "sdd", f, seed, label=sigma_label(sigma), sigma=sigma)
 
+    def pool_table(self) -> list[dict]:
+        """With trained feature networks: each pool network's test accuracy (overall and per group of its seed's
+        ranking), per imbalance factor of the main comparison and seed: how biased the networks the arms embed
+        through are. Their training time (from the cache's record of it) beside."""
+        from ..distill.feature_nets import trained_pool
+        from ..evaluate import test_model
+        c = self.cfg
+        if c.feature_nets != "trained":
+            return []
+        s, rows = settings_of("dm", c), []
+        for f in c.imbalance_factors:
+            for seed in c.seeds:
+                for k, (_, net) in enumerate(trained_pool(self.split(f, seed), s, seed, self.device, c.get("cache_dir"))):
+                    m = test_model(net, self.run.test, self.groups(seed), self.device)
+                    rows.append({"IF": f, "seed": seed, "network": k, "test acc": m["acc"], "many": m.get("acc_many"),
+                                 "few": m.get("acc_few"), "train s": round(getattr(net, "train_seconds", float("nan")), 1)})
+        return rows
+
     def probe(self, f, seed, nets: int = 4):
         """Networks, frequencies and exact real class CFs for diagnostics: the exact regime's own pool, otherwise
         ``nets`` networks as the distillers draw them (random, or blends of the seed's trained pool) with one fixed
