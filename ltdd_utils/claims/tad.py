@@ -23,19 +23,22 @@ def claims(cfg) -> list[Claim]:
                              "same noisy data", at("noisy_dm"), at("random"), margin=m, setting=head))
             gate = (f"tad.g.dm_distils.{tag}",)
         if {"noisy_dm", "tad"} <= have:
-            out.append(Claim(f"tad.h.beats_dm.{tag}", "headline", f"{head}: DM + TAD beats noisy-label DM", at("tad"),
-                             at("noisy_dm"), margin=m, gates=gate, setting=head, paper=paper,
-                             paper_value="no number available", control=f"tad.c.beats_filter.{tag}"
+            out.append(Claim(f"tad.h.beats_dm.{tag}", "headline", f"{head}: C1, part 1: DM + TAD beats noisy-label DM",
+                             at("tad"), at("noisy_dm"), margin=m, gates=gate, setting=head, paper=paper,
+                             paper_value="no number available", control=f"tad.h.beats_filter.{tag}"
                              if "filter_dm" in have else ""))
         if {"noisy_dm", "tad", "clean_dm"} <= have:
-            out.append(Claim(f"tad.s.half_gap.{tag}", "supporting", f"{head}: TAD closes at least half of the "
-                             "noisy-to-clean gap ((TAD − noisy) − ½ (clean − noisy))",
+            out.append(Claim(f"tad.h.half_gap.{tag}", "headline", f"{head}: C1, part 2: TAD closes at least half of the "
+                             "gap from noisy-label to clean-label DM ((TAD − noisy) − ½ (clean − noisy))",
                              Contrast(at("tad"), at("noisy_dm")), Contrast(at("clean_dm"), at("noisy_dm"), 0.5),
-                             margin=0.0, gates=gate, setting=head))
+                             margin=0.0, gates=gate, setting=head, paper=paper, paper_value="no number available"))
+        if {"filter_dm", "tad"} <= have:           # the control a reviewer asks for first, judged as a headline
+            out.append(Claim(f"tad.h.beats_filter.{tag}", "headline", f"{head}: TAD beats clean-first-then-distill "
+                             "(DM on one class-wise split of the warmed-up trust network, no recall)", at("tad"),
+                             at("filter_dm"), margin=m, gates=gate, setting=head))
         for other, cid, level, text in (
                 ("two_stage", "rounds", "supporting", f"C3, {cfg.rounds} rounds beat one (two-stage)"),
                 ("tad_outer", "inner_loop", "supporting", "the inner loop's recall helps (TAD over the outer loop only)"),
-                ("filter_dm", "beats_filter", "control", "TAD beats clean-first-then-distill (one split)"),
                 ("clean_lowloss_init", "selection", "control", "TAD beats clean-label DM on every image started from "
                  "TAD's low-loss images (if this fails, selection rather than correction carries TAD)")):
             if {other, "tad"} <= have:
@@ -43,9 +46,20 @@ def claims(cfg) -> list[Claim]:
                                  gates=gate, setting=head))
         if {"clean_trusted", "tad"} <= have:
             out.append(Claim(f"tad.c.labels_as_good.{tag}", "control", f"{head}: TAD's labels are as good as the true "
-                             "labels of the images it trusts (TAD is not worse than clean-label DM on TAD's trusted "
-                             f"images by more than {m:g})", at("tad"), at("clean_trusted"), kind="non-inferiority",
-                             margin=m, gates=gate, setting=head))
+                             "labels of the images it trusts (TAD and clean-label DM on TAD's trusted images within "
+                             f"±{m:g})", at("tad"), at("clean_trusted"), kind="equivalence", margin=m, gates=gate,
+                             setting=head))
+        if "tad" in have:                         # C2, on the trust records of the notebook's dual loop
+            tr = lambda what="trust": Arm(what, study="trust", setting={"noise": kind, "rate": rate})
+            out += [Claim(f"tad.s.c2_precision.{tag}", "supporting", f"{head}: C2, the trusted space of round 1 is at "
+                          "least 90 % correctly labelled", tr(), 90.0, metric="round1_precision", margin=0.0,
+                          setting=head),
+                    Claim(f"tad.s.c2_keeps_precision.{tag}", "supporting", f"{head}: C2, the trusted space's precision "
+                          f"falls by at most 2 points from round 1 to round {cfg.rounds} (the effect is 2 − the fall)",
+                          2.0, tr(), metric="precision_fall", margin=0.0, setting=head),
+                    Claim(f"tad.s.c2_recall_right.{tag}", "supporting", f"{head}: C2, at least 80 % of the labels the "
+                          "inner loop recalls are right (over every round's recalls)", tr("trust_recall"), 80.0,
+                          metric="recalled_right", margin=0.0, setting=head)]
         for a, b, cid, text in (("tad_ours", "tad", "ours_vs_paper", "our loop (revert, recall threshold on a labelled "
                                  "hold-out) beats the paper's loop"),
                                 ("tad_ours", "filter_dm", "ours_vs_filter", "our loop beats the filter")):
