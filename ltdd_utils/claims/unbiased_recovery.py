@@ -28,7 +28,7 @@ def claims(cfg) -> list[Claim]:
     where = lambda IF, ipc: f"CIFAR-10-LT IF {IF:g}, IPC {ipc}" if cfg.dataset in ("auto", "cifar10") else \
         f"{cfg.dataset}-LT IF {IF:g}, IPC {ipc}"
     out, gate, experts = [], {}, {}
-    for f in dict.fromkeys([IF0, *cfg.other_factors]):     # the method's own rule: debiased experts are used if accepted
+    for f in dict.fromkeys([IF0, *cfg.other_factors]):     # the arms use the debiased experts either way; this gates the claims
         experts[f] = (f"ur.g.experts_accepted.if{f:g}",)
         out.append(Claim(experts[f][0], "gate", f"IF {f:g}: the debiased expert is accepted (its few-group gain over "
                          f"the plain expert of the same seed on validation reaches EXPERT_MARGIN = {cfg.expert_margin:g} "
