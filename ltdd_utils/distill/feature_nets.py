@@ -37,13 +37,12 @@ def trained_pool(split, s: dict, seed: int, device="cpu", cache_root=None) -> li
     trained for ``s["feature_epochs"]`` epochs of plain cross-entropy on ``split`` (SGD, crop and flip), the
     k-th initialised under :func:`pool_seed` (seed, k); cached."""
     from ..evaluate import train_teacher
-    from ..models import get_model
-    pairs = []
+    from ..models import net_factory
+    build, pairs = net_factory(s["model"], split, s["width"], s["depth"], s["norm"]), []
     for k in range(s["feature_pool"]):
         sk = pool_seed(seed, k)
         torch.manual_seed(sk)          # the initialisation train_teacher starts from (cached_net builds under its seed)
-        init = get_model(s["model"], split.shape[0], split.num_classes, split.shape[1:], width=s["width"],
-                         depth=s["depth"], norm=s["norm"])
+        init = build()
         trained = train_teacher(split, s["model"], s["width"], s["depth"], s["norm"], epochs=s["feature_epochs"],
                                 loss="ce", seed=sk, device=device, cache_root=cache_root)
         pairs.append((init.eval(), trained.cpu().eval()))

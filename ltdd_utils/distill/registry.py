@@ -43,13 +43,13 @@ def _net_settings(cfg) -> dict:
     return s
 
 
-def is_exact(s: dict) -> bool:
-    """Exact real statistics: no DSA and a fixed pool of random networks."""
-    return not s["dsa"] and s["net_pool"] > 0 and s.get("feature_nets", "random") == "random"
-
-
 def _trained(s: dict) -> bool:
     return s.get("feature_nets", "random") != "random"
+
+
+def is_exact(s: dict) -> bool:
+    """Exact real statistics: no DSA and a fixed pool of random networks."""
+    return not s["dsa"] and s["net_pool"] > 0 and not _trained(s)
 
 
 def net_fn(s: dict, split):

@@ -87,9 +87,7 @@ class Study:
     def shown_sets(self) -> list[dict]:
         """The sets the chapter's image figure shows, for the site's "Distilled sets" page (:mod:`ltdd_utils.sets`):
         DM, SDD and CSDM at the harshest factor of the main comparison, first seed (from the run's cache)."""
-        from dataclasses import asdict
-        from ..experiment import eval_settings
-        from ..train import steps_per_epoch
+        from ..experiment import hard_protocol
         from ..versions import key_versions
         c, seed = self.cfg, self.cfg.seeds[0]
         f = max(c.imbalance_factors)
@@ -110,9 +108,7 @@ class Study:
                         "ipc": c.ipc, "seed": seed,
                         "made_by": f"{how[m]}, {c.dm_iterations} steps through {nets}, from random real images",
                         "producer": key_versions("distill.dm" if m == "dm" else "distill.spectral"),
-                        "students": asdict(eval_settings(c)) | {
-                            "steps": c.eval_epochs * steps_per_epoch(len(syn), c.eval_batch),
-                            "recipe": "hard labels, SGD, DSA (the book's protocol)"},
+                        "students": hard_protocol(c, len(syn)),
                         "arms": [{"method": m, "study": "main", "ipc": c.ipc,
                                   "setting": {"imbalance_factor": f, "variant": m}}]})
         return out

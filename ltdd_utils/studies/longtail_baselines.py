@@ -51,9 +51,7 @@ class Study:
     def shown_sets(self) -> list[dict]:
         """The set the chapter's image figure shows, for the site's "Distilled sets" page (:mod:`ltdd_utils.sets`): DM
         on the most imbalanced split, first seed (from the run's cache)."""
-        from dataclasses import asdict
-        from ..experiment import eval_settings
-        from ..train import steps_per_epoch
+        from ..experiment import hard_protocol
         from ..versions import key_versions
         c, seed = self.cfg, self.cfg.seeds[0]
         if "dm" not in c.methods:
@@ -66,7 +64,6 @@ class Study:
                  "made_by": f"DM ({c.dm_iterations} steps, SGD on the pixels, {nets}"
                             f"{', DSA' if c.dm_dsa else ''}) from random real images of the split",
                  "producer": key_versions("distill.dm"),
-                 "students": asdict(eval_settings(c)) | {"steps": c.eval_epochs * steps_per_epoch(len(syn), c.eval_batch),
-                                                         "recipe": "hard labels, SGD, DSA (the book's protocol)"},
+                 "students": hard_protocol(c, len(syn)),
                  "arms": [{"method": "dm", "study": None, "ipc": c.ipc,
                            "setting": {"imbalance_factor": f, "split": self.hi}}]}]
