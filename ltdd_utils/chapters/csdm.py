@@ -107,23 +107,29 @@ PRESETS = {
               "ablation_if": 10, "ablations": ["reversed", "amplitude_only"], "alpha_sweep": [[0.9, 0.1]],
               "ablation_freqs": [8], "ablation_seeds": [0], "check_freqs": [16, 256], "sigma_ablation": ["median"],
               "timing_reals": [8, 32], "timing_freqs": [16]},
-    # 45 minutes on 2 cores, cold: DM's recipe (DSA, a fresh network per step) at width 32, IF 10 / 100 / 200
-    "cpu": {**_COMMON, "seeds": [0, 1, 2], "ipc": 10, "width": 32, "imbalance_factors": [10, 100, 200],
-            "sweep_factors": [10, 100, 200], "methods": ["random", "dm", "linear", "sdd", "csdm"],
+    # About 50 minutes on 2 cores, cold, in bf16 (sized from a two-seed probe): feature networks trained on each
+    # split (NCFM's pool, smaller: 2 networks x 5 epochs per split and seed), DM's recipe otherwise (DSA, real batch
+    # 64, 500 steps) at width 32, IF 10 and 200; students 1,000 optimiser steps; the headline arms on 5 seeds, the
+    # arms only supporting claims read (the random-network control, linear, SDD) and the ablations on 3
+    "cpu": {**_COMMON, "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 32, "imbalance_factors": [10, 200],
+            "sweep_factors": [10, 200], "methods": ["random", "dm", "dm_random", "linear", "sdd", "csdm"],
+            "support_methods": ["dm_random", "linear", "sdd"], "support_seed_count": 3,
+            "feature_nets": "trained", "feature_pool": 2, "feature_epochs": 5,
             "dm_iterations": 500, "dm_batch_real": 64, "dm_dsa": True, "dm_net_pool": 0, "num_freqs": 1024,
-            "eval_students": 1, "eval_epochs": 500, "eval_batch": 256, "eval_width": 32, "ablation_if": 200,
-            "ablations": ["amplitude_only", "phase_only", "reversed"], "ablation_freqs": [],
-            "ablation_seeds": [0, 1, 2]},
+            "eval_students": 1, "eval_epochs": 1000, "eval_batch": 256, "eval_width": 32, "ablation_if": 200,
+            "ablations": ["amplitude_only", "phase_only", "reversed"], "alpha_sweep": [[0.9, 0.1]],
+            "sigma_ablation": [0.25, 0.5, "median"], "ablation_freqs": [], "ablation_seeds": [0, 1, 2]},
     "paper": {**_COMMON, "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 128, "imbalance_factors": [10, 50, 100, 200],
-              "sweep_factors": [10, 50, 100, 200], "dm_iterations": 20000, "dm_batch_real": 256, "dm_dsa": True,
+              "sweep_factors": [10, 50, 100, 200], "methods": list(METHODS), "feature_nets": "trained",
+              "feature_pool": 20, "feature_epochs": 60, "dm_iterations": 20000, "dm_batch_real": 256, "dm_dsa": True,
               "dm_net_pool": 0, "num_freqs": 1024, "eval_students": 5, "eval_epochs": 1000, "eval_batch": 256,
               "eval_width": 128, "ablation_if": 200, "ablations": list(ABLATIONS),
               "alpha_sweep": [[0.6, 0.4], [0.8, 0.2], [0.9, 0.1]], "ablation_freqs": [16, 64, 256, 4096],
-              "ablation_seeds": [0, 1, 2]},
+              "sigma_ablation": [0.25, 0.5, "median"], "ablation_seeds": [0, 1, 2]},
 }
 
-# One H200 within about a minute (bf16): DM's recipe at width 128 (DSA, a fresh network per step), 1,000 iterations,
-# width-128 students for 500 epochs; the main comparison at IF 10 / 100 / 200, ablations on one seed (sized from
-# the cpu run, not yet timed on a GPU)
+# One GPU (not yet timed on one): the cpu preset at width 128 with the spec's real batch of 256, 1,000 distillation
+# steps, a pool of 5 feature networks x 20 epochs per split and seed, IF 10 / 100 / 200, every arm on 5 seeds
 PRESETS["gpu"] = {**PRESETS["cpu"], "width": 128, "dm_iterations": 1000, "dm_batch_real": 256, "eval_width": 128,
-                  "sweep_factors": [10, 200], "ablation_seeds": [0]}
+                  "feature_pool": 5, "feature_epochs": 20, "imbalance_factors": [10, 100, 200],
+                  "sweep_factors": [10, 100, 200], "support_seed_count": 5}
