@@ -118,7 +118,7 @@ def recorded_accuracy(records: list[dict], arm: dict, seed: int) -> dict | None:
     from .verdicts import Arm, NotRecorded, SelectionError, select
     a = Arm(arm["method"], arm["study"], arm["ipc"], arm.get("setting", {}))
     out = {}
-    for metric in ("acc", "acc_many", "acc_medium", "acc_few"):
+    for metric in ("acc", "acc_many", "acc_medium", "acc_few", "acc_aligned", "acc_conflicting"):
         try:
             by_seed = select(records, a, metric)
         except NotRecorded:
@@ -156,21 +156,23 @@ def export_chapter(chapter: str, preset: str, params: dict, run_meta: dict | Non
     if not shows_sets(chapter):
         return []
     cfg = make_config(chapter, preset, **params)
-    run = Run(cfg)
+    study = _study(chapter).Study
+    run = Run(cfg, load=not getattr(study, "builds_its_data", False))     # a study that builds its datasets itself
     if not run.path.with_suffix(".json").exists():
         raise FileNotFoundError(f"no records of {chapter} at preset {preset} in {run.path}.json: run the chapter first")
     records = read_records(run.path)
-    st = _study(chapter).Study(run)
+    st = study(run)
     meta = run_meta or {}
     resolved = meta.get("resolved", {})
     written = []
     for item in st.shown_sets():
         arms = [{**a, "recorded": recorded_accuracy(records, a, item["seed"])} for a in item["arms"]]
+        data = item.get("data", getattr(run, "train", None))            # the training data the set was made from
         prov = {"chapter": chapter, "preset": preset, "name": item["name"], "title": item["title"],
                 "made_by": item["made_by"], "producer": item.get("producer"), "setting": item["setting"],
                 "ipc": item["ipc"], "seed": item["seed"], "set_meta": _plain(item["set"].meta),
-                "dataset": run.train.name, "data_source": run.train.source, "classes": list(run.train.classes),
-                "mean": list(run.train.mean), "std": list(run.train.std), "arms": arms,
+                "dataset": data.name, "data_source": data.source, "classes": list(data.classes),
+                "mean": list(data.mean), "std": list(data.std), "arms": arms,
                 "students": item.get("students", {}),
                 "run": {k: meta.get(k) for k in ("commit", "device", "date", "runtime_s", "cold", "parameters")}
                 | {"precision": resolved.get("precision", run.prov["precision"])},
@@ -222,10 +224,13 @@ def _entry(p: Path) -> list[str]:
              f"{st.get('steps', '?')} steps of batch {st.get('batch', '?')}, {st.get('recipe', '')}.", ""]
     arms = [a for a in prov["arms"] if a.get("recorded")]
     if arms:
-        lines += ["| label arm | students' test accuracy at this seed (%) | few group (%) |", "|---|---|---|"]
+        # the second column: the tail classes (long-tailed data) or the bias-conflicting test images (biased data)
+        metric, name = next(((m, n) for m, n in (("acc_few", "few group"), ("acc_conflicting", "bias-conflicting test "
+                                                                                            "images"))
+                             if any(m in a["recorded"] for a in arms)), ("acc_few", "few group"))
+        lines += [f"| arm | students' test accuracy at this seed (%) | {name} (%) |", "|---|---|---|"]
         lines += [f"| `{_cell(a['method'])}` | {a['recorded']['acc']:.1f} | "
-                  f"{a['recorded']['acc_few']:.1f} |" if "acc_few" in a["recorded"] else
-                  f"| `{_cell(a['method'])}` | {a['recorded']['acc']:.1f} | |" for a in arms]
+                  + (f"{a['recorded'][metric]:.1f} |" if metric in a["recorded"] else " |") for a in arms]
     else:
         lines.append("The chapter's records hold no student trained on this set at its seed.")
     return lines + [""]
@@ -237,11 +242,11 @@ def sets_markdown(root: Path = SETS) -> str:
     files = _files(root)
     total = sum(p.stat().st_size for p in files) / 2 ** 20
     lines = ["# Distilled sets", "",
-             "The distilled sets the chapters show (those their studies list; so far chapter 01's), as the runs that "
-             "the chapters report made them, each a NumPy archive with its provenance (chapter, how the images were "
-             "made, setting, IPC, seed, the run's commit, parameters, device and precision, the students' settings). "
-             "Beside each set: what the chapter's records give the students trained on it at the set's seed, one "
-             "per label arm. The `hard` arm needs the file alone; the soft-label arms relabel every crop with the "
+             "The distilled sets the chapters show (those their studies list), as the runs that the chapters report "
+             "made them, each a NumPy archive with its provenance (chapter, how the images were made, setting, IPC, "
+             "seed, the run's commit, parameters, device and precision, the students' settings). Beside each set: "
+             "what the chapter's records give the students trained on it at the set's seed, one row per arm. An arm "
+             "that trains on hard labels needs the file alone; a soft-label arm relabels every crop with its "
              "chapter's teacher, which is not part of the file.", "",
              "Load one, by its link below (copy the link) or a local path, into tensors ready for the book's "
              "evaluation protocol:", "",
