@@ -137,7 +137,9 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
     # in fp32 as well for networks without BatchNorm (ConvNet-128 students: 1.2x at batch 25, 1.5x at batch 100);
     # the first compiled forward is checked against eager (a BatchNorm network's second forward would move its
     # running statistics, so those compile in bf16 only)
-    fast = compile_wanted(precision, device, total, compile, threshold=500, fp32=not has_batchnorm(model))
+    # a container of networks (LfF's pair: a ModuleList its step_loss indexes) has no forward of its own to compile
+    fast = (type(model).forward is not nn.Module.forward
+            and compile_wanted(precision, device, total, compile, threshold=500, fp32=not has_batchnorm(model)))
     run_model, fmt, check = model, torch.contiguous_format, None
     if fast:
         quiet_compile()

@@ -311,19 +311,51 @@ def test_lff_trainer_plugs_into_the_evaluation_protocol():
     assert called == [1000] and out[0]["acc"] > 15              # the debiased net learned (chance 10; plain CE 34)
 
 
+def test_lff_trains_past_the_compile_threshold():
+    """LfF's pair is a ModuleList that its loss indexes: past the step count at which train.fit compiles a network
+    (500), the container is trained as it is, not compiled (compiling it failed: a ModuleList has no forward)."""
+    from ltdd_utils.methods.debias_baselines import train_lff
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 1, 8, 8), torch.arange(16) % 2
+    nets = [get_model("convnet", 1, 2, (8, 8), width=4, depth=1, norm="none") for _ in range(2)]
+    model, w = train_lff(nets[0], nets[1], x, y, epochs=500, batch=16, aug="none")
+    assert model.train_steps == 500 and w.shape == (16,)
+
+
 def test_kde_chapter_parameters_fail_before_compute(tmp_path):
     from ltdd_utils.config import make_config
     from ltdd_utils.data import DatasetNotFoundError
     for bad, fragment in [({"settings": [[1.0, 10]]}, r"\[0, 1\)"), ({"settings": [[0.05, 0]]}, ">= 1"),
                           ({"settings": [[0.0, 10]]}, "ratio > 0"), ({"datasets": ["cmnst"]}, "did you mean 'cmnist'"),
                           ({"kde_bandwidht": 0.2}, "unknown parameter"), ({"severity": 0}, "one of"),
-                          ({"methods": ["dm_kde_int"]}, "did you mean 'dm_kde_init'"), ({"full_eval_every": 0}, ">= 1")]:
+                          ({"methods": ["dm_kde_int"]}, "did you mean 'dm_kde_init'"), ({"full_eval_every": 0}, ">= 1"),
+                          ({"selection_seed": 0}, "outside SEEDS"),
+                          ({"datasets": ["bg_fmnist"], "headline_settings": [[0.05, 50]]}, "leaves out 'cmnist'"),
+                          ({"lff_ema": 1.0}, r"\[0, 1\)")]:
         with pytest.raises(ConfigError, match=fragment):
             make_config("kde_debias", "smoke", check_data=False, **bad)
     with pytest.raises(DatasetNotFoundError, match="MNIST"):
         make_config("kde_debias", "smoke", data_root=str(tmp_path))
     cfg = make_config("kde_debias", "smoke", check_data=False, datasets="auto", data_root=str(tmp_path))
     assert cfg.datasets == ["cmnist", "bg_fmnist"]                 # no CIFAR-10 in an empty root
+
+
+def test_kde_headline_settings_run_on_colored_mnist_alone_and_gate_claim_3():
+    """HEADLINE_SETTINGS add a setting on Colored MNIST only, with HEADLINE_METHODS; the abstract's setting (5 %,
+    IPC 50) carries the headline claims; "reweighting beats LfF" is gated on LfF helping DM; the KDE-weighted
+    subset is the control of DM + KDE from it."""
+    from ltdd_utils.chapters.kde_debias import methods_at, settings_for
+    from ltdd_utils.claims.kde_debias import claims
+    from ltdd_utils.config import make_config
+    cfg = make_config("kde_debias", "cpu", check_data=False)
+    assert settings_for(cfg, "cmnist") == [(0.05, 10), (0.05, 50)] and settings_for(cfg, "bg_fmnist") == [(0.05, 10)]
+    assert methods_at(cfg, 0.05, 10) == cfg.methods and methods_at(cfg, 0.05, 50) == cfg.headline_methods
+    by_id = {c.id: c for c in claims(cfg)}
+    heads = sorted(i for i, c in by_id.items() if c.level == "headline" and ".r0.05." in i)
+    assert heads == ["kde.h.beats_dm.cmnist.r0.05.ipc50", "kde.h.beats_lff.cmnist.r0.05.ipc50"]
+    assert "kde.g.lff_helps.cmnist.r0.05.ipc50" in by_id["kde.h.beats_lff.cmnist.r0.05.ipc50"].gates
+    assert by_id["kde.s.dm_adds_to_kde_subset.cmnist.r0.05.ipc50"].b.method == "kde_subset"
+    assert not any(".ipc50" in i for i in by_id if ".bg_fmnist." in i)
 
 
 def test_fit_calls_on_epoch_without_changing_training():
@@ -359,3 +391,43 @@ def test_amplification_index_per_seed_from_planted_records():
     assert frame.loc[("cmnist", "dm", 0), "A"] == pytest.approx((80 - 25) / 80)
     d = amplification_diffs(frame, "cmnist", "dm", "full data")
     assert list(d) == [0, 1] and d[0] == pytest.approx((80 - 25) / 80 - (90 - 60) / 90)
+
+
+@need("MNIST/raw")
+def test_kde_shown_sets_are_the_arms_sets_and_export_with_their_own_data(tmp_path):
+    """The sets the site shows (vanilla DM, DM + KDE, DM + KDE from the KDE-weighted subset; Colored MNIST, first
+    setting and seed) are the sets those arms trained on; the export takes the bandwidth from the run's records and
+    the dataset from the study's own data; LfF's settings are chosen on validation from LFF_GRID, apart from the
+    run's seeds; SUPPORT_METHODS run on their first seeds only."""
+    from ltdd_utils import sets
+    from ltdd_utils.chapters.kde_debias import runs
+    from ltdd_utils.config import make_config
+    from ltdd_utils.experiment import Run
+    from ltdd_utils.studies.kde_debias import Study
+    params = {"cache_dir": str(tmp_path / "cache"), "results_dir": str(tmp_path / "results"), "precision": "fp32",
+              "datasets": ["cmnist"], "amplification": False, "sensitivity": False, "seeds": [0, 1],
+              "support_methods": ["dm_kde_init"], "support_seed_count": 2}
+    cfg = make_config("kde_debias", "smoke", **params)
+    st = Study(Run(cfg, load=False))
+    st.select_bandwidth("cmnist")
+    (r, ipc), = st.settings["cmnist"][:1]
+    for m in ("dm", "dm_kde", "dm_kde_init", "dm_lff"):
+        st.arm("cmnist", r, ipc, m, 0)
+    assert st.lff["cmnist"] in [tuple(p) for p in cfg.lff_grid]
+    assert {x.setting["study"] for x in st.run.records} == {"selection", "lff selection", "main"}
+    assert all(x.seed == cfg.selection_seed for x in st.run.records if x.setting["study"] != "main")
+    assert runs(cfg, "dm_kde_init", 1) and not runs(make_config("kde_debias", "smoke", check_data=False,
+                                                                support_methods=["oracle"], support_seed_count=2,
+                                                                seeds=[0, 1, 2]), "oracle", 2)
+    st.run.write()
+    fresh = Study(Run(cfg, load=False))                         # as the export builds it: no bandwidth chosen yet
+    shown = fresh.shown_sets()
+    assert [s["name"] for s in shown] == [f"{m}_cmnist_r{r:g}_ipc{ipc}_seed0" for m in ("dm", "dm_kde", "dm_kde_init")]
+    assert fresh.chosen_h["cmnist"] == st.chosen_h["cmnist"] and not fresh.selection
+    for item, m in zip(shown, ("dm", "dm_kde", "dm_kde_init")):
+        assert torch.equal(item["set"].images, st.sets["cmnist", r, ipc, m, 0].images)
+    folder = tmp_path / "sets"
+    folder.mkdir()
+    paths = sets.export_chapter("kde_debias", "smoke", params, {"commit": "abc"}, folder, from_run=True)
+    prov = sets.load(paths[1]).meta
+    assert prov["dataset"] == st.data["cmnist", r]["train"].name and prov["arms"][0]["recorded"]["acc_conflicting"] >= 0

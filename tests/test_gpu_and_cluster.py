@@ -20,7 +20,7 @@ SIZES = {"dataset", "datasets", "seeds", "ipc", "ipcs", "width", "eval_width", "
          "min_group_images", "papers", "kde_bandwidths", "num_crops", "max_images", "imbalance_factor",
          "imbalance_factors", "sweep_factors", "ablation_if", "other_factors", "sweep_seeds", "grid_seeds",
          "ablation_seeds", "ablation_freqs", "check_freqs", "timing_reals", "timing_freqs", "diagnostic_factors",
-         "imperfections", "sweep_rates", "expert_candidates"}
+         "imperfections", "sweep_rates", "expert_candidates", "headline_settings", "headline_methods", "lff_grid"}
 
 
 @pytest.mark.parametrize("chapter", chapter_names())

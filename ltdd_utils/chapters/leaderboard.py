@@ -4,6 +4,8 @@ under one DM recipe and one student protocol.
 Each paper's method runs through its own chapter's code with a config made from that chapter's preset of the same
 name (:func:`paper_config`): the leaderboard's DM recipe, students, seeds, IPC and data replace the chapter's, and
 ``PAPERS`` may change the chapter's other parameters (its cost knobs: teacher epochs, recovery steps, ...)."""
+import math
+
 from ..config import BASE_PRESET, ConfigError, Param, _fail, int_at_least, list_of, one_of, optional, schema_from
 
 LONG_TAIL = ("long_tail",)
@@ -32,7 +34,7 @@ SHARED = ("data_root", "cache_dir", "device", "precision", "seeds", "ipc", "mode
 # parameters the leaderboard sets from its imperfections (see paper_config); PAPERS may not set them
 STRUCTURE = {"adsa": ("imbalance_factor", "sweep_factors", "n_max", "tail_order_seed", "eval_widths", "ipcs"),
              "unbiased_recovery": ("imbalance_factor", "other_factors", "n_max", "tail_order_seed", "other_ipcs"),
-             "csdm": (), "kde_debias": ("datasets", "settings"), "tad": ("noise_settings", "sweep_rates", "real_noise")}
+             "csdm": (), "kde_debias": ("datasets", "settings", "headline_settings", "student_steps"), "tad": ("noise_settings", "sweep_rates", "real_noise")}
 
 
 def _imperfection(name, v):
@@ -72,7 +74,7 @@ def paper_config(values: dict, chapter: str, check_data: bool = False):
     from ..config import make_config, schema
     own = schema(chapter)
     over = {k: values[k] for k in SHARED if k in own}
-    if "student_steps" in own:              # soft-label students keep their chapter's batch and number of steps
+    if "kd_lr" in own:                      # soft-label students keep their chapter's batch and number of steps
         over.pop("eval_batch", None)
     lt = [v for k, v in values["imperfections"] if k in LONG_TAIL]
     if chapter in ("adsa", "unbiased_recovery") and lt:
@@ -85,7 +87,10 @@ def paper_config(values: dict, chapter: str, check_data: bool = False):
     if chapter == "kde_debias":
         bias = [(k, v) for k, v in values["imperfections"] if k in BIAS]
         over.update(datasets=list(dict.fromkeys(k for k, _ in bias)) or ["cmnist"],
-                    settings=[[v, values["ipc"]] for v in dict.fromkeys(v for _, v in bias)] or [[0.05, values["ipc"]]])
+                    settings=[[v, values["ipc"]] for v in dict.fromkeys(v for _, v in bias)] or [[0.05, values["ipc"]]],
+                    headline_settings=[],
+                    # its bandwidth selection's students train as the leaderboard's do (every biased set: 10 classes)
+                    student_steps=values["eval_epochs"] * math.ceil(10 * values["ipc"] / values["eval_batch"]))
     if chapter == "tad":
         noise = [[k, v] for k, v in values["imperfections"] if k in NOISE]
         over.update(noise_settings=noise or [["symmetric", 0.4]], sweep_rates=[], real_noise=[])

@@ -178,9 +178,10 @@ def weight_diagnostics(z_by_name: dict[str, torch.Tensor], labels, aligned, num_
 
 
 # ----------------------------------------------------------------------------------- evaluation helpers
-def lff_trainer(settings, epochs: int | None = None, q: float = 0.7, device="cpu"):
+def lff_trainer(settings, epochs: int | None = None, q: float = 0.7, ema: float = 0.7, device="cpu"):
     """A ``train_fn`` for ``evaluate_synset``: LfF (biased GCE net + reweighted debiased net) trained on the
-    synthetic set with the evaluation recipe's optimiser, learning rate, batch and augmentation."""
+    synthetic set with the evaluation recipe's optimiser, learning rate, batch and augmentation; ``q`` the GCE
+    exponent, ``ema`` the decay of the per-sample loss averages."""
     from .debias_baselines import train_lff
 
     def train(model, x, y, seed):
@@ -188,11 +189,11 @@ def lff_trainer(settings, epochs: int | None = None, q: float = 0.7, device="cpu
         biased = get_model(settings.model, x.shape[1], int(y.max()) + 1, tuple(x.shape[2:]), width=settings.width,
                            depth=settings.depth, norm=settings.norm)
         debiased, _ = train_lff(biased, model, x, y, epochs or settings.epochs, settings.lr, settings.batch, q,
-                                aug=settings.aug, seed=seed, device=device)
+                                ema=ema, aug=settings.aug, seed=seed, device=device)
         return debiased
     from dataclasses import asdict
-    train.key = {"producers": ["student.lff"], "settings": asdict(settings),
-                 "epochs": epochs, "q": q}          # what a student depends on besides its set (evaluate.student_key)
+    # what a student depends on besides its set (evaluate.student_key)
+    train.key = {"producers": ["student.lff"], "settings": asdict(settings), "epochs": epochs, "q": q, "ema": ema}
     return train
 
 

@@ -1,23 +1,27 @@
 """The experiments of the KDE-debiasing chapter (notebooks/04_kde_debias.ipynb): biased splits of every dataset,
 the bias-revealing embedding of each run seed and its KDE weights, the bandwidth chosen per dataset on its
-validation split, the main arms (random, DM, DM + KDE, KDE-weighted initialisation, DM + LfF, oracle group
-weights), the amplification study (full data trained to its best validation epoch, random subset and DM on
-a biased and an unbiased source) and the weight-share diagnostic."""
+validation split with a seed of its own (and LfF's settings the same way), the main arms (random, DM, DM + KDE,
+the KDE-weighted real subset, DM + KDE from it, DM + LfF, oracle group weights), the amplification study (full
+data trained to its best validation epoch, random subset and DM on a biased and an unbiased source) and the
+weight-share diagnostic."""
 from __future__ import annotations
 
 import time
 
 import torch
 
+from ..chapters.kde_debias import methods_at, settings_for
 from ..data import load_dataset
 from ..data.bias import BIASED_DATASETS, biased_splits
 from ..distill import distill, random_subset, weighted_subset
+from ..distill.registry import is_exact, settings_of
 from ..evaluate import test_model, train_model
-from ..experiment import Run, eval_settings
+from ..experiment import Run, eval_settings, student_epochs
 from ..methods import kde_debias as kde
 from ..models import get_model
 
 KDE_ARMS = ("dm_kde", "dm_kde_init", "dm_kde_lff")
+TITLES = {"dm": "DM", "dm_kde": "DM + KDE", "dm_kde_init": "DM + KDE from the KDE-weighted subset"}
 EMBEDDINGS = ("projection", "backbone", "random-init")
 
 
@@ -26,12 +30,13 @@ class Study:
         self.run, self.cfg, self.device = run, run.cfg, run.device
         self._bases: dict = {}
         self.kinds = list(self.cfg.datasets)
-        self.ratios = list(dict.fromkeys(r for r, _ in self.cfg.settings))
-        self.data = {(k, r): self.splits_for(k, r) for k in self.kinds for r in self.ratios}
+        self.settings = {k: settings_for(self.cfg, k) for k in self.kinds}
+        self.data = {(k, r): self.splits_for(k, r) for k in self.kinds for r, _ in self.settings[k]}
         self.Z: dict = {}              # (kind, ratio, seed) -> {embedding: unit-norm embeddings of the training set}
         self.h_free: dict = {}         # (kind, ratio, seed) -> label-free bandwidth
         self.chosen_h: dict = {}       # kind -> the bandwidth the rule chose
         self.selection: dict = {}      # kind -> [{bandwidth, validation acc, synthetic set}]
+        self.lff: dict = {}            # kind -> (q, ema) of LfF, chosen on validation (select_lff)
         self.sets: dict = {}           # (kind, ratio, ipc, method, seed) -> synthetic set
 
     def splits_for(self, kind, ratio, seed=0):
@@ -74,14 +79,19 @@ class Study:
         t = self.data[kind, r]["train"]
         return float(kde.conflict_weight_share(w, t.labels, t.aligned, t.num_classes).mean())
 
+    def protocol(self, n: int, **overrides):
+        """The students' protocol on a set of ``n`` images: at least STUDENT_STEPS optimiser steps."""
+        return eval_settings(self.cfg, epochs=student_epochs(self.cfg, n), **overrides)
+
     def dm(self, train, ipc, seed, weights=None, init=None):
         return distill("dm", train, self.cfg, seed, self.device, weights=weights, init=init, ipc=ipc)
 
     def select_bandwidth(self, kind) -> list[dict]:
         """The bandwidth by KDE_SELECTION, for one dataset: the best validation accuracy of DM + KDE over
-        KDE_BANDWIDTHS (one student, first setting and seed), the label-free rule, or KDE_BANDWIDTH."""
+        KDE_BANDWIDTHS (one student, first setting, SELECTION_SEED: an embedding, sets and students of their own,
+        none of which the claims read), the label-free rule, or KDE_BANDWIDTH."""
         c = self.cfg
-        (r, ipc), seed, rows = c.settings[0], c.seeds[0], []
+        (r, ipc), seed, rows = c.settings[0], c.selection_seed, []
         sp = self.data[kind, r]
         if c.kde_selection == "validation":
             for h in c.kde_bandwidths:
@@ -89,7 +99,7 @@ class Study:
                 syn = self.dm(sp["train"], ipc, seed, w)
                 m = self.run.evaluate(syn, "dm_kde", {"study": "selection", "bias": kind, "conflict_ratio": r,
                                                       "bandwidth": h, "split": "validation"}, ipc, seed,
-                                      test=sp["val"], settings=eval_settings(c, students=1), data=sp["train"],
+                                      test=sp["val"], settings=self.protocol(len(syn), students=1), data=sp["train"],
                                       min_group=c.min_group_images)[0]
                 rows.append({"bandwidth": h, "validation acc": m["acc"],
                              "conflict_share": self.conflict_share(kind, r, w), "set": syn})
@@ -100,31 +110,113 @@ class Study:
         self.selection[kind] = rows
         return rows
 
+    def select_lff(self, kind) -> list[dict]:
+        """LfF's [q, ema] for one dataset: with LFF_GRID, the best validation accuracy of DM + LfF over its pairs
+        (vanilla DM's set at the dataset's last setting, SELECTION_SEED, one student each); else LFF_Q, LFF_EMA."""
+        c, rows = self.cfg, []
+        if not c.lff_grid or not any(m.endswith("_lff") for r, i in self.settings[kind] for m in methods_at(c, r, i)):
+            self.lff[kind] = (c.lff_q, c.lff_ema)
+            return rows
+        (r, ipc), seed = self.settings[kind][-1], c.selection_seed
+        sp = self.data[kind, r]
+        syn = self.dm(sp["train"], ipc, seed)
+        protocol = self.protocol(len(syn), students=1)
+        for q, ema in c.lff_grid:
+            fit = kde.lff_trainer(protocol, q=q, ema=ema, device=self.device)
+            m = self.run.evaluate(syn, "dm_lff", {"study": "lff selection", "bias": kind, "conflict_ratio": r,
+                                                  "q": q, "ema": ema, "split": "validation"}, ipc, seed,
+                                  settings=protocol, test=sp["val"], data=sp["train"], train_fn=fit,
+                                  min_group=c.min_group_images)[0]
+            rows.append({"dataset": kind, "IPC": ipc, "q": q, "ema": ema, "validation acc": m["acc"]})
+        best = max(rows, key=lambda row: row["validation acc"])
+        self.lff[kind] = (best["q"], best["ema"])
+        return rows
+
     # ------------------------------------------------------------------------------------------------ arms
-    def arm(self, kind, r, ipc, method, seed):
-        """One arm of the main comparison; its record carries the weights' conflict share and the share of
-        bias-conflicting images in the initial set (both diagnostics that read the bias labels)."""
-        t0, sp, h = time.time(), self.data[kind, r], self.chosen_h[kind]
+    def make_set(self, kind, r, ipc, method, seed):
+        """(synthetic set, real-side weights or None, initial set) of one arm of the main comparison."""
+        sp, h = self.data[kind, r], self.chosen_h[kind]
         tr = sp["train"]
         w, init = None, random_subset(tr, ipc, seed)
-        if method in KDE_ARMS:
+        if method in KDE_ARMS + ("kde_subset",):
             w = self.weights(kind, r, seed, h)
         elif method == "oracle":
             w = kde.oracle_group_weights(tr.labels, tr.aligned, tr.num_classes)
         elif method == "oracle_matched":          # the bias labels, with as much conflicting weight as KDE's
             mass = self.conflict_share(kind, r, self.weights(kind, r, seed, h))
             w = kde.oracle_group_weights(tr.labels, tr.aligned, tr.num_classes, conflict_mass=mass)
-        if method == "dm_kde_init":
+        if method in ("kde_subset", "dm_kde_init"):
             init = weighted_subset(tr, ipc, w, seed)
-        syn = init if method == "random" else self.dm(tr, ipc, seed, w, init if method == "dm_kde_init" else None)
+        syn = (init if method in ("random", "kde_subset")
+               else self.dm(tr, ipc, seed, w, init if method == "dm_kde_init" else None))
+        return syn, w, init
+
+    def arm(self, kind, r, ipc, method, seed):
+        """One arm of the main comparison; its record carries the weights' conflict share and the share of
+        bias-conflicting images in the initial set (both diagnostics that read the bias labels)."""
+        t0, sp, h = time.time(), self.data[kind, r], self.chosen_h[kind]
+        tr = sp["train"]
+        syn, w, init = self.make_set(kind, r, ipc, method, seed)
         self.sets[kind, r, ipc, method, seed] = syn
-        fit = (kde.lff_trainer(eval_settings(self.cfg), q=self.cfg.lff_q, device=self.device)
-               if method.endswith("_lff") else None)
+        protocol = self.protocol(len(syn))
+        if method.endswith("_lff") and kind not in self.lff:
+            self.select_lff(kind)
+        q, ema = self.lff.get(kind, (self.cfg.lff_q, self.cfg.lff_ema))
+        fit = kde.lff_trainer(protocol, q=q, ema=ema, device=self.device) if method.endswith("_lff") else None
         diag = {"conflict_share": tr.conflict_ratio() if w is None else self.conflict_share(kind, r, w),
                 "init_conflicting": kde.conflicting_share(tr, init)}
+        if fit is not None:
+            diag.update(lff_q=q, lff_ema=ema)
         return self.run.evaluate(syn, method, {"study": "main", "bias": kind, "conflict_ratio": r, "bandwidth": h},
-                                 ipc, seed, test=sp["test"], data=tr, train_fn=fit, t0=t0, add=diag,
+                                 ipc, seed, settings=protocol, test=sp["test"], data=tr, train_fn=fit, t0=t0, add=diag,
                                  min_group=self.cfg.min_group_images)
+
+    builds_its_data = True          # the sets' export runs this study without the run's own data (sets.export_chapter)
+
+    def shown_sets(self) -> list[dict]:
+        """The sets the chapter's image figure shows, for the site's "Distilled sets" page (:mod:`ltdd_utils.sets`):
+        vanilla DM, DM + KDE and DM + KDE from the KDE-weighted subset on Colored MNIST (else the first dataset) at
+        the first setting, first seed, from the run's cache, with the bandwidth the run's records give."""
+        from dataclasses import asdict
+        from ..chapters.kde_debias import HEADLINE_DATASET
+        from ..train import steps_per_epoch
+        from ..versions import key_versions
+        c, seed = self.cfg, self.cfg.seeds[0]
+        kind = HEADLINE_DATASET if HEADLINE_DATASET in self.kinds else self.kinds[0]
+        r, ipc = self.settings[kind][0]
+        if kind not in self.chosen_h:
+            from ..results import read_records
+            path = self.run.path.with_suffix(".json")
+            hs = {x["setting"]["bandwidth"] for x in (read_records(self.run.path) if path.exists() else [])
+                  if x["setting"].get("study") == "main" and x["setting"].get("bias") == kind}
+            if len(hs) == 1:
+                self.chosen_h[kind] = hs.pop()
+            else:
+                self.select_bandwidth(kind)
+        h, tr = self.chosen_h[kind], self.data[kind, r]["train"]
+        real = ("exact weighted class means over a fixed pool of random networks, without augmentation"
+                if is_exact(settings_of("dm", c)) else "real batches with DSA through a fresh random network per step")
+        how = {"dm": "vanilla DM, from a random real subset",
+               "dm_kde": f"DM with KDE weights on the real side (h = {h:.3g}, alpha {c.kde_alpha:g}), from a random real "
+                         "subset",
+               "dm_kde_init": f"DM with KDE weights on the real side (h = {h:.3g}, alpha {c.kde_alpha:g}), from real "
+                              "images drawn in proportion to those weights"}
+        out = []
+        for m in ("dm", "dm_kde", "dm_kde_init"):
+            if m not in methods_at(c, r, ipc):
+                continue
+            syn = self.make_set(kind, r, ipc, m, seed)[0]
+            protocol = self.protocol(len(syn))
+            out.append({"name": f"{m}_{kind}_r{r:g}_ipc{ipc}_seed{seed}", "set": syn, "data": tr,
+                        "title": f"{TITLES[m]}, {kind}, IPC {ipc}",
+                        "setting": {"bias": kind, "conflict_ratio": r}, "ipc": ipc, "seed": seed,
+                        "made_by": f"{how[m]}, {c.dm_iterations} steps of {real}",
+                        "producer": key_versions("distill.dm"),
+                        "students": asdict(protocol) | {"steps": protocol.epochs * steps_per_epoch(len(syn), c.eval_batch),
+                                                        "recipe": "hard labels, SGD, DSA (the book's protocol)"},
+                        "arms": [{"method": m, "study": "main", "ipc": ipc,
+                                  "setting": {"bias": kind, "conflict_ratio": r}}]})
+        return out
 
     # ------------------------------------------------------------------------------------ amplification
     def full_reference(self, d, sp, seed, label) -> dict:
@@ -163,30 +255,45 @@ class Study:
                 for method in ("random", "dm"):
                     t0 = time.time()
                     syn = random_subset(d, ipc, seed) if method == "random" else self.dm(d, ipc, seed)
-                    self.run.evaluate(syn, method, setting, ipc, seed, test=sp["test"], data=d, t0=t0,
-                                      min_group=c.min_group_images)
+                    self.run.evaluate(syn, method, setting, ipc, seed, settings=self.protocol(len(syn)),
+                                      test=sp["test"], data=d, t0=t0, min_group=c.min_group_images)
+
+    def dm_check(self, kind, seed):
+        """At every setting of ``kind`` after the first (where the amplification study measures it): the random
+        subset and DM on the unbiased source, the gate "DM works at this scale" of that setting's claims (study
+        ``dm check``)."""
+        c = self.cfg
+        for r, ipc in self.settings[kind][1:]:
+            sp = self.data[kind, r]
+            d, setting = sp["unbiased"], {"study": "dm check", "bias": kind, "conflict_ratio": r, "source": "unbiased"}
+            for method in ("random", "dm"):
+                t0 = time.time()
+                syn = random_subset(d, ipc, seed) if method == "random" else self.dm(d, ipc, seed)
+                self.run.evaluate(syn, method, setting, ipc, seed, settings=self.protocol(len(syn)),
+                                  test=sp["test"], data=d, t0=t0, min_group=c.min_group_images)
 
     # --------------------------------------------------------------------------------------- sensitivity
     def sensitivity(self, kind) -> list[dict]:
-        """First setting and seed, one student each, tested after the choice: every candidate bandwidth's set
-        from the selection run, and DM + KDE at the chosen bandwidth on the other embeddings."""
+        """First setting and SELECTION_SEED, one student each, tested after the choice: every candidate bandwidth's
+        set from the selection run, and DM + KDE at the chosen bandwidth on the other embeddings."""
         c, h = self.cfg, self.chosen_h[kind]
-        (r, ipc), seed = c.settings[0], c.seeds[0]
+        (r, ipc), seed = c.settings[0], c.selection_seed
         sp = self.data[kind, r]
         arms = {f"h = {row['bandwidth']:g}": (c.kde_embedding, row["conflict_share"], row["set"])
                 for row in self.selection.get(kind, [])}
         for emb in EMBEDDINGS:
             if emb != c.kde_embedding:
                 w = self.weights(kind, r, seed, h, emb)
-                arms[f"{emb} embedding, h = {h:.3g}"] = (emb, self.conflict_share(kind, r, w),
+                arms[f"{emb} embedding, chosen h"] = (emb, self.conflict_share(kind, r, w),
                                                          self.dm(sp["train"], ipc, seed, w))
         rows = []
         for name, (emb, share, syn) in arms.items():
             m = self.run.evaluate(syn, "dm_kde", {"study": "sensitivity", "bias": kind, "conflict_ratio": r, "arm": name,
                                                   "embedding": emb}, ipc, seed, test=sp["test"], data=sp["train"],
-                                  settings=eval_settings(c, students=1), add={"conflict_share": share},
+                                  settings=self.protocol(len(syn), students=1), add={"conflict_share": share},
                                   min_group=c.min_group_images)[0]
-            rows.append({"dataset": kind, "arm": name, "embedding": emb, "conflict weight share": share, "test acc": m["acc"],
+            rows.append({"dataset": kind, "arm": name, "embedding": emb, "chosen h": h, "conflict weight share": share,
+                         "test acc": m["acc"],
                          "aligned": m["acc_aligned"], "conflicting": m["acc_conflicting"]})
         return rows
 
