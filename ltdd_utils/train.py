@@ -137,15 +137,23 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
     # in fp32 as well for networks without BatchNorm (ConvNet-128 students: 1.2x at batch 25, 1.5x at batch 100);
     # the first compiled forward is checked against eager (a BatchNorm network's second forward would move its
     # running statistics, so those compile in bf16 only)
-    # a container of networks (LfF's pair: a ModuleList its step_loss indexes) has no forward of its own to compile
-    fast = (type(model).forward is not nn.Module.forward
+    # a ModuleList of networks (LfF's pair, which its step_loss indexes) has no forward of its own: each network
+    # is compiled, and the first one's forward is the one checked; any other container trains as it is
+    pair = isinstance(model, nn.ModuleList) and len(model) > 0
+    fast = ((pair or type(model).forward is not nn.Module.forward)
             and compile_wanted(precision, device, total, compile, threshold=500, fp32=not has_batchnorm(model)))
     run_model, fmt, check = model, torch.contiguous_format, None
+    probe, eager = run_model, model
     if fast:
         quiet_compile()
         fmt = torch.channels_last
-        run_model = torch.compile(model.to(memory_format=fmt), dynamic=False)   # one kernel per chunk shape
-        check = None if has_batchnorm(model) else _check_key(model, device, "fit", True, precision)
+        if pair:
+            run_model = nn.ModuleList([torch.compile(m.to(memory_format=fmt), dynamic=False) for m in model])
+            probe, eager = run_model[0], model[0]
+        else:
+            run_model = torch.compile(model.to(memory_format=fmt), dynamic=False)   # one kernel per chunk shape
+            probe = run_model
+        check = None if has_batchnorm(model) else _check_key(eager, device, "fit", True, precision)
         if check in _AGREES:                               # checked before in this process
             if not _AGREES[check]:
                 run_model, fmt = model.to(memory_format=torch.contiguous_format), torch.contiguous_format
@@ -168,8 +176,8 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
                 for ic, xc, yc in zip(idx.tensor_split(parts), xb.tensor_split(parts), yb.tensor_split(parts)):
                     if check is not None and step == 0:      # the compiled forward agrees with eager, or eager it is
                         with autocast(precision, device):
-                            ok = _agrees(check, run_model(xc.contiguous(memory_format=fmt)), lambda: model(xc),
-                                         precision, f"{type(model).__name__} forward (training)")
+                            ok = _agrees(check, probe(xc.contiguous(memory_format=fmt)), lambda: eager(xc),
+                                         precision, f"{type(eager).__name__} forward (training)")
                         if not ok:                          # exactly what compile=False trains
                             run_model, fmt = model.to(memory_format=torch.contiguous_format), torch.contiguous_format
                         check = None

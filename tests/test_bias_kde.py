@@ -331,7 +331,7 @@ def test_kde_chapter_parameters_fail_before_compute(tmp_path):
                           ({"methods": ["dm_kde_int"]}, "did you mean 'dm_kde_init'"), ({"full_eval_every": 0}, ">= 1"),
                           ({"selection_seed": 0}, "outside SEEDS"),
                           ({"datasets": ["bg_fmnist"], "headline_settings": [[0.05, 50]]}, "leaves out 'cmnist'"),
-                          ({"lff_ema": 1.0}, r"\[0, 1\)")]:
+                          ({"lff_ema": 1.0}, r"\[0, 1\)"), ({"support_methods": ["dm"]}, "amplification")]:
         with pytest.raises(ConfigError, match=fragment):
             make_config("kde_debias", "smoke", check_data=False, **bad)
     with pytest.raises(DatasetNotFoundError, match="MNIST"):
@@ -416,9 +416,10 @@ def test_kde_shown_sets_are_the_arms_sets_and_export_with_their_own_data(tmp_pat
     assert st.lff["cmnist"] in [tuple(p) for p in cfg.lff_grid]
     assert {x.setting["study"] for x in st.run.records} == {"selection", "lff selection", "main"}
     assert all(x.seed == cfg.selection_seed for x in st.run.records if x.setting["study"] != "main")
-    assert runs(cfg, "dm_kde_init", 1) and not runs(make_config("kde_debias", "smoke", check_data=False,
-                                                                support_methods=["oracle"], support_seed_count=2,
-                                                                seeds=[0, 1, 2]), "oracle", 2)
+    three = make_config("kde_debias", "smoke", check_data=False, support_methods=["oracle"], support_seed_count=2,
+                        seeds=[0, 1, 2])
+    assert runs(cfg, "cmnist", r, ipc, "dm_kde_init", 1) and not runs(three, "cmnist", r, ipc, "oracle", 2)
+    assert runs(three, "cmnist", 0.05, 50, "oracle", 2)                 # the headline setting: every seed
     st.run.write()
     fresh = Study(Run(cfg, load=False))                         # as the export builds it: no bandwidth chosen yet
     shown = fresh.shown_sets()
