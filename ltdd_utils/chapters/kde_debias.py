@@ -147,7 +147,8 @@ PRESETS = {
               "eval_batch": 64, "eval_width": 8, "full_epochs": 2, "full_eval_every": 1, "min_group_images": 1},
     # every dataset at 5 % conflicting, IPC 10, and Colored MNIST at IPC 50 too (the paper's headline); students
     # 1,000 optimiser steps; 5 seeds at the headline setting and for the arms the amplification study reads, 3 for
-    # the others. Not yet sized to the hour: the parts measured on 2 cores (bf16, AMX) add up to about 85 minutes
+    # the others. Not yet sized to the hour: its parts, timed one by one on 2 cores (bf16, AMX), add up to about
+    # 100 minutes (the students' 1,000 steps at IPC 50 and LfF's pairs the most)
     "cpu": {**_COMMON, "datasets": list(BIASED), "seeds": [0, 1, 2, 3, 4], "settings": [[0.05, 10]],
             "support_methods": ["dm_kde", "kde_subset", "dm_kde_init", "dm_lff", "oracle", "oracle_matched"],
             "headline_settings": [[0.05, 50]], "per_class": 400, "val_per_class": 20, "test_per_class": 500,
