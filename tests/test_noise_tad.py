@@ -235,6 +235,29 @@ def test_recall_is_a_noop_without_untrusted_samples_and_checks_its_tests():
         tad.recalibrate(z, labels, everyone, 4, None, tests=("oracle",))
 
 
+def test_classwise_covariance_recalls_by_each_class_shape():
+    """With one covariance per class (the spec's ablation), a point nearer a tight class's anchor but well inside
+    a wide class's spread goes to the wide class (Gaussian score: distance under the class's own covariance plus
+    its log-determinant)."""
+    g = torch.Generator().manual_seed(0)
+    wide = torch.randn(400, 2, generator=g) * 3.0                                   # anchor (0, 0)
+    tight = torch.randn(400, 2, generator=g) * 0.3 + torch.tensor([4.0, 0.0])      # anchor (4, 0)
+    u = torch.tensor([[2.5, 0.0], [4.1, 0.0]])       # 2.5 from the wide anchor, 1.5 from the tight; inside the tight
+    xy = torch.cat([wide, tight, u])
+    z = torch.cat([xy, torch.full((len(xy), 1), 100.0)], 1)      # L2-normalising then nearly just rescales x, y
+    labels = torch.cat([torch.zeros(400), torch.ones(400), torch.tensor([1.0, 0.0])]).long()   # u's labels flipped
+    trusted = torch.ones(len(z), dtype=torch.bool)
+    trusted[-2:] = False
+    new, recalled, post = tad.recalibrate(z, labels, trusted, 2, None, delta=0.9, tests=("mahalanobis",),
+                                          covariance="classwise")
+    assert recalled[-2:].all() and new[-2:].tolist() == [0, 1]
+    assert torch.allclose(post[-2:].sum(1), torch.ones(2))
+    _, _, pooled = tad.recalibrate(z, labels, trusted, 2, None, delta=0.9, tests=("mahalanobis",))
+    assert pooled[-2, 1] > pooled[-2, 0]                 # one shared covariance leans to the nearer, tight anchor
+    with pytest.raises(ValueError, match="covariance"):
+        tad.recalibrate(z, labels, trusted, 2, None, covariance="diagonal")
+
+
 def test_disagreeing_model_blocks_the_recall():
     z, true, centres = clusters()
     noisy, trusted = true.clone(), torch.ones(len(true), dtype=torch.bool)

@@ -77,6 +77,8 @@ SCHEMA = schema_from(
     delta=Param(_unit_open, "Mahalanobis-posterior (and confidence) threshold of the recall tests"),
     reliability=Param(list_of(one_of(*RELIABILITY_TESTS)), "recall tests that must all hold"),
     shrinkage=Param(positive_number, "covariance shrinkage: Sigma + shrinkage * tr(Sigma) / d * I"),
+    covariance=Param(one_of("pooled", "classwise"), "the recall's Mahalanobis covariance: pooled over the trusted "
+                     "classes (LDA-style) or one per class (the spec's ablation)"),
     lambda_cons=Param(number_at_least(0), "weight of the consistency term on untrusted samples (0 = off)"),
     trust_lr=Param(positive_number, "trust-network SGD learning rate"),
     trust_batch=Param(int_at_least(1), "trust-network batch size"),
@@ -93,7 +95,7 @@ SCHEMA = schema_from(
 _COMMON = {**BASE_PRESET, "dataset": "auto", "noise_seed": 0, "methods": list(METHODS), "real_noise": "auto",
            "sweep_methods": ["noisy_dm", "filter_dm", "tad", "tad_ours"], "trust_split": "classwise",
            "keep_ratio": 0.5,
-           "tau": 0.5, "delta": 0.9, "reliability": ["mahalanobis", "cosine", "model"], "shrinkage": 1e-3,
+           "tau": 0.5, "delta": 0.9, "reliability": ["mahalanobis", "cosine", "model"], "shrinkage": 1e-3, "covariance": "pooled",
            "lambda_cons": 1.0, "trust_model": "convnet", "trust_lr": 0.01, "trust_batch": 256, "ablation_taus": [0.3, 0.5, 0.7],
            "ablation_tests": ["mahalanobis", "cosine", "model", "mahalanobis+cosine+model", "confidence"],
            "ablation_consistency": True, "ablation_seeds": [0], "holdout_share": 0.1,

@@ -131,32 +131,53 @@ def trust_split(losses: torch.Tensor, labels: torch.Tensor, num_classes: int, ta
 
 
 # ---------------------------------------------------------------------------------------- inner loop
-def class_anchors(z: torch.Tensor, labels: torch.Tensor, trusted: torch.Tensor, num_classes: int):
-    """Anchors (trusted class means of the features), the pooled within-class covariance over T, and which
-    classes have at least one trusted sample."""
+COVARIANCES = ("pooled", "classwise")
+
+
+def class_anchors(z: torch.Tensor, labels: torch.Tensor, trusted: torch.Tensor, num_classes: int,
+                  covariance: str = "pooled"):
+    """Anchors (trusted class means of the features), the within-class covariance over T (``pooled``: one
+    (d, d) matrix, LDA-style; ``classwise``: one per class, (C, d, d), zero for a class without trusted samples),
+    and which classes have at least one trusted sample."""
+    if covariance not in COVARIANCES:
+        raise ValueError(f"covariance {covariance!r} is not allowed: expected one of {list(COVARIANCES)}")
     zt, yt = z[trusted], labels[trusted]
     counts = torch.bincount(yt, minlength=num_classes)
     mu = torch.zeros(num_classes, z.shape[1], dtype=z.dtype).index_add_(0, yt, zt) / counts.clamp_min(1)[:, None]
     centred = zt - mu[yt]
-    cov = centred.T @ centred / max(1, len(zt) - int((counts > 0).sum()))
+    if covariance == "pooled":
+        cov = centred.T @ centred / max(1, len(zt) - int((counts > 0).sum()))
+    else:
+        cov = torch.stack([centred[yt == k].T @ centred[yt == k] / max(1, int(counts[k]) - 1)
+                           for k in range(num_classes)])
     return mu, cov, counts > 0
+
+
+def _shrunk(cov: torch.Tensor, shrinkage: float) -> torch.Tensor:
+    """``cov + (shrinkage * tr(cov) / d + 1e-12) I`` for one (d, d) matrix or a stack of them."""
+    d = cov.shape[-1]
+    tr = torch.diagonal(cov, dim1=-2, dim2=-1).sum(-1)
+    eye = torch.eye(d, dtype=cov.dtype)
+    return cov + (shrinkage * tr / d + 1e-12)[..., None, None] * eye
 
 
 def recalibrate(z: torch.Tensor, labels: torch.Tensor, trusted: torch.Tensor, num_classes: int,
                 model_logits: torch.Tensor | None = None, delta: float = 0.9,
                 tests: tuple[str, ...] = ("mahalanobis", "cosine", "model"), shrinkage: float = 1e-3,
-                soft: bool = False):
-    """Relabel the reliable untrusted samples and recall them into the trusted space.
+                covariance: str = "pooled"):
+    """Relabel the reliable untrusted samples and recall them into the trusted space (hard labels: the spec's
+    soft-label option, the posterior as a recalled sample's label, is not built).
 
     ``z``: features (L2-normalised here). For each untrusted sample u the candidate label is
     ``k* = argmin_k d_M(z_u, mu_k)`` (Mahalanobis distance to the trusted class anchors under the pooled
-    within-class covariance, shrunk by ``shrinkage * tr(Sigma) / d``). ``tests`` must all hold:
-    ``mahalanobis`` (posterior ``softmax(-d_M / 2)`` of k* >= ``delta``), ``cosine`` (the nearest anchor by
-    cosine similarity is k*), ``model`` (the trust network predicts k*), ``confidence`` (the network's
-    softmax probability of k* >= ``delta``; alone, the plain confidence-threshold baseline).
+    within-class covariance, shrunk by ``shrinkage * tr(Sigma) / d``; with ``covariance="classwise"`` each class
+    has its own shrunk covariance and the score is the Gaussian one, ``d_M,k + log det Sigma_k``). ``tests`` must
+    all hold: ``mahalanobis`` (posterior ``softmax(-score / 2)`` of k* >= ``delta``), ``cosine`` (the nearest anchor
+    by cosine similarity is k*), ``model`` (the trust network predicts k*), ``confidence`` (the network's softmax
+    probability of k* >= ``delta``; alone, the plain confidence-threshold baseline).
 
     Returns ``(new_labels, recalled, posterior)``: labels with the recalled samples set to k*, the mask of
-    recalled samples, and the Mahalanobis posteriors (N, C) (the soft labels when ``soft``).
+    recalled samples, and the Mahalanobis posteriors (N, C) of the untrusted samples (zero rows for the trusted).
     """
     unknown = set(tests) - set(RELIABILITY_TESTS)
     if unknown or not tests:
@@ -167,14 +188,21 @@ def recalibrate(z: torch.Tensor, labels: torch.Tensor, trusted: torch.Tensor, nu
     post = torch.zeros(len(z), num_classes, dtype=torch.float64)
     if not untrusted.any() or not trusted.any():
         return new, torch.zeros(len(z), dtype=torch.bool), post.float()
-    mu, cov, present = class_anchors(z, labels, trusted, num_classes)
-    d = z.shape[1]
-    cov = cov + (shrinkage * torch.trace(cov) / d + 1e-12) * torch.eye(d, dtype=cov.dtype)
-    prec = torch.linalg.inv(cov)
+    mu, cov, present = class_anchors(z, labels, trusted, num_classes, covariance)
+    cov = _shrunk(cov, shrinkage)
     zu = z[untrusted]
-    # d_M(z, mu_k) = z'Pz - 2 z'P mu_k + mu_k'P mu_k, without a (U, C, d) tensor
-    zp = zu @ prec
-    dist = (zp * zu).sum(1, keepdim=True) - 2 * zp @ mu.T + ((mu @ prec) * mu).sum(1)[None]
+    if covariance == "pooled":
+        prec = torch.linalg.inv(cov)
+        # d_M(z, mu_k) = z'Pz - 2 z'P mu_k + mu_k'P mu_k, without a (U, C, d) tensor
+        zp = zu @ prec
+        dist = (zp * zu).sum(1, keepdim=True) - 2 * zp @ mu.T + ((mu @ prec) * mu).sum(1)[None]
+    else:
+        dist = torch.full((len(zu), num_classes), float("inf"), dtype=z.dtype)
+        for k in present.nonzero().flatten().tolist():
+            chol = torch.linalg.cholesky(cov[k])
+            sol = torch.cholesky_solve((zu - mu[k]).T, chol)                  # Sigma_k^-1 (z - mu_k)
+            logdet = 2 * torch.log(torch.diagonal(chol)).sum()
+            dist[:, k] = ((zu - mu[k]) * sol.T).sum(1) + logdet
     dist[:, ~present] = float("inf")
     post_u = torch.softmax(-dist / 2, 1)
     k = dist.argmin(1)
@@ -260,6 +288,7 @@ class TADSettings:
     delta: float = 0.9
     tests: tuple = ("mahalanobis", "cosine", "model")
     shrinkage: float = 1e-3
+    covariance: str = "pooled"              # or "classwise" (the spec's ablation)
     lambda_cons: float = 1.0
     lr: float = 0.01
     batch: int = 256
@@ -312,7 +341,8 @@ def _choose_delta(z, labels, split, num_classes, logits, settings, holdout, hold
         return None, None
     precision = float((labels[trusted_h] == true[trusted_h]).float().mean())
     for delta in sorted(settings.delta_grid):
-        out = recalibrate(z, labels, split, num_classes, logits, delta, tuple(settings.tests), settings.shrinkage)
+        out = recalibrate(z, labels, split, num_classes, logits, delta, tuple(settings.tests), settings.shrinkage,
+                          settings.covariance)
         new, recalled, _ = out
         rec_h = recalled & in_h
         if rec_h.any() and float((new[rec_h] == true[rec_h]).float().mean()) >= precision:
@@ -350,7 +380,7 @@ def trust_aware_diversion(net, x: torch.Tensor, noisy_labels: torch.Tensor, num_
             delta, out = _choose_delta(z, labels, split, num_classes, logits, settings, holdout, holdout_labels)
         if settings.recall and delta is not None:
             labels, recalled, _ = out or recalibrate(z, labels, split, num_classes, logits, delta,
-                                                     tuple(settings.tests), settings.shrinkage)
+                                                     tuple(settings.tests), settings.shrinkage, settings.covariance)
             trusted = split | recalled
         state = RoundState(r, split, trusted.clone(), labels.clone(), recalled)
         if clean_labels is not None:
@@ -405,6 +435,8 @@ def cached_tad(data, settings: TADSettings, warmup: dict, seed: int = 0, device=
     from dataclasses import asdict
     s = asdict(settings)
     s["tests"] = list(s["tests"])
+    if s["covariance"] == "pooled":          # the default keeps the key it had before the option existed
+        del s["covariance"]
     key = dict(data=data.fingerprint(), settings=s, warmup={k: v for k, v in warmup.items() if k != "device"},
                seed=seed, diagnostics=clean_labels is not None, versions=key_versions("method.tad"))
     if holdout is not None:

@@ -37,7 +37,8 @@ class Study:
         self.noisy = {s: inject_noise(self.base, *s, c.noise_seed, c.data_root) for s in self.settings + self.sweep}
         main = tad.TADSettings(rounds=c.rounds, epochs_per_round=c.epochs_per_round, tau=c.tau, split=c.trust_split,
                                keep_ratio=c.keep_ratio, recall=True, delta=c.delta, tests=tuple(c.reliability),
-                               shrinkage=c.shrinkage, lambda_cons=c.lambda_cons, lr=c.trust_lr, batch=c.trust_batch)
+                               shrinkage=c.shrinkage, covariance=c.covariance, lambda_cons=c.lambda_cons,
+                               lr=c.trust_lr, batch=c.trust_batch)
         self.variants = {"tad": main, "tad_outer": replace(main, recall=False),
                          "tad_no_consistency": replace(main, lambda_cons=0.0),
                          "tad_ours": replace(main, revert=True, delta_grid=tuple(c.delta_grid))}
@@ -150,7 +151,8 @@ class Study:
         T, _ = tad.trust_split(loss, y, self.C, c.tau, c.trust_split, c.keep_ratio)
         tests = []
         for combo in c.ablation_tests:
-            new, rec, _ = tad.recalibrate(z, y, T, self.C, logits, c.delta, tuple(combo.split("+")), c.shrinkage)
+            new, rec, _ = tad.recalibrate(z, y, T, self.C, logits, c.delta, tuple(combo.split("+")), c.shrinkage,
+                                          c.covariance)
             n = int(rec.sum())
             tests.append({"tests": combo, "recalled": n, "share of U recalled": n / max(1, int((~T).sum())),
                           "accuracy of new labels": float((new[rec] == d.clean_labels[rec]).float().mean())
