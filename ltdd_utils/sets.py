@@ -225,9 +225,8 @@ def _entry(p: Path) -> list[str]:
     arms = [a for a in prov["arms"] if a.get("recorded")]
     if arms:
         # the second column: the tail classes (long-tailed data) or the bias-conflicting test images (biased data)
-        metric, name = next(((m, n) for m, n in (("acc_few", "few group"), ("acc_conflicting", "bias-conflicting test "
-                                                                                            "images"))
-                             if any(m in a["recorded"] for a in arms)), ("acc_few", "few group"))
+        columns = (("acc_few", "few group"), ("acc_conflicting", "bias-conflicting test images"))
+        metric, name = next(((m, n) for m, n in columns if any(m in a["recorded"] for a in arms)), columns[0])
         lines += [f"| arm | students' test accuracy at this seed (%) | {name} (%) |", "|---|---|---|"]
         lines += [f"| `{_cell(a['method'])}` | {a['recorded']['acc']:.1f} | "
                   + (f"{a['recorded'][metric]:.1f} |" if metric in a["recorded"] else " |") for a in arms]

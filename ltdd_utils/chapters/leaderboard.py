@@ -34,7 +34,8 @@ SHARED = ("data_root", "cache_dir", "device", "precision", "seeds", "ipc", "mode
 # parameters the leaderboard sets from its imperfections (see paper_config); PAPERS may not set them
 STRUCTURE = {"adsa": ("imbalance_factor", "sweep_factors", "n_max", "tail_order_seed", "eval_widths", "ipcs"),
              "unbiased_recovery": ("imbalance_factor", "other_factors", "n_max", "tail_order_seed", "other_ipcs"),
-             "csdm": (), "kde_debias": ("datasets", "settings", "headline_settings", "student_steps"), "tad": ("noise_settings", "sweep_rates", "real_noise")}
+             "csdm": (), "kde_debias": ("datasets", "settings", "headline_settings", "student_steps"),
+             "tad": ("noise_settings", "sweep_rates", "real_noise")}
 
 
 def _imperfection(name, v):
