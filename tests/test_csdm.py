@@ -295,3 +295,17 @@ def test_dm_random_is_the_control_of_trained_networks():
     by_id = {c.id: c for c in claims(cfg2)}
     assert "csdm.d.imbalance_hurts_dm_random" in by_id
     assert set(by_id["csdm.h.stability"].gates) == {"csdm.g.dm_distils.if20", "csdm.g.imbalance_hurts_dm"}
+
+
+def test_the_leaderboard_runs_csdm_through_dm_s_random_networks():
+    """The leaderboard holds one DM recipe for every method: its CSDM embeds through random networks even where the
+    chapter's own preset trains a pool (cpu), and PAPERS may not change that."""
+    from ltdd_utils.chapters.leaderboard import paper_config
+    from ltdd_utils.config import ConfigError, make_config
+    assert make_config("csdm", "cpu", check_data=False).feature_nets == "trained"
+    for preset in ("smoke", "cpu", "gpu", "paper"):
+        board = dict(make_config("leaderboard", preset, check_data=False))
+        cfg = paper_config(board, "csdm")
+        assert cfg.feature_nets == "random" and "dm_random" not in cfg.methods + cfg.support_methods
+    with pytest.raises(ConfigError, match="set by the leaderboard"):
+        make_config("leaderboard", "smoke", check_data=False, papers={"csdm": {"feature_nets": "trained"}})

@@ -34,7 +34,7 @@ SHARED = ("data_root", "cache_dir", "device", "precision", "seeds", "ipc", "mode
 # parameters the leaderboard sets from its imperfections (see paper_config); PAPERS may not set them
 STRUCTURE = {"adsa": ("imbalance_factor", "sweep_factors", "n_max", "tail_order_seed", "eval_widths", "ipcs"),
              "unbiased_recovery": ("imbalance_factor", "other_factors", "n_max", "tail_order_seed", "other_ipcs"),
-             "csdm": (), "kde_debias": ("datasets", "settings", "headline_settings", "student_steps"),
+             "csdm": ("feature_nets",), "kde_debias": ("datasets", "settings", "headline_settings", "student_steps"),
              "tad": ("noise_settings", "sweep_rates", "real_noise")}
 
 
@@ -72,7 +72,7 @@ def paper_config(values: dict, chapter: str, check_data: bool = False):
     """The config of ``chapter`` that the leaderboard runs its method with: the chapter's preset of the leaderboard's
     preset name, the leaderboard's shared parameters and imperfections, then ``PAPERS[chapter]``; validated by the
     chapter's own schema."""
-    from ..config import make_config, schema
+    from ..config import make_config, presets, schema
     own = schema(chapter)
     over = {k: values[k] for k in SHARED if k in own}
     if "kd_lr" in own:                      # soft-label students keep their chapter's batch and number of steps
@@ -85,6 +85,9 @@ def paper_config(values: dict, chapter: str, check_data: bool = False):
                         eval_widths=[values["eval_width"]], ipcs=[values["ipc"]])
         else:
             over.update(other_factors=[f for f in lt if f != max(lt)], other_ipcs=[])
+    if chapter == "csdm":           # one DM recipe for every method: CSDM embeds through DM's random networks here
+        over.update(feature_nets="random", **{k: [m for m in presets("csdm")[values["preset"]][k] if m != "dm_random"]
+                                              for k in ("methods", "support_methods", "sweep_methods")})
     if chapter == "kde_debias":
         bias = [(k, v) for k, v in values["imperfections"] if k in BIAS]
         over.update(datasets=list(dict.fromkeys(k for k, _ in bias)) or ["cmnist"],
