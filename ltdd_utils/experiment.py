@@ -57,13 +57,15 @@ def kd_protocol(cfg: Config, width: int | None = None) -> dict:
             "recipe": "EDC's recipe (ltdd_utils.evaluate.train_student_kd)"}
 
 
-def hard_protocol(cfg: Config, n: int) -> dict:
+def hard_protocol(cfg: Config, n: int, epochs: int | None = None) -> dict:
     """What the book's hard-label students (:func:`eval_settings`) are, for a record of them (a shown set's
-    provenance), on a set of ``n`` images: the settings and the optimiser steps they take."""
+    provenance), on a set of ``n`` images: the settings and the optimiser steps they take. ``epochs``: a chapter
+    whose students train for a number of steps (:func:`student_epochs`) passes their epochs."""
     from dataclasses import asdict
     from .train import steps_per_epoch
-    return asdict(eval_settings(cfg)) | {"steps": cfg.eval_epochs * steps_per_epoch(n, cfg.eval_batch),
-                                         "recipe": "hard labels, SGD, DSA (the book's protocol)"}
+    settings = eval_settings(cfg, **({} if epochs is None else {"epochs": epochs}))
+    return asdict(settings) | {"steps": settings.epochs * steps_per_epoch(n, cfg.eval_batch),
+                               "recipe": "hard labels, SGD, DSA (the book's protocol)"}
 
 
 def kd_trainer(cfg: Config, teacher, device, logit_offset=None):

@@ -143,17 +143,13 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
     fast = ((pair or type(model).forward is not nn.Module.forward)
             and compile_wanted(precision, device, total, compile, threshold=500, fp32=not has_batchnorm(model)))
     run_model, fmt, check = model, torch.contiguous_format, None
-    probe, eager = run_model, model
     if fast:
         quiet_compile()
         fmt = torch.channels_last
-        if pair:
-            run_model = nn.ModuleList([torch.compile(m.to(memory_format=fmt), dynamic=False) for m in model])
-            probe, eager = run_model[0], model[0]
-        else:
-            run_model = torch.compile(model.to(memory_format=fmt), dynamic=False)   # one kernel per chunk shape
-            probe = run_model
-        check = None if has_batchnorm(model) else _check_key(eager, device, "fit", True, precision)
+        compiled = lambda m: torch.compile(m.to(memory_format=fmt), dynamic=False)    # one kernel per chunk shape
+        run_model = nn.ModuleList([compiled(m) for m in model]) if pair else compiled(model)
+        check = None if has_batchnorm(model) else _check_key(model[0] if pair else model, device, "fit", True,
+                                                             precision)
         if check in _AGREES:                               # checked before in this process
             if not _AGREES[check]:
                 run_model, fmt = model.to(memory_format=torch.contiguous_format), torch.contiguous_format
@@ -175,6 +171,7 @@ def fit(model: nn.Module, x: torch.Tensor, y: torch.Tensor, step_loss: Callable 
                 parts = -(-len(idx) // micro) if micro else 1
                 for ic, xc, yc in zip(idx.tensor_split(parts), xb.tensor_split(parts), yb.tensor_split(parts)):
                     if check is not None and step == 0:      # the compiled forward agrees with eager, or eager it is
+                        probe, eager = (run_model[0], model[0]) if pair else (run_model, model)
                         with autocast(precision, device):
                             ok = _agrees(check, probe(xc.contiguous(memory_format=fmt)), lambda: eager(xc),
                                          precision, f"{type(eager).__name__} forward (training)")

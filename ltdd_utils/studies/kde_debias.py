@@ -177,9 +177,8 @@ class Study:
         """The sets the chapter's image figure shows, for the site's "Distilled sets" page (:mod:`ltdd_utils.sets`):
         vanilla DM, DM + KDE and DM + KDE from the KDE-weighted subset on Colored MNIST (else the first dataset) at
         the first setting, first seed, from the run's cache, with the bandwidth the run's records give."""
-        from dataclasses import asdict
         from ..chapters.kde_debias import HEADLINE_DATASET
-        from ..train import steps_per_epoch
+        from ..experiment import hard_protocol
         from ..versions import key_versions
         c, seed = self.cfg, self.cfg.seeds[0]
         kind = HEADLINE_DATASET if HEADLINE_DATASET in self.kinds else self.kinds[0]
@@ -206,14 +205,12 @@ class Study:
             if m not in methods_at(c, r, ipc):
                 continue
             syn = self.make_set(kind, r, ipc, m, seed)[0]
-            protocol = self.protocol(len(syn))
             out.append({"name": f"{m}_{kind}_r{r:g}_ipc{ipc}_seed{seed}", "set": syn, "data": tr,
                         "title": f"{TITLES[m]}, {kind}, IPC {ipc}",
                         "setting": {"bias": kind, "conflict_ratio": r}, "ipc": ipc, "seed": seed,
                         "made_by": f"{how[m]}, {c.dm_iterations} steps of {real}",
                         "producer": key_versions("distill.dm"),
-                        "students": asdict(protocol) | {"steps": protocol.epochs * steps_per_epoch(len(syn), c.eval_batch),
-                                                        "recipe": "hard labels, SGD, DSA (the book's protocol)"},
+                        "students": hard_protocol(c, len(syn), epochs=student_epochs(c, len(syn))),
                         "arms": [{"method": m, "study": "main", "ipc": ipc,
                                   "setting": {"bias": kind, "conflict_ratio": r}}]})
         return out
@@ -240,37 +237,35 @@ class Study:
               f"acc {m['acc']:.2f} aligned {m['acc_aligned']:.1f} conflicting {m['acc_conflicting']:.1f}", flush=True)
         return {**m, "full_epoch": best["epoch"], "val_acc": best["acc"]}
 
+    def unbiased_arms(self, kind, r, ipc, seed, study):
+        """The random subset and DM on the unbiased source of one setting (records of ``study``, source
+        ``unbiased``): what the gate "DM works at this scale" and the amplification index read."""
+        sp = self.data[kind, r]
+        d, setting = sp["unbiased"], {"study": study, "bias": kind, "conflict_ratio": r, "source": "unbiased"}
+        for method in ("random", "dm"):
+            t0 = time.time()
+            syn = random_subset(d, ipc, seed) if method == "random" else self.dm(d, ipc, seed)
+            self.run.evaluate(syn, method, setting, ipc, seed, settings=self.protocol(len(syn)), test=sp["test"],
+                              data=d, t0=t0, min_group=self.cfg.min_group_images)
+
     def amplification(self, kind, seed):
         """At the first setting: the full data on the biased and the unbiased source, and the random subset and
         DM on the unbiased source (on the biased source they are the main arms ``random`` and ``dm``)."""
-        c = self.cfg
-        (r, ipc) = c.settings[0]
+        (r, ipc) = self.cfg.settings[0]
         sp = self.data[kind, r]
         for source, src in (("train", "biased"), ("unbiased", "unbiased")):
             d, t0 = sp[source], time.time()
             setting = {"study": "amplification", "bias": kind, "conflict_ratio": r, "source": src}
             m = self.full_reference(d, sp, seed, f"{kind} {src} seed {seed}")
             self.run.record("full data", setting, ipc, seed, m, time.time() - t0, d, student=0)
-            if src == "unbiased":
-                for method in ("random", "dm"):
-                    t0 = time.time()
-                    syn = random_subset(d, ipc, seed) if method == "random" else self.dm(d, ipc, seed)
-                    self.run.evaluate(syn, method, setting, ipc, seed, settings=self.protocol(len(syn)),
-                                      test=sp["test"], data=d, t0=t0, min_group=c.min_group_images)
+        self.unbiased_arms(kind, r, ipc, seed, "amplification")
 
     def dm_check(self, kind, seed):
         """At every setting of ``kind`` after the first (where the amplification study measures it): the random
         subset and DM on the unbiased source, the gate "DM works at this scale" of that setting's claims (study
         ``dm check``)."""
-        c = self.cfg
         for r, ipc in self.settings[kind][1:]:
-            sp = self.data[kind, r]
-            d, setting = sp["unbiased"], {"study": "dm check", "bias": kind, "conflict_ratio": r, "source": "unbiased"}
-            for method in ("random", "dm"):
-                t0 = time.time()
-                syn = random_subset(d, ipc, seed) if method == "random" else self.dm(d, ipc, seed)
-                self.run.evaluate(syn, method, setting, ipc, seed, settings=self.protocol(len(syn)),
-                                  test=sp["test"], data=d, t0=t0, min_group=c.min_group_images)
+            self.unbiased_arms(kind, r, ipc, seed, "dm check")
 
     # --------------------------------------------------------------------------------------- sensitivity
     def sensitivity(self, kind) -> list[dict]:
