@@ -354,7 +354,8 @@ def test_kde_headline_settings_run_on_colored_mnist_alone_and_gate_claim_3():
     heads = sorted(i for i, c in by_id.items() if c.level == "headline" and ".r0.05." in i)
     assert heads == ["kde.h.beats_dm.cmnist.r0.05.ipc50", "kde.h.beats_lff.cmnist.r0.05.ipc50"]
     assert "kde.g.lff_helps.cmnist.r0.05.ipc50" in by_id["kde.h.beats_lff.cmnist.r0.05.ipc50"].gates
-    assert by_id["kde.s.dm_adds_to_kde_subset.cmnist.r0.05.ipc50"].b.method == "kde_subset"
+    assert by_id["kde.s.dm_adds_to_kde_subset.cmnist.r0.05.ipc10"].b.method == "kde_subset"
+    assert by_id["kde.d.kde_subset_vs_dm_kde.cmnist.r0.05.ipc50"].a.method == "kde_subset"
     assert not any(".ipc50" in i for i in by_id if ".bg_fmnist." in i)
 
 
