@@ -173,6 +173,32 @@ def kd_batch(x: torch.Tensor, y: torch.Tensor, num_classes: int, gen: torch.Gene
     return xa, target
 
 
+KD_CENTRE_PASSES = 20          # passes of KD views over a set for its teacher's mean logit (view_logit_offset)
+
+
+@producer("student.kd_centre", 1, uses=("augment", "models"))
+def view_logit_offset(teacher: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int = 0, batch: int = 100,
+                      crop_scale=KD_CROP_SCALE, cutmix: bool = True, passes: int = KD_CENTRE_PASSES,
+                      device="cpu") -> torch.Tensor:
+    """The teacher's mean logit per class over ``passes`` epochs of KD views (:func:`kd_batch`, batches of
+    ``batch`` images as a student draws them, each with its own CutMix) of the set ``(x, y)`` a student trains on:
+    the offset that centres the targets a student of :func:`train_student_kd` learns. A logit-adjusted teacher's
+    raw logits carry a class offset about as large as their spread on such views (the tail class leads on most
+    crops), which MSE students learn first; subtracting the mean over the student's own views removes it without
+    any image outside the set. The views come from a generator of their own, not the student's."""
+    from .data.bias import stream_seed
+    gen = torch.Generator().manual_seed(stream_seed(seed, "kd-centre"))
+    teacher = teacher.to(device).eval()
+    total, n = None, 0
+    for _ in range(passes):
+        perm = torch.randperm(len(x), generator=gen)
+        for idx in perm.split(batch):
+            t = predict(teacher, kd_batch(x[idx], y[idx], int(y.max()) + 1, gen, crop_scale, cutmix)[0],
+                        device=device).sum(0)
+            total, n = (t if total is None else total + t), n + len(idx)
+    return total / n
+
+
 # The teacher's logits on every augmented batch of a student, per (teacher, set, seed, schedule), kept in memory for
 # the next student that draws the same batches: the arms of one set and seed (plain, tau = 1, tau*, the sensitivity
 # taus) differ only in the offset subtracted afterwards, so the teacher runs once for all of them, as SRe2L's and

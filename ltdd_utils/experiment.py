@@ -68,23 +68,31 @@ def hard_protocol(cfg: Config, n: int, epochs: int | None = None) -> dict:
                                "recipe": "hard labels, SGD, DSA (the book's protocol)"}
 
 
-def kd_trainer(cfg: Config, teacher, device, logit_offset=None):
+def kd_trainer(cfg: Config, teacher, device, logit_offset=None, centre: bool = False):
     """A ``train_fn(model, x, y, seed)`` for :meth:`Run.evaluate`: EDC's student recipe
     (:func:`ltdd_utils.evaluate.train_student_kd`) for ``student_steps`` steps of batch ``eval_batch``, learning
-    ``teacher``'s logits (minus ``logit_offset``), or, with ``teacher`` None, hard labels under the same
-    augmentation and optimiser."""
+    ``teacher``'s logits (minus ``logit_offset``; with ``centre``, minus the teacher's mean logit over KD views of
+    the student's own set, :func:`ltdd_utils.evaluate.view_logit_offset`), or, with ``teacher`` None, hard labels
+    under the same augmentation and optimiser."""
     from .cache import content_digest
-    from .evaluate import train_student_kd
+    from .evaluate import train_student_kd, view_logit_offset
+    if centre and (teacher is None or logit_offset is not None):
+        raise ValueError("centre needs a teacher and no logit_offset of its own")
     crop = {"crop_scale": tuple(cfg.crop_scale)} if "crop_scale" in cfg else {}      # a chapter's own crops
 
     def fit(model, x, y, seed):
+        off = logit_offset
+        if centre:
+            off = view_logit_offset(teacher, x, y, seed, cfg.eval_batch, cutmix=cfg.kd_cutmix, device=device, **crop)
         return train_student_kd(model, x, y, teacher, student_epochs(cfg, len(x)), lr=cfg.kd_lr, batch=cfg.eval_batch,
                                 ce_weight=cfg.kd_ce_weight, cutmix=cfg.kd_cutmix, seed=seed, device=device,
-                                logit_offset=logit_offset, **crop)
+                                logit_offset=off, **crop)
     # what a student trained by fit depends on besides its set and seed (evaluate.student_key)
-    fit.key = {"producers": ["student.kd"], "teacher": content_digest(teacher, logit_offset),
+    fit.key = {"producers": ["student.kd"] + (["student.kd_centre"] if centre else []),
+               "teacher": content_digest(teacher, logit_offset),
                "student_steps": cfg.student_steps, "batch": cfg.eval_batch, "lr": cfg.kd_lr,
-               "ce_weight": cfg.kd_ce_weight, "cutmix": cfg.kd_cutmix, **crop}
+               "ce_weight": cfg.kd_ce_weight, "cutmix": cfg.kd_cutmix, **crop,
+               **({"centre": "views"} if centre else {})}
     return fit
 
 

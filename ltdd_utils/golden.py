@@ -271,6 +271,14 @@ def _kd():
     return _weights(train_student_kd(student, x[:12], y[:12], _bn_teacher(d), epochs=2, batch=4, seed=1))
 
 
+@case("student.kd_centre")
+def _kd_centre():
+    from .evaluate import view_logit_offset
+    d = _small()
+    x, y = d.tensors()
+    return summary(view_logit_offset(_bn_teacher(d), x[:12], y[:12], seed=1, batch=4, passes=2))
+
+
 @case("student.lff")
 def _lff():
     from .methods.debias_baselines import train_lff

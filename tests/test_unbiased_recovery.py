@@ -262,6 +262,56 @@ def test_kd_targets_are_the_teachers_logits_on_the_augmented_batch():
     assert after < 0.25 * before, (before, after)
 
 
+def test_centred_kd_targets_remove_a_planted_class_offset():
+    """view_logit_offset is the teacher's mean logit over KD views: a teacher with constant logits gives them back,
+    and a planted class offset added to a teacher moves it by exactly that offset; a student of kd_trainer with
+    centre learns what a student given that offset explicitly learns, and its cache key names the centring."""
+    from ltdd_utils.evaluate import view_logit_offset
+    from ltdd_utils.experiment import kd_trainer
+
+    class Shifted(nn.Module):
+        def __init__(self, net, shift):
+            super().__init__()
+            self.net = net
+            self.register_buffer("shift", shift)
+
+        def forward(self, x):
+            return self.net(x) + self.shift
+
+    class Constant(nn.Module):
+        def __init__(self, v):
+            super().__init__()
+            self.register_buffer("v", v)
+            self.lin = nn.Linear(1, 1)
+
+        def forward(self, x):
+            return self.v.expand(len(x), -1)
+
+    data = tiny_data([12, 12, 12])
+    x, y = data.tensors()
+    shift = torch.tensor([0.0, 3.0, -2.0])
+    assert torch.allclose(view_logit_offset(Constant(shift), x, y, seed=0, batch=8), shift)
+    torch.manual_seed(0)
+    base = get_model("convnet", 3, 3, (8, 8), width=4, depth=2).eval()
+    off_base = view_logit_offset(base, x, y, seed=0, batch=8)
+    assert torch.allclose(view_logit_offset(Shifted(base, shift), x, y, seed=0, batch=8) - off_base, shift, atol=1e-3)
+    cfg = make_config("unbiased_recovery", "smoke", check_data=False, student_steps=6, eval_batch=12)
+    shifted = Shifted(base, shift).eval()
+    fits = {"centred": kd_trainer(cfg, shifted, "cpu", centre=True),
+            "offset given": kd_trainer(cfg, shifted, "cpu",
+                                       logit_offset=view_logit_offset(shifted, x, y, 0, 12, cutmix=cfg.kd_cutmix))}
+    assert "student.kd_centre" in fits["centred"].key["producers"] and fits["centred"].key["centre"] == "views"
+    assert "centre" not in fits["offset given"].key
+    students = {}
+    for name, fit in fits.items():
+        torch.manual_seed(1)
+        students[name] = fit(get_model("convnet", 3, 3, (8, 8), width=4, depth=2), x, y, 0)
+    for p, q in zip(students["centred"].parameters(), students["offset given"].parameters()):
+        assert torch.allclose(p, q, atol=1e-3)
+    with pytest.raises(ValueError, match="centre"):
+        kd_trainer(cfg, None, "cpu", centre=True)
+
+
 def test_chapter_parameters_fail_before_compute():
     make_config("unbiased_recovery", "smoke", check_data=False)
     for bad, match in [({"ipc": 0}, "'ipc'"), ({"imbalance_factor": 0.5}, "imbalance_factor"),

@@ -277,7 +277,10 @@ class Study:
                         "made_by": f"recovery ({c.recover_iterations} steps) through the {obs} observer "
                                    f"({TARGETS[ARMS[arm][2]]}) from the {teach} teacher's multi-round crops",
                         "producer": key_versions("distill.recover_balanced", "distill.multi_round_init"),
-                        "students": kd_protocol(c) | {"teacher": f"the {teach} expert of the seed"},
+                        "students": kd_protocol(c) | {"teacher": f"the {teach} expert of the seed",
+                                                      "targets": "the teacher's logits minus their mean over the "
+                                                      "student's KD views" if self.centred(teach) else
+                                                      "the teacher's raw logits"},
                         "arms": [{"method": arm, "study": "main", "ipc": ipc, "setting": {"imbalance_factor": f}}]})
         return out
 
@@ -292,9 +295,41 @@ class Study:
         return self.run.evaluate(s, arm, {"study": study, "imbalance_factor": f}, ipc, seed, settings=settings,
                                  groups=self.groups, train_fn=fit, t0=t0)
 
+    CHECK_SEED_OFFSET = 100     # the targets check draws its random real images outside every run seed's draw
+
+    def kd_target_check(self) -> list[dict]:
+        """The students' targets compared on the VALIDATION split (what KD_CENTRE rests on): on random real images of
+        the main split (drawn with the first seed + CHECK_SEED_OFFSET, a set no claim reads), students of the first
+        seed's debiased teacher learn its raw logits or its logits centred on their own views, students of its plain
+        teacher (when loaded) its raw logits, and students of the same recipe hard labels; one student each,
+        records of study ``kd targets``."""
+        c, f, seed = self.cfg, self.IF0, self.cfg.seeds[0]
+        if seed + self.CHECK_SEED_OFFSET in c.seeds:
+            raise ValueError(f"the targets check draws with seed {seed + self.CHECK_SEED_OFFSET}, a run seed")
+        teacher = self.experts[f, "debiased", "teacher", seed]
+        s = random_subset(self.lt, c.ipc, seed + self.CHECK_SEED_OFFSET)
+        settings = eval_settings(c, label_mode="hard", epochs=student_epochs(c, len(s)), students=1)
+        rows = []
+        plain = self.experts.get((f, "plain", "teacher", seed))
+        for name, fit in (("debiased teacher, raw logits", kd_trainer(c, teacher, self.device)),
+                          ("debiased teacher, centred on the student's views",
+                           kd_trainer(c, teacher, self.device, centre=True)),
+                          *((("plain teacher, raw logits", kd_trainer(c, plain, self.device)),) if plain else ()),
+                          ("hard labels", kd_trainer(c, None, self.device))):
+            m = self.run.evaluate(s, "random_kd", {"study": "kd targets", "imbalance_factor": f, "targets": name,
+                                                   "split": "validation"}, c.ipc, seed, settings=settings,
+                                  groups=self.groups, test=self.val, train_fn=fit)[0]
+            rows.append({"targets": name, "val acc": m["acc"],
+                         **{f"val {g}": m[f"acc_{g}"] for g in ("many", "medium", "few")}})
+        return rows
+
     def students(self, f, arm, n: int, seed: int):
         """The evaluation settings and the student trainer of an arm whose set holds ``n`` images."""
         c, t_kind = self.cfg, ARMS[arm][1]
         settings = eval_settings(c, label_mode="hard", epochs=student_epochs(c, n))
         return settings, None if t_kind is None else kd_trainer(c, self.experts[f, t_kind, "teacher", seed],
-                                                                self.device)
+                                                                self.device, centre=self.centred(t_kind))
+
+    def centred(self, t_kind) -> bool:
+        """Whether students of a ``t_kind`` teacher learn its logits centred on their views (KD_CENTRE)."""
+        return self.cfg.kd_centre == "all" or (self.cfg.kd_centre == "debiased" and t_kind == "debiased")
