@@ -383,6 +383,14 @@ def verdict_text(row: dict) -> str:
     return f"**{row['verdict']}**{tail}"
 
 
+def without_gates(rows: list[dict]) -> list[str]:
+    """Lines for a chapter's "What we saw": every claim a failed gate left not testable, with what its own interval
+    gives read without the gate (``verdict_if_testable``). Not a verdict: the gate decided, before the run, that
+    the claim is not judged at this scale; the line tells a reader how far the numbers are from the claim."""
+    return [f"* `{r['id']}`, read without its gate (not a verdict): {describe_numbers(r)}, which would give "
+            f"*{r['verdict_if_testable']}*." for r in rows if r.get("verdict_if_testable")]
+
+
 def describe(row: dict) -> str:
     """One line for a chapter's "What we saw": the claim, its effect with the interval, and the verdict."""
     if row["verdict"] is None:

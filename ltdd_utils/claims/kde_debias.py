@@ -36,7 +36,7 @@ def claims(cfg) -> list[Claim]:
             head, tag = f"{name}, {r:.0%} conflicting, IPC {ipc}", f"{kind}.r{r:g}.ipc{ipc}"
             # the gate of the claims on KDE: vanilla DM works at this scale, measured on the UNBIASED source (on the
             # biased source DM losing to the random subset is part of what Claim 1 is about): at the first setting
-            # in the amplification study, at the others in the dm check (on SUPPORT_SEED_COUNT seeds)
+            # in the amplification study, at the others in the dm check (on every seed)
             g = ()
             if cfg.amplification:
                 chk = (amp if (r, ipc) == first else

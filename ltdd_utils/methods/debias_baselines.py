@@ -51,5 +51,5 @@ def train_lff(biased: torch.nn.Module, debiased: torch.nn.Module, x: torch.Tenso
     # one SGD over both networks' parameters: the same update as one optimiser per network
     pair = fit(torch.nn.ModuleList([biased, debiased]), x, y, step_loss, epochs=epochs, batch=batch, lr=lr,
                schedule="step_half", aug=aug, seed=seed, device=device)
-    pair[1].train_steps = pair.train_steps
+    pair[1].train_steps, pair[1].precision = pair.train_steps, pair.precision     # read by the records
     return pair[1].eval(), weights
