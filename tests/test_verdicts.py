@@ -113,6 +113,9 @@ def test_a_claim_whose_gate_did_not_hold_is_not_testable_with_the_gates_numbers(
     assert g["verdict"] == NO and h["verdict"] == UNTESTABLE and h["verdict_if_testable"] == HELD
     assert h["why_not_testable"].startswith("gate g.dm_beats_random did not hold: -0.83 [")
     assert "**not testable at this scale** (gate g.dm_beats_random did not hold: -0.83 [" in describe(h)
+    from ltdd_utils.verdicts import without_gates
+    line, = without_gates([g, h])                 # the blocked claim's own interval, read without its gate
+    assert line.startswith("* `h1`, read without its gate (not a verdict): +") and line.endswith("would give *held*.")
     open_gate = Claim("g.open", "gate", "x", Arm("dm", "main"), Arm("random", "main"), kind="equivalence")
     one_seed = records({"new": [45.0]})
     h2, = [r for r in evaluate([open_gate, Claim("h2", "headline", "y", Arm("method", "main"), Arm("dm", "main"),
