@@ -362,3 +362,30 @@ def test_chapter_parameters_fail_before_compute():
         make_config("tad", "smoke", TAU=1.0)
     cfg = make_config("tad", "smoke", SWEEP_RATES=[0.6])
     assert cfg.sweep_rates == [0.6] and cfg.real_noise == [] and cfg.dataset == "digits"
+    with pytest.raises(ConfigError, match="support_methods"):
+        make_config("tad", "smoke", SUPPORT_METHODS=["tad"])
+    with pytest.raises(ConfigError, match="warmup_epochs"):
+        make_config("tad", "smoke", TRUST_MODEL="convnet", WARMUP_EPOCHS=1.5)
+
+
+def test_each_seed_draws_its_own_noise_and_balanced_subset_outside_the_validation_split(tmp_path):
+    """With PER_SEED_DRAW two run seeds see different noise and subsets, each balanced by the true labels and drawn
+    from the pool outside the validation split; without it every seed sees one draw (the leaderboard's)."""
+    from ltdd_utils.experiment import Run
+    from ltdd_utils.studies.tad import Study
+    cfg = make_config("tad", "smoke", cache_dir=str(tmp_path), results_dir=str(tmp_path))
+    st = Study(Run(cfg))
+    s = ("symmetric", 0.4)
+    a, b = st.noisy_of(s, 0), st.noisy_of(s, 1)
+    assert not torch.equal(a.indices, b.indices) and a.noise_rate() > 0.2 and b.noise_rate() > 0.2
+    for d in (a, b):
+        assert torch.bincount(d.clean_labels, minlength=st.C).tolist() == [cfg.per_class] * st.C
+        assert not set(d.indices.tolist()) & set(st.val.indices.tolist())
+        assert torch.equal(st.pool_of(s, 0).subset(st.positions(0)).labels, a.labels) if d is a else True
+    assert torch.bincount(st.val.labels, minlength=st.C).tolist() == [cfg.val_per_class] * st.C
+    assert st.holdout_of(0).max() < len(a) and st.noisy_of(s, 0) is not a          # rebuilt, equal
+    assert torch.equal(st.noisy_of(s, 0).labels, a.labels)
+    one = Study(Run(make_config("tad", "smoke", cache_dir=str(tmp_path), results_dir=str(tmp_path),
+                                PER_SEED_DRAW=False)))
+    assert torch.equal(one.noisy_of(s, 0).labels, one.noisy_of(s, 1).labels)
+    assert torch.equal(one.noisy_of(s, 1).indices, a.indices)          # seed 0's draw is NOISE_SEED's either way

@@ -35,7 +35,7 @@ SHARED = ("data_root", "cache_dir", "device", "precision", "seeds", "ipc", "mode
 STRUCTURE = {"adsa": ("imbalance_factor", "sweep_factors", "n_max", "tail_order_seed", "eval_widths", "ipcs"),
              "unbiased_recovery": ("imbalance_factor", "other_factors", "n_max", "tail_order_seed", "other_ipcs"),
              "csdm": ("feature_nets",), "kde_debias": ("datasets", "settings", "headline_settings", "student_steps"),
-             "tad": ("noise_settings", "sweep_rates", "real_noise")}
+             "tad": ("noise_settings", "sweep_rates", "real_noise", "per_seed_draw")}
 
 
 def _imperfection(name, v):
@@ -97,7 +97,8 @@ def paper_config(values: dict, chapter: str, check_data: bool = False):
                     student_steps=values["eval_epochs"] * math.ceil(10 * values["ipc"] / values["eval_batch"]))
     if chapter == "tad":
         noise = [[k, v] for k, v in values["imperfections"] if k in NOISE]
-        over.update(noise_settings=noise or [["symmetric", 0.4]], sweep_rates=[], real_noise=[])
+        # one noise draw for every seed: the board's other arms read that draw (LeaderboardStudy.data)
+        over.update(noise_settings=noise or [["symmetric", 0.4]], sweep_rates=[], real_noise=[], per_seed_draw=False)
     over.update(values["papers"].get(chapter, {}))
     try:
         return make_config(chapter, values["preset"], check_data=check_data, **over)

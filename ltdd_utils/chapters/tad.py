@@ -8,6 +8,14 @@ from ..methods.tad import RELIABILITY_TESTS, SPLITS
 METHODS = ("random", "clean_dm", "noisy_dm", "filter_dm", "two_stage", "tad_outer", "tad", "tad_ours", "oracle_dm",
            "clean_trusted", "clean_lowloss_init")
 SYNTHETIC_NOISE = ("symmetric", "asymmetric")
+# the arms the headline claims read (with their gates): every seed, never SUPPORT_METHODS
+HEADLINE_METHODS = ("random", "noisy_dm", "clean_dm", "filter_dm", "tad")
+
+
+def runs(cfg, method: str, seed: int) -> bool:
+    """Whether the main comparison runs ``method`` at ``seed``: SUPPORT_METHODS on the first SUPPORT_SEED_COUNT
+    seeds, every other arm on every seed."""
+    return method not in cfg.support_methods or seed in cfg.seeds[:cfg.support_seed_count]
 
 
 def _setting(name, v):
@@ -46,6 +54,13 @@ def resolve_data(values: dict, check_data: bool) -> dict:
     if "asymmetric" in kinds and name in DATASETS and display.get(name) not in ASYMMETRIC_MAPS:
         raise ConfigError(f"asymmetric noise has no class map for dataset {name!r}; maps exist for "
                           f"{sorted(ASYMMETRIC_MAPS)}")
+    if values["trust_model"] != "fastnet" and values["warmup_epochs"] != int(values["warmup_epochs"]):
+        _fail("warmup_epochs", values["warmup_epochs"], "a whole number unless TRUST_MODEL = 'fastnet' (the teachers' "
+              "recipe counts fractional epochs in optimiser steps)")
+    read = set(HEADLINE_METHODS) & set(values["support_methods"])
+    if read:
+        _fail("support_methods", values["support_methods"], f"arms other than {sorted(read)}: the headline claims and "
+              "their gates read them on every seed")
     return values
 
 
@@ -53,10 +68,20 @@ SCHEMA = schema_from(
     "claim_margin", "test_limit", "results_dir",
     "dataset", "data_root", "cache_dir", "device", "precision", "seeds", "ipc", "model", "width", "depth", "norm",
     "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
-    "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
-    per_class=Param(optional(int_at_least(1)), "training images per class drawn from the real training split "
-                                               "(class-balanced subset; None = all)"),
-    noise_seed=Param(int_at_least(0), "seed of the noise draw (shared by every arm and run seed)"),
+    "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width", "val_per_class",
+    per_class=Param(optional(int_at_least(1)), "training images per class of the subset every arm sees, drawn by "
+                                               "the true labels from the pool (the training split outside the "
+                                               "validation images; None = the whole pool)"),
+    noise_seed=Param(int_at_least(0), "seed of the noise and subset draws (with PER_SEED_DRAW, run seed s draws "
+                                      "with NOISE_SEED + s)"),
+    per_seed_draw=Param(a_bool, "each run seed draws its own noise and subset (the spread over seeds then includes "
+                                "draw-to-draw variation); off: one draw shared by every seed (the leaderboard)"),
+    trust_data=Param(one_of("pool", "subset"), "what the trust network warms up on: the whole noisy pool (the "
+                     "subset's images among them; the papers' networks see the whole training set) or the subset "
+                     "alone; the dual loop and distillation run on the subset either way"),
+    support_methods=Param(list_of(one_of(*METHODS), min_len=0), "arms run on the first SUPPORT_SEED_COUNT seeds "
+                          f"only (never one of {list(HEADLINE_METHODS)}, which the headline claims read)"),
+    support_seed_count=Param(int_at_least(2), "seeds of SUPPORT_METHODS (the other arms take every seed)"),
     noise_settings=Param(list_of(_setting), "[kind, rate] pairs of the main comparison (kind: symmetric, "
                                             "asymmetric); the ablations run on the first"),
     methods=Param(list_of(one_of(*METHODS)), "arms of the main comparison"),
@@ -68,7 +93,8 @@ SCHEMA = schema_from(
                       "at TRUST_LR and TRUST_BATCH) or FastNet warmed up by the teachers' recipe (ltdd_utils.teachers); "
                       "either way TAD's rounds train it at TRUST_LR and TRUST_BATCH"),
     trust_width=Param(int_at_least(1), "trust-network width"),
-    warmup_epochs=Param(int_at_least(1), "cross-entropy warm-up of the trust network on the noisy labels"),
+    warmup_epochs=Param(positive_number, "cross-entropy warm-up epochs of the trust network on the noisy labels "
+                        "(fractional with TRUST_MODEL = 'fastnet')"),
     rounds=Param(int_at_least(1), "TAD rounds R (outer split + inner recall); every R' <= R comes from one run"),
     epochs_per_round=Param(int_at_least(1), "trust-network epochs between rounds (CE on T + consistency on U)"),
     tau=Param(_unit_open, "trust threshold on the low-loss posterior of the mixture"),
@@ -92,7 +118,8 @@ SCHEMA = schema_from(
     delta_grid=Param(list_of(_unit_open), "recall thresholds our variant chooses from on the hold-out"),
 )
 
-_COMMON = {**BASE_PRESET, "dataset": "auto", "noise_seed": 0, "methods": list(METHODS), "real_noise": "auto",
+_COMMON = {**BASE_PRESET, "dataset": "auto", "noise_seed": 0, "per_seed_draw": True, "methods": list(METHODS),
+           "support_methods": [], "support_seed_count": 3, "real_noise": "auto", "trust_data": "subset",
            "sweep_methods": ["noisy_dm", "filter_dm", "tad", "tad_ours"], "trust_split": "classwise",
            "keep_ratio": 0.5,
            "tau": 0.5, "delta": 0.9, "reliability": ["mahalanobis", "cosine", "model"], "shrinkage": 1e-3,
@@ -103,30 +130,37 @@ _COMMON = {**BASE_PRESET, "dataset": "auto", "noise_seed": 0, "methods": list(ME
            "delta_grid": [0.5, 0.9, 0.99, 0.999, 0.9999]}
 
 PRESETS = {
-    "smoke": {**_COMMON, "dataset": "digits", "seeds": [0], "ipc": 2, "width": 8, "per_class": 60,
+    "smoke": {**_COMMON, "dataset": "digits", "seeds": [0, 1], "ipc": 2, "width": 8, "per_class": 60,
+              "val_per_class": 20, "support_methods": ["tad_ours", "oracle_dm"], "support_seed_count": 2,
               "test_limit": 200, "noise_settings": [["symmetric", 0.4], ["asymmetric", 0.4]], "sweep_rates": [0.2],
               "real_noise": [], "sweep_methods": ["noisy_dm", "tad"], "sweep_seeds": [0], "trust_model": "fastnet",
               "trust_width": 8, "warmup_epochs": 1, "rounds": 2, "epochs_per_round": 1, "dm_iterations": 5, "dm_batch_real": 16,
               "dm_dsa": False, "dm_net_pool": 2, "eval_students": 1, "eval_epochs": 3, "eval_batch": 64,
               "eval_width": 8, "trust_batch": 64},
-    "cpu": {**_COMMON, "seeds": [0, 1, 2], "ipc": 10, "width": 16, "per_class": 500, "test_limit": None,
+    # the preset of the last run (a one-draw 5,000-image subset, a ConvNet trust network warmed up on it, width-16 DM
+    # without DSA); the regime issue 39 asks for (trust network by the teachers' recipe on the whole noisy pool, DM at
+    # the book's recipe, 5 seeds for the headline arms) replaces it with the chapter's next run
+    "cpu": {**_COMMON, "seeds": [0, 1, 2], "ipc": 10, "width": 16, "per_class": 500, "val_per_class": 500,
+            "per_seed_draw": False, "test_limit": None,
             "noise_settings": [["symmetric", 0.4], ["asymmetric", 0.4]], "sweep_rates": [0.2, 0.6],
             "sweep_seeds": [0, 1], "trust_model": "fastnet", "trust_width": 64, "trust_batch": 64, "warmup_epochs": 8,
             "rounds": 3,
             "epochs_per_round": 2,
             "dm_iterations": 400, "dm_batch_real": 256, "dm_dsa": False, "dm_net_pool": 8, "eval_students": 1,
             "eval_epochs": 300, "eval_batch": 256, "eval_width": 16},
-    "paper": {**_COMMON, "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 128, "per_class": None, "test_limit": None,
-              "noise_settings": [["symmetric", 0.4], ["asymmetric", 0.4]], "sweep_rates": [0.2, 0.6],
+    "paper": {**_COMMON, "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 128, "per_class": None, "val_per_class": 500,
+              "test_limit": None, "noise_settings": [["symmetric", 0.4], ["asymmetric", 0.4]], "sweep_rates": [0.2, 0.6],
               "sweep_methods": ["noisy_dm", "filter_dm", "two_stage", "tad", "tad_ours"], "sweep_seeds": [0, 1, 2],
-              "trust_width": 128, "warmup_epochs": 10, "rounds": 5, "epochs_per_round": 3,
+              "trust_model": "fastnet", "trust_data": "pool", "trust_width": 64, "warmup_epochs": 7.5, "rounds": 5,
+              "epochs_per_round": 3,
               "dm_iterations": 20000, "dm_batch_real": 256, "dm_dsa": True, "dm_net_pool": 0, "eval_students": 5,
               "eval_epochs": 1000, "eval_batch": 256, "eval_width": 128},
 }
 
-# One H200 within about a minute (bf16): 1,400 CIFAR-10 images per class (a data root packed for a GPU lease,
-# pack-data --per-class 1500, holds them), the cpu preset's trust network, DM at width 128 with DSA and a fresh network
-# per step for 1,000 iterations, width-128 students for 300 epochs (sized from the cpu run, not yet timed on a GPU)
-PRESETS["gpu"] = {**PRESETS["cpu"], "per_class": 1400, "width": 128, "trust_batch": 256,
+# One H200 within about a minute (bf16): 1,500 CIFAR-10 images per class (a data root packed for a GPU lease,
+# pack-data --per-class 1500, holds them: 100 per class for validation, 1,400 the pool and the subset), the cpu
+# preset's trust network, DM at width 128 with DSA and a fresh network per step for 1,000 iterations, width-128
+# students for 300 epochs (sized from the cpu run, not yet timed on a GPU)
+PRESETS["gpu"] = {**PRESETS["cpu"], "per_class": 1400, "val_per_class": 100, "width": 128, "trust_batch": 256,
                   "sweep_rates": [], "real_noise": [], "dm_iterations": 1000, "dm_batch_real": 256, "dm_dsa": True,
                   "dm_net_pool": 0, "eval_width": 128}

@@ -401,17 +401,22 @@ def trust_aware_diversion(net, x: torch.Tensor, noisy_labels: torch.Tensor, num_
 
 # ----------------------------------------------------------------------------- cached pipeline pieces
 @producer("net.trust", 2, uses=("train.fit", "models", "augment", "teachers", "net.fast_teacher"))
-def warmup_trust_net(data, width: int = 32, depth: int = 3, norm: str = "instancenorm", epochs: int = 5,
+def warmup_trust_net(data, width: int = 32, depth: int = 3, norm: str = "instancenorm", epochs: float = 5,
                      lr: float = 0.01, batch: int = 256, model: str = "convnet", seed: int = 0, device="cpu",
                      cache_root=None):
     """The trust network after ``epochs`` of cross-entropy on ``data``'s (noisy) labels; cached by configuration
     (the data fingerprint covers the images chosen and their observed labels). ``model="fastnet"``: the teachers'
     recipe's network of ``width`` (its own optimiser, batch and label smoothing; ``depth``, ``norm``, ``lr`` and
-    ``batch`` unused), the cached :func:`ltdd_utils.teachers.teacher` of those noisy labels."""
+    ``batch`` unused; ``epochs`` may be fractional), the cached :func:`ltdd_utils.teachers.teacher` of those noisy
+    labels; other models train whole epochs."""
     if model == "fastnet":
         from ..teachers import Recipe, teacher
         return teacher(data, epochs=epochs, objective="ce", seed=seed, recipe=Recipe(width=width), device=device,
                        cache_root=cache_root)
+    if epochs != int(epochs):
+        raise ValueError(f"warm-up epochs = {epochs!r}: a {model} trust network trains whole epochs (fractional ones "
+                         "only with model='fastnet')")
+    epochs = int(epochs)
     key = dict(data=data.fingerprint(), model=model, width=width, depth=depth, norm=norm, epochs=epochs, lr=lr,
                batch=batch)
 
@@ -425,25 +430,29 @@ def warmup_trust_net(data, width: int = 32, depth: int = 3, norm: str = "instanc
     return cached_net("net.trust", build, train, key, seed=seed, device=device, cache_root=cache_root)
 
 
-@producer("method.tad", 1, uses=("net.trust",))
+@producer("method.tad", 2, uses=("net.trust",))
 def cached_tad(data, settings: TADSettings, warmup: dict, seed: int = 0, device="cpu", cache_root=None,
                clean_labels: torch.Tensor | None = None, holdout: torch.Tensor | None = None,
-               holdout_labels: torch.Tensor | None = None) -> list[dict]:
-    """:func:`trust_aware_diversion` from the warmed-up net of ``warmup`` (keyword arguments of
-    :func:`warmup_trust_net`), cached by configuration; one dict per round (a :class:`RoundState`'s fields).
-    ``holdout`` / ``holdout_labels``: the labelled hold-out of our variant's recall threshold."""
+               holdout_labels: torch.Tensor | None = None, warmup_data=None) -> list[dict]:
+    """:func:`trust_aware_diversion` on ``data`` from the net of ``warmup`` (keyword arguments of
+    :func:`warmup_trust_net`) warmed up on ``warmup_data`` (default ``data``; e.g. the whole noisy pool that ``data``
+    is a subset of), cached by configuration; one dict per round (a :class:`RoundState`'s fields). ``holdout`` /
+    ``holdout_labels``: the labelled hold-out of our variant's recall threshold."""
     from dataclasses import asdict
     s = asdict(settings)
     s["tests"] = list(s["tests"])
     if s["covariance"] == "pooled":          # the default keeps the key it had before the option existed
         del s["covariance"]
+    warm_on = data if warmup_data is None else warmup_data
     key = dict(data=data.fingerprint(), settings=s, warmup={k: v for k, v in warmup.items() if k != "device"},
                seed=seed, diagnostics=clean_labels is not None, versions=key_versions("method.tad"))
+    if warmup_data is not None:
+        key["warmup_data"] = warm_on.fingerprint()
     if holdout is not None:
         key["holdout"] = hashlib.sha1(holdout.numpy().tobytes() + holdout_labels.numpy().tobytes()).hexdigest()[:16]
 
     def run():
-        net = warmup_trust_net(data, seed=seed, device=device, cache_root=cache_root, **warmup)
+        net = warmup_trust_net(warm_on, seed=seed, device=device, cache_root=cache_root, **warmup)
         x, y = data.tensors()
         return [asdict(st) for st in trust_aware_diversion(net, x, y, data.num_classes, settings, seed, device,
                                                            clean_labels, holdout, holdout_labels)]

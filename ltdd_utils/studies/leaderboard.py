@@ -77,7 +77,7 @@ class Study:
                 sp = self.paper("kde_debias").data[kind, value]
                 out = sp["train"], sp["test"], None
             else:                                          # the noisy labels, as every arm but TAD sees them
-                out = self.paper("tad").noisy[kind, value], self.run.test, None
+                out = self.paper("tad").noisy_of((kind, value)), self.run.test, None
             self._data[kind, value] = out
         return self._data[kind, value]
 

@@ -1,6 +1,7 @@
-"""The experiments of the TAD chapter (notebooks/05_tad.ipynb): a class-balanced training subset, its noisy
-labels per setting, the trust-network runs (TAD and its variants) and the arms, each a view of the noisy data
-distilled by DM through the distiller registry."""
+"""The experiments of the TAD chapter (notebooks/05_tad.ipynb): a fixed validation split, the noisy training pool
+of each run seed (its own noise draw with PER_SEED_DRAW), a class-balanced subset of it drawn by the true labels,
+the trust-network runs (TAD and its variants) and the arms, each a view of the noisy subset distilled by DM through
+the distiller registry."""
 from __future__ import annotations
 
 import time
@@ -9,7 +10,7 @@ from dataclasses import replace
 import torch
 
 from ..data.bias import stream_seed
-from ..data.longtail import make_longtail
+from ..data.longtail import held_out, longtail_indices
 from ..data.noise import ASYMMETRIC_MAPS, inject_noise
 from ..distill import distill, random_subset
 from ..experiment import Run
@@ -23,18 +24,21 @@ def label(s) -> str:
 
 
 class Study:
+    """The data are methods of the run seed (``seed=None``: the shared draw, NOISE_SEED), so that no reader can
+    take one seed's noise for another's: :meth:`pool_of`, :meth:`noisy_of` (the subset every arm sees),
+    :meth:`holdout_of`. The validation split ``val`` (true labels, fixed) measures the trust network only."""
+
     def __init__(self, run: Run):
         self.run, self.cfg, self.device, c = run, run.cfg, run.device, run.cfg
         full = run.train
-        if c.per_class:                                  # a class-balanced subset with fixed indices (noise seed stream)
-            self.base = make_longtail(full, 1, stream_seed(c.noise_seed, "tad-subset"), n_max=c.per_class)
-        else:
-            self.base = full
-        self.C = self.base.num_classes
+        self.C, self.classes, self.name = full.num_classes, full.classes, full.name
+        self.val = held_out(full, [], c.val_per_class, stream_seed(c.noise_seed, "tad-val"))
+        keep = torch.ones(len(full), dtype=torch.bool)
+        keep[self.val.indices] = False
+        self.clean_pool = full.subset(keep.nonzero().flatten())       # every training image outside the validation
         self.settings = [tuple(s) for s in c.noise_settings]
         self.sweep = [("symmetric", r) for r in c.sweep_rates if ("symmetric", r) not in self.settings]
         self.sweep += [(f"cifar10n_{k}", 0.0) for k in c.real_noise]
-        self.noisy = {s: inject_noise(self.base, *s, c.noise_seed, c.data_root) for s in self.settings + self.sweep}
         main = tad.TADSettings(rounds=c.rounds, epochs_per_round=c.epochs_per_round, tau=c.tau, split=c.trust_split,
                                keep_ratio=c.keep_ratio, recall=True, delta=c.delta, tests=tuple(c.reliability),
                                shrinkage=c.shrinkage, covariance=c.covariance, lambda_cons=c.lambda_cons,
@@ -42,31 +46,81 @@ class Study:
         self.variants = {"tad": main, "tad_outer": replace(main, recall=False),
                          "tad_no_consistency": replace(main, lambda_cons=0.0),
                          "tad_ours": replace(main, revert=True, delta_grid=tuple(c.delta_grid))}
-        # our variant may read the true labels of a fixed hold-out share of the training images (a small verified
-        # subset) to choose its recall threshold; every other arm ignores them
-        gen = torch.Generator().manual_seed(stream_seed(c.noise_seed, "tad-holdout"))
-        self.holdout = torch.randperm(len(self.base), generator=gen)[:max(1, round(c.holdout_share * len(self.base)))]
         self.warmup = dict(model=c.model if c.trust_model == "convnet" else c.trust_model, width=c.trust_width,
                            depth=c.depth, norm=c.norm, epochs=c.warmup_epochs, lr=c.trust_lr, batch=c.trust_batch)
+        self._pools: dict = {}
+        self._positions: dict = {}
         self.runs: dict = {}             # (setting, seed, variant) -> list of round dicts
         self.trust_seconds: dict = {}
         self.sets: dict = {}
 
+    # ------------------------------------------------------------------------------------------------- data
+    def draw_seed(self, seed: int | None = None) -> int:
+        """The seed of a run seed's noise and subset draws: NOISE_SEED + seed with PER_SEED_DRAW, else NOISE_SEED
+        (``seed=None``: NOISE_SEED)."""
+        return self.cfg.noise_seed + (seed if self.cfg.per_seed_draw and seed is not None else 0)
+
+    def pool_of(self, s, seed: int | None = None):
+        """The training pool (every image outside the validation split) under setting ``s``'s noisy labels of the
+        run seed's draw: what the trust network warms up on with TRUST_DATA = 'pool'."""
+        key = s, self.draw_seed(seed)
+        if key not in self._pools:
+            self._pools[key] = inject_noise(self.clean_pool, *s, key[1], self.cfg.data_root)
+        return self._pools[key]
+
+    def positions(self, seed: int | None = None) -> torch.Tensor:
+        """Positions in the pool of the run seed's class-balanced subset: PER_CLASS images of each class by the
+        TRUE labels (the noise does not change the class sizes the arms start from); the whole pool when None."""
+        ds = self.draw_seed(seed)
+        if ds not in self._positions:
+            c = self.cfg
+            self._positions[ds] = (torch.arange(len(self.clean_pool)) if c.per_class is None else
+                                   longtail_indices(self.clean_pool.labels, 1, stream_seed(ds, "tad-subset"),
+                                                    n_max=c.per_class))
+        return self._positions[ds]
+
+    def noisy_of(self, s, seed: int | None = None):
+        """The noisy training subset of setting ``s`` and a run seed: what every arm of that seed sees."""
+        return self.pool_of(s, seed).subset(self.positions(seed))
+
+    def holdout_of(self, seed: int | None = None) -> torch.Tensor:
+        """Positions in the subset whose true labels our variant (tad_ours) may read: HOLDOUT_SHARE of it."""
+        n = len(self.positions(seed))
+        gen = torch.Generator().manual_seed(stream_seed(self.draw_seed(seed), "tad-holdout"))
+        return torch.randperm(n, generator=gen)[:max(1, round(self.cfg.holdout_share * n))]
+
+    def warmup_data(self, s, seed: int | None = None):
+        """What the trust network warms up on: the noisy pool (TRUST_DATA = 'pool') or the subset ('subset')."""
+        return self.pool_of(s, seed) if self.cfg.trust_data == "pool" else self.noisy_of(s, seed)
+
     def noise_table(self) -> list[dict]:
-        return [{"setting": label(s), "nominal rate": round(d.nominal_rate, 3), "measured rate": round(d.noise_rate(), 4),
-                 "classes with wrong labels": int((torch.bincount(d.clean_labels[d.is_noisy], minlength=self.C) > 0).sum()),
-                 "observed class counts (min-max)": f"{min(d.class_counts())}-{max(d.class_counts())}"}
-                for s, d in self.noisy.items()]
+        """Per setting: the nominal rate and, over the run seeds' draws (one draw without PER_SEED_DRAW), the measured
+        share of wrong labels in the subset the arms see."""
+        seeds = list(dict.fromkeys(self.draw_seed(x) for x in self.cfg.seeds))
+        rows = []
+        for s in self.settings + self.sweep:
+            draws = [self.noisy_of(s, x) for x in self.cfg.seeds if self.draw_seed(x) in seeds]
+            draws = list({self.draw_seed(x): d for x, d in zip(self.cfg.seeds, draws)}.values())
+            rates = [d.noise_rate() for d in draws]
+            counts = [n for d in draws for n in d.class_counts()]
+            wrong = [int((torch.bincount(d.clean_labels[d.is_noisy], minlength=self.C) > 0).sum()) for d in draws]
+            rows.append({"setting": label(s), "nominal rate": round(draws[0].nominal_rate, 3), "draws": len(draws),
+                         "measured rate (min-max over draws)": f"{min(rates):.4f}-{max(rates):.4f}",
+                         "classes with wrong labels": f"{min(wrong)}-{max(wrong)}" if min(wrong) != max(wrong) else wrong[0],
+                         "observed class counts (min-max)": f"{min(counts)}-{max(counts)}"})
+        return rows
 
     def trust(self, s, seed, variant="tad") -> list[dict]:
-        """The rounds of one trust-network run (cached by configuration)."""
+        """The rounds of one trust-network run on the run seed's subset (cached by configuration)."""
         if (s, seed, variant) not in self.runs:
-            d = self.noisy[s]
+            d = self.noisy_of(s, seed)
             print(f"--- {label(s)}, seed {seed}, {variant}")
             t0 = time.time()
-            hold = (self.holdout, d.clean_labels[self.holdout]) if variant == "tad_ours" else (None, None)
+            h = self.holdout_of(seed)
+            hold = (h, d.clean_labels[h]) if variant == "tad_ours" else (None, None)
             self.runs[s, seed, variant] = tad.cached_tad(d, self.variants[variant], self.warmup, seed, self.device,
-                                                         self.cfg.cache_dir, d.clean_labels, *hold)
+                                                         self.cfg.cache_dir, d.clean_labels, *hold,
+                                                         warmup_data=self.warmup_data(s, seed))
             self.trust_seconds[s, seed, variant] = time.time() - t0
         return self.runs[s, seed, variant]
 
@@ -76,19 +130,23 @@ class Study:
                 for (s, seed, variant), states in self.runs.items() for st in states]
 
     # ------------------------------------------------------------------------------------------------ arms
+    def trust_net(self, s, seed):
+        """The warmed-up trust network of a setting and run seed (cached)."""
+        return tad.warmup_trust_net(self.warmup_data(s, seed), seed=seed, device=self.device,
+                                    cache_root=self.cfg.cache_dir, **self.warmup)
+
     def trust_net_accuracy(self, s, seed) -> float:
-        """Test accuracy of the warmed-up trust network (what the round-1 split reads)."""
+        """Accuracy (%) of the warmed-up trust network on the validation split under its true labels (what the
+        gate tad.g.trust_learns reads; never the test set)."""
         from ..evaluate import test_model
-        net = tad.warmup_trust_net(self.noisy[s], seed=seed, device=self.device, cache_root=self.cfg.cache_dir,
-                                   **self.warmup)
-        return test_model(net, self.run.test, device=self.device)["acc"]
+        return test_model(self.trust_net(s, seed), self.val, device=self.device)["acc"]
 
     def view(self, s, method, seed):
         """The arm's data: the images it keeps under the labels it trusts (positions kept, so fingerprints
         differ by arm). The controls: ``clean_trusted``, TAD's final trusted images under their true labels
         (TAD's selection without its label errors); ``clean_lowloss_init``, every image under its true label
         (its initial images are drawn from TAD's trusted ones, :meth:`init_for`)."""
-        d = self.noisy[s]
+        d = self.noisy_of(s, seed)
         if method in ("clean_dm", "clean_lowloss_init"):
             labels, mask = d.clean_labels, None
         elif method == "clean_trusted":
@@ -107,7 +165,7 @@ class Study:
         return d.with_labels(labels).subset(keep.nonzero().flatten())
 
     def groups_for(self, s):
-        src = ASYMMETRIC_MAPS.get(self.base.name, {}) if s[0] == "asymmetric" else {}
+        src = ASYMMETRIC_MAPS.get(self.name, {}) if s[0] == "asymmetric" else {}
         return {"flipped": sorted(src), "unflipped": [c for c in range(self.C) if c not in src]} if src else None
 
     def init_for(self, s, method, seed, view):
@@ -125,19 +183,20 @@ class Study:
                                                       init=init if method == "clean_lowloss_init" else None)
         self.sets[study, s, method, seed] = syn
         true_init = self.run.train.labels[torch.tensor(init.meta["indices"])]
-        add = {"trusted": len(view), "label_precision": float((view.labels == view.clean_labels).float().mean()),
+        add = {"trusted": len(view), "draw_seed": self.draw_seed(seed),
+               "label_precision": float((view.labels == view.clean_labels).float().mean()),
                "init_label_precision": float((init.labels == true_init).float().mean())}
-        return self.run.evaluate(syn, method, {"study": study, "noise": s[0], "rate": s[1],
-                                               "measured_rate": self.noisy[s].noise_rate()}, c.ipc, seed,
-                                 groups=self.groups_for(s), data=self.base, add=add, t0=t0)
+        add["measured_rate"] = self.noisy_of(s, seed).noise_rate()        # of this seed's draw: a metric, not the arm
+        return self.run.evaluate(syn, method, {"study": study, "noise": s[0], "rate": s[1]}, c.ipc, seed,
+                                 groups=self.groups_for(s), data=self.noisy_of(s, seed), add=add, t0=t0)
 
     def warmup_ablation(self, s, seed) -> tuple[list[dict], list[dict]]:
         """On the warm-up network of setting ``s`` (one seed): per split rule and tau (``ABLATION_TAUS``; the
         small-loss rule at ``KEEP_RATIO``), the trusted share, its precision and the share of clean images it keeps;
         then, for the default split, what each combination of reliability tests (``ABLATION_TESTS``) recalls and how
         often the recalled labels are right (against their noisy labels)."""
-        c, d = self.cfg, self.noisy[s]
-        net = tad.warmup_trust_net(d, seed=seed, device=self.device, cache_root=c.cache_dir, **self.warmup)
+        c, d = self.cfg, self.noisy_of(s, seed)
+        net = self.trust_net(s, seed)
         x, y = d.tensors()
         loss, z, logits = tad.losses_features_logits(net, x, y, self.device)
         clean = ~d.is_noisy
