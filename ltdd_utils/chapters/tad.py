@@ -93,6 +93,8 @@ SCHEMA = schema_from(
                       "at TRUST_LR and TRUST_BATCH) or FastNet warmed up by the teachers' recipe (ltdd_utils.teachers); "
                       "either way TAD's rounds train it at TRUST_LR and TRUST_BATCH"),
     trust_width=Param(int_at_least(1), "trust-network width"),
+    trust_gate=Param(number_at_least(0), "validation accuracy (%, true labels) the warmed-up trust network must reach "
+                     "before any claim that rests on it is judged (the gate tad.g.trust_learns; 0: no gate)"),
     warmup_epochs=Param(positive_number, "cross-entropy warm-up epochs of the trust network on the noisy labels "
                         "(fractional with TRUST_MODEL = 'fastnet')"),
     rounds=Param(int_at_least(1), "TAD rounds R (outer split + inner recall); every R' <= R comes from one run"),
@@ -124,7 +126,7 @@ _COMMON = {**BASE_PRESET, "dataset": "auto", "noise_seed": 0, "per_seed_draw": T
            "keep_ratio": 0.5,
            "tau": 0.5, "delta": 0.9, "reliability": ["mahalanobis", "cosine", "model"], "shrinkage": 1e-3,
            "covariance": "pooled",
-           "lambda_cons": 1.0, "trust_model": "convnet", "trust_lr": 0.01, "trust_batch": 256, "ablation_taus": [0.3, 0.5, 0.7],
+           "lambda_cons": 1.0, "trust_model": "convnet", "trust_gate": 70.0, "trust_lr": 0.01, "trust_batch": 256, "ablation_taus": [0.3, 0.5, 0.7],
            "ablation_tests": ["mahalanobis", "cosine", "model", "mahalanobis+cosine+model", "confidence"],
            "ablation_consistency": True, "ablation_seeds": [0], "holdout_share": 0.1,
            "delta_grid": [0.5, 0.9, 0.99, 0.999, 0.9999]}
@@ -141,7 +143,7 @@ PRESETS = {
     # without DSA); the regime issue 39 asks for (trust network by the teachers' recipe on the whole noisy pool, DM at
     # the book's recipe, 5 seeds for the headline arms) replaces it with the chapter's next run
     "cpu": {**_COMMON, "seeds": [0, 1, 2], "ipc": 10, "width": 16, "per_class": 500, "val_per_class": 500,
-            "per_seed_draw": False, "test_limit": None,
+            "per_seed_draw": False, "trust_gate": 0.0, "test_limit": None,
             "noise_settings": [["symmetric", 0.4], ["asymmetric", 0.4]], "sweep_rates": [0.2, 0.6],
             "sweep_seeds": [0, 1], "trust_model": "fastnet", "trust_width": 64, "trust_batch": 64, "warmup_epochs": 8,
             "rounds": 3,
