@@ -164,5 +164,6 @@ PRESETS = {
 # preset's trust network, DM at width 128 with DSA and a fresh network per step for 1,000 iterations, width-128
 # students for 300 epochs (sized from the cpu run, not yet timed on a GPU)
 PRESETS["gpu"] = {**PRESETS["cpu"], "per_class": 1400, "val_per_class": 100, "width": 128, "trust_batch": 256,
+                  "per_seed_draw": True, "trust_gate": 70.0, "trust_data": "pool",
                   "sweep_rates": [], "real_noise": [], "dm_iterations": 1000, "dm_batch_real": 256, "dm_dsa": True,
                   "dm_net_pool": 0, "eval_width": 128}
