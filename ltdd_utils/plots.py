@@ -56,6 +56,25 @@ def per_class_accuracy(df, num_classes: int, hue: str = "method", class_names=No
     return ax
 
 
+def per_rank_accuracy(df, orders: dict, num_classes: int, hue: str = "method", ax=None, title=None,
+                      ylabel: str = "test accuracy (%)"):
+    """Per-class test accuracy by tail rank (0 = head) where each seed ranks the classes its own way: ``orders``
+    maps a record's ``seed`` to its ranking (``order[r]``, the class of rank r); mean ± std over records, one line
+    per ``hue`` value, the legend outside the axes."""
+    ax = ax or plt.subplots(figsize=(6, 3.5))[1]
+    cols = [f"per_class.{c}" for c in range(num_classes)]
+    long = df.melt(id_vars=[hue, "seed"], value_vars=cols, var_name="class", value_name="accuracy")
+    cls = long["class"].str.split(".").str[1].astype(int)
+    long["rank"] = [list(orders[s]).index(c) for s, c in zip(long["seed"], cls)]
+    sns.lineplot(data=long, x="rank", y="accuracy", hue=hue, errorbar="sd", marker="o", ax=ax)
+    ax.set_xticks(range(num_classes))
+    ax.set(xlabel="tail rank (0 = head; each seed ranks the classes its own way)", ylabel=ylabel)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
 def image_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int, per_class: int = 10, ax=None,
                title=None, row_names=None):
     """Images in [0, 1] (N, C, H, W) as a grid: one row per class, ``per_class`` columns; ``row_names`` (one

@@ -14,20 +14,22 @@ SCHEMA = schema_from(
     herding_features=Param(one_of("random", "teacher"), "embedding for herding: a random ConvNet or the teacher"),
     balanced_control=Param(a_bool, "also a class-balanced split with as many images as the most imbalanced "
                            "one (separates imbalance from data size)"),
+    permute_classes=Param(a_bool, "each seed permutes which class takes which tail rank (False: class 0 the head, "
+                          "class C-1 the tail, for every seed)"),
 )
 
 PRESETS = {
-    "smoke": {**BASE_PRESET, "dataset": "digits", "seeds": [0], "ipc": 2, "width": 8, "imbalance_factors": [1, 10],
+    "smoke": {**BASE_PRESET, "dataset": "digits", "permute_classes": True, "seeds": [0], "ipc": 2, "width": 8, "imbalance_factors": [1, 10],
               "profile_factors": [10, 50, 100], "methods": ["random", "herding", "dm"],
               "herding_features": "teacher", "balanced_control": True, "dm_iterations": 5, "dm_batch_real": 16,
               "dm_net_pool": 2, "eval_students": 1, "eval_epochs": 5, "eval_batch": 64, "eval_width": 8,
               "teacher_epochs": 2, "teacher_width": 8, "test_limit": 200},
-    "cpu": {**BASE_PRESET, "dataset": "auto", "seeds": [0, 1, 2], "ipc": 10, "width": 32, "imbalance_factors": [1, 100],
+    "cpu": {**BASE_PRESET, "dataset": "auto", "permute_classes": True, "seeds": [0, 1, 2], "ipc": 10, "width": 32, "imbalance_factors": [1, 100],
             "profile_factors": [10, 50, 100], "methods": ["random", "herding", "dm"], "herding_features": "random",
             "balanced_control": True, "dm_iterations": 500, "dm_batch_real": 64, "dm_net_pool": 0,
             "eval_students": 1, "eval_epochs": 500, "eval_batch": 256, "eval_width": 32,
             "teacher_epochs": 15, "teacher_width": 32, "test_limit": None},
-    "paper": {**BASE_PRESET, "dataset": "auto", "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 128,
+    "paper": {**BASE_PRESET, "dataset": "auto", "permute_classes": True, "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 128,
               "imbalance_factors": [1, 100], "profile_factors": [10, 50, 100],
               "methods": ["random", "herding", "dm"], "herding_features": "teacher", "balanced_control": True,
               "dm_iterations": 20000, "dm_batch_real": 256, "dm_net_pool": 0,
