@@ -24,7 +24,7 @@ PRESETS = {
               "herding_features": "teacher", "balanced_control": True, "dm_iterations": 5, "dm_batch_real": 16,
               "dm_net_pool": 2, "eval_students": 1, "eval_epochs": 5, "eval_batch": 64, "eval_width": 8,
               "teacher_epochs": 2, "teacher_width": 8, "test_limit": 200},
-    "cpu": {**BASE_PRESET, "dataset": "auto", "permute_classes": True, "seeds": [0, 1, 2], "ipc": 10, "width": 32, "imbalance_factors": [1, 100],
+    "cpu": {**BASE_PRESET, "dataset": "auto", "permute_classes": True, "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 32, "imbalance_factors": [1, 100],
             "profile_factors": [10, 50, 100], "methods": ["random", "herding", "dm"], "herding_features": "random",
             "balanced_control": True, "dm_iterations": 500, "dm_batch_real": 64, "dm_net_pool": 0,
             "eval_students": 1, "eval_epochs": 500, "eval_batch": 256, "eval_width": 32,
