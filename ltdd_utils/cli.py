@@ -398,6 +398,10 @@ def _reproduce(preset: str, names: list[str] | None, params: dict, force: bool, 
         fd, log = tempfile.mkstemp(prefix=f"ltdd-producers-{stem}.", suffix=".txt")
         os.close(fd)
         os.environ[LOG_ENV] = log
+        # one commit for the whole run: what the kernel prints and records is the commit it started from (with
+        # '+dirty' when the code had uncommitted changes then), even if commits are made while it runs
+        pinned = os.environ.get("LTDD_COMMIT")
+        os.environ["LTDD_COMMIT"] = commit
         try:
             pm.execute_notebook(str(snapshot), tmp, parameters={"PRESET": preset, **params}, cwd=str(NOTEBOOKS),
                                 kernel_name="python3", progress_bar=False, log_output=True,
@@ -411,6 +415,10 @@ def _reproduce(preset: str, names: list[str] | None, params: dict, force: bool, 
             return 1
         finally:
             os.environ.pop(LOG_ENV, None)
+            if pinned is None:
+                os.environ.pop("LTDD_COMMIT", None)
+            else:
+                os.environ["LTDD_COMMIT"] = pinned
             ran_cells = json.loads(snapshot.read_text())["cells"]
             shutil.rmtree(snapshot.parent, ignore_errors=True)
         used = sorted(set(Path(log).read_text().split()))

@@ -116,6 +116,33 @@ def test_failing_chapter_is_named_and_keeps_the_old_copy(tmp_path, monkeypatch):
     assert (tmp_path / ".failed" / "00_longtail_baselines.ipynb").exists()
 
 
+def test_a_run_records_and_prints_the_commit_it_started_from(tmp_path, monkeypatch):
+    """The kernel sees the commit the run started from (LTDD_COMMIT), whatever is committed while it runs: the
+    provenance a chapter prints mid-run and its records agree; the environment is restored afterwards."""
+    import json
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('PRESET = "cpu"', metadata={"tags": ["parameters"]}),
+                nbformat.v4.new_code_cell("from ltdd_utils.results import git_commit\nprint('seen', git_commit())")]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    src = tmp_path / "src"
+    src.mkdir()
+    nbformat.write(nb, src / "00_longtail_baselines.ipynb")
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(cli, "NOTEBOOKS", src)
+    monkeypatch.setattr(cli, "_export_sets", lambda *a, **k: True)
+    monkeypatch.delenv("LTDD_COMMIT", raising=False)
+    import ltdd_utils.results as results
+    monkeypatch.setattr(results, "git_commit", lambda path=".": "abc123+dirty")
+    assert cli.reproduce("smoke", None, {}, output_dir=out) == 0
+    ran = json.loads((out / "00_longtail_baselines.ipynb").read_text())
+    printed = "".join("".join(o.get("text", "")) for c in ran["cells"] for o in c.get("outputs", []))
+    assert "seen abc123+dirty" in printed and ran["metadata"]["ltdd"]["commit"] == "abc123+dirty"
+    import os
+    assert "LTDD_COMMIT" not in os.environ
+
+
 def test_unknown_chapter_selection():
     with pytest.raises(SystemExit, match="unknown chapter"):
         cli.select(["99"])
