@@ -68,7 +68,9 @@ def per_rank_accuracy(df, orders: dict, num_classes: int, hue: str = "method", a
     long["rank"] = [list(orders[s]).index(c) for s, c in zip(long["seed"], cls)]
     sns.lineplot(data=long, x="rank", y="accuracy", hue=hue, errorbar="sd", marker="o", ax=ax)
     ax.set_xticks(range(num_classes))
-    ax.set(xlabel="tail rank (0 = head; each seed ranks the classes its own way)", ylabel=ylabel)
+    per_seed = len({tuple(o) for o in orders.values()}) > 1
+    ax.set(xlabel="tail rank (0 = head" + ("; each seed ranks the classes its own way)" if per_seed else ")"),
+           ylabel=ylabel)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", frameon=False)
     if title:
         ax.set_title(title)

@@ -383,9 +383,45 @@ def test_each_seed_draws_its_own_noise_and_balanced_subset_outside_the_validatio
         assert not set(d.indices.tolist()) & set(st.val.indices.tolist())
         assert torch.equal(st.pool_of(s, 0).subset(st.positions(0)).labels, a.labels) if d is a else True
     assert torch.bincount(st.val.labels, minlength=st.C).tolist() == [cfg.val_per_class] * st.C
-    assert st.holdout_of(0).max() < len(a) and st.noisy_of(s, 0) is not a          # rebuilt, equal
+    assert st.holdout_of(0).max() < len(a) and st.noisy_of(s, 0) is a              # built once per draw
     assert torch.equal(st.noisy_of(s, 0).labels, a.labels)
     one = Study(Run(make_config("tad", "smoke", cache_dir=str(tmp_path), results_dir=str(tmp_path),
                                 PER_SEED_DRAW=False)))
     assert torch.equal(one.noisy_of(s, 0).labels, one.noisy_of(s, 1).labels)
     assert torch.equal(one.noisy_of(s, 1).indices, a.indices)          # seed 0's draw is NOISE_SEED's either way
+
+
+def test_a_trust_network_below_the_gate_blocks_every_claim_resting_on_it():
+    """tad.g.trust_learns (TRUST_GATE) gates TAD's claims, C2 and the sweep's, not the DM gate; every seed's network
+    must reach the bar."""
+    from ltdd_utils import claims
+    from ltdd_utils.verdicts import VERDICTS, evaluate
+    cfg = make_config("tad", "smoke", check_data=False, METHODS=["random", "noisy_dm", "filter_dm", "tad"],
+                      NOISE_SETTINGS=[["symmetric", 0.4]], SWEEP_RATES=[0.2], SWEEP_METHODS=["noisy_dm", "tad"],
+                      SWEEP_SEEDS=[0, 1, 2], ABLATION_CONSISTENCY=False, SUPPORT_METHODS=[], SEEDS=[0, 1, 2, 3, 4])
+    declared = claims.declared("tad", cfg)
+    by_id = {c.id: c for c in declared}
+    assert "tad.g.trust_learns.symmetric.0.4" in by_id["tad.h.beats_dm.symmetric.0.4"].gates
+    assert "tad.g.trust_learns.symmetric.0.4" in by_id["tad.s.c2_precision.symmetric.0.4"].gates
+    assert by_id["tad.s.sweep.tad_vs_noisy_dm.symmetric.0.2"].gates == ("tad.g.trust_learns.symmetric.0.2",)
+    assert not by_id["tad.g.dm_distils.symmetric.0.4"].gates
+
+    def recs(val_accs):
+        out = []
+        for seed in range(5):
+            for m, acc in (("random", 20.0), ("noisy_dm", 25.0 + seed % 2), ("filter_dm", 30.0), ("tad", 35.0 + seed % 2)):
+                out.append({"chapter": "tad", "method": m, "dataset": "D", "ipc": 2, "seed": seed,
+                            "setting": {"study": "main", "noise": "symmetric", "rate": 0.4}, "metrics": {"acc": acc}})
+            out.append({"chapter": "tad", "method": "trust_net", "dataset": "D", "ipc": 2, "seed": seed,
+                        "setting": {"study": "trust", "noise": "symmetric", "rate": 0.4},
+                        "metrics": {"val_acc": val_accs[seed]}})
+        return out
+    pick = lambda rows, i: next(r for r in rows if r["id"] == i)
+    low = evaluate(declared, recs([80, 80, 80, 80, 69]), missing="report")        # one seed below the bar
+    assert pick(low, "tad.g.trust_learns.symmetric.0.4")["verdict"] == VERDICTS[1]
+    assert pick(low, "tad.h.beats_dm.symmetric.0.4")["verdict"] == VERDICTS[3]
+    assert pick(low, "tad.g.dm_distils.symmetric.0.4")["verdict"] == VERDICTS[0]
+    high = evaluate(declared, recs([80] * 5), missing="report")
+    assert pick(high, "tad.h.beats_dm.symmetric.0.4")["verdict"] == VERDICTS[0]
+    off = make_config("tad", "smoke", check_data=False, TRUST_GATE=0)
+    assert not [c for c in claims.declared("tad", off) if "trust_learns" in c.id]

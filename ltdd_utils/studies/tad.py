@@ -50,6 +50,7 @@ class Study:
                            depth=c.depth, norm=c.norm, epochs=c.warmup_epochs, lr=c.trust_lr, batch=c.trust_batch)
         self._pools: dict = {}
         self._positions: dict = {}
+        self._subsets: dict = {}
         self.runs: dict = {}             # (setting, seed, variant) -> list of round dicts
         self.trust_seconds: dict = {}
         self.sets: dict = {}
@@ -80,8 +81,17 @@ class Study:
         return self._positions[ds]
 
     def noisy_of(self, s, seed: int | None = None):
-        """The noisy training subset of setting ``s`` and a run seed: what every arm of that seed sees."""
-        return self.pool_of(s, seed).subset(self.positions(seed))
+        """The noisy training subset of setting ``s`` and a run seed: what every arm of that seed sees (the pool
+        itself when the subset is all of it)."""
+        key = s, self.draw_seed(seed)
+        if key not in self._subsets:
+            pos, pool = self.positions(seed), self.pool_of(s, seed)
+            self._subsets[key] = pool if len(pos) == len(pool) else pool.subset(pos)
+        return self._subsets[key]
+
+    def whole_pool(self) -> bool:
+        """Whether the subset is the whole pool (then the seeds differ only in their noise)."""
+        return self.cfg.per_class is None or len(self.positions(self.cfg.seeds[0])) == len(self.clean_pool)
 
     def holdout_of(self, seed: int | None = None) -> torch.Tensor:
         """Positions in the subset whose true labels our variant (tad_ours) may read: HOLDOUT_SHARE of it."""
@@ -94,13 +104,12 @@ class Study:
         return self.pool_of(s, seed) if self.cfg.trust_data == "pool" else self.noisy_of(s, seed)
 
     def noise_table(self) -> list[dict]:
-        """Per setting: the nominal rate and, over the run seeds' draws (one draw without PER_SEED_DRAW), the measured
-        share of wrong labels in the subset the arms see."""
-        seeds = list(dict.fromkeys(self.draw_seed(x) for x in self.cfg.seeds))
+        """Per setting: the nominal rate and, over the draws of the seeds that run it (one draw without PER_SEED_DRAW),
+        the measured share of wrong labels in the subset the arms see."""
         rows = []
         for s in self.settings + self.sweep:
-            draws = [self.noisy_of(s, x) for x in self.cfg.seeds if self.draw_seed(x) in seeds]
-            draws = list({self.draw_seed(x): d for x, d in zip(self.cfg.seeds, draws)}.values())
+            seeds = self.cfg.seeds if s in self.settings else self.cfg.sweep_seeds
+            draws = list({self.draw_seed(x): self.noisy_of(s, x) for x in seeds}.values())
             rates = [d.noise_rate() for d in draws]
             counts = [n for d in draws for n in d.class_counts()]
             wrong = [int((torch.bincount(d.clean_labels[d.is_noisy], minlength=self.C) > 0).sum()) for d in draws]
