@@ -138,3 +138,22 @@ def test_a_packed_data_root_keeps_the_first_images_per_class_and_says_so(tmp_pat
     pack(tmp_path / "small", 3, datasets=["cifar10"], test_per_class=5)
     test = load_dataset("cifar10", tmp_path / "small", train=False)
     assert test.class_counts() == [5] * 10 and "first 5 test images of each class" in test.source
+
+
+def test_chapter_00_ranks_the_classes_per_seed_and_keeps_its_balanced_control(tmp_path):
+    """With PERMUTE_CLASSES two seeds give the head to different classes (the same profile of counts), the class
+    groups follow the seed's ranking, and the balanced control of the most imbalanced split's size is one split."""
+    from ltdd_utils.config import make_config
+    from ltdd_utils.experiment import Run
+    from ltdd_utils.studies.longtail_baselines import Study
+    st = Study(Run(make_config("longtail_baselines", "smoke", cache_dir=str(tmp_path), results_dir=str(tmp_path),
+                               seeds=[0, 1])))
+    a, b = (st.split(st.hi, s).class_counts() for s in (0, 1))
+    assert sorted(a) == sorted(b) and a != b
+    assert a.index(max(a)) == st.order(0)[0] and b.index(max(b)) == st.order(1)[0]
+    assert st.groups(0)["many"] != st.groups(1)["many"] or st.groups(0)["few"] != st.groups(1)["few"]
+    assert st.split(st.control, 0) is not None and torch.equal(st.split(st.control, 0).indices,
+                                                               st.split(st.control, 1).indices)
+    fixed = Study(Run(make_config("longtail_baselines", "smoke", cache_dir=str(tmp_path), results_dir=str(tmp_path),
+                                  seeds=[0, 1], permute_classes=False)))
+    assert fixed.split(fixed.hi, 0).class_counts() == fixed.split(fixed.hi, 1).class_counts()
