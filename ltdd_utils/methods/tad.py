@@ -260,6 +260,8 @@ def train_trust_net(net, x: torch.Tensor, labels: torch.Tensor, trusted: torch.T
     gen = gen or torch.Generator().manual_seed(0)
     t_idx = torch.arange(len(x)) if trusted is None else trusted.nonzero().flatten()
     u_idx = torch.zeros(0, dtype=torch.long) if trusted is None else (~trusted).nonzero().flatten()
+    if len(t_idx) > 1 and len(t_idx) % batch == 1:      # no last batch of one image (BatchNorm cannot train on it)
+        batch += 1
 
     def step_loss(net, xb, yb, b):
         loss = F.cross_entropy(net(xb), yb)
