@@ -13,6 +13,16 @@ from .evaluate import EvalSettings
 from . import models
 
 
+class Verdicts(list):
+    """The judged claims of a run (one dict per claim). A notebook shows them as one line of counts: the claims
+    themselves are on the page above it, as text."""
+
+    def _repr_pretty_(self, p, cycle):
+        from collections import Counter
+        counts = Counter(r["verdict"] or "not judged" for r in self)
+        p.text(f"{len(self)} claims: " + ", ".join(f"{n} {v}" for v, n in counts.most_common()))
+
+
 def load_split(cfg: Config) -> tuple[ImageData, ImageData]:
     """The training split and the balanced test split (a class-balanced subset when ``test_limit`` is set)."""
     train = load_dataset(cfg.dataset, cfg.data_root, train=True)
@@ -178,11 +188,13 @@ class Run:
     def verdicts(self, lines=()) -> list[dict]:
         """Judge the chapter's declared claims (``ltdd_utils.claims.<chapter>``) on this run's records, write the
         records and the judged rows, and show them (headline claims first, then supporting claims, controls, gates,
-        diagnostics), then ``lines`` (the chapter's other observations). Returns the rows."""
+        diagnostics), then what every claim a failed gate left not testable would read without its gate
+        (:func:`~ltdd_utils.verdicts.without_gates`, not a verdict), then ``lines`` (the chapter's other
+        observations). Returns the rows (:class:`Verdicts`: a notebook shows them as one line of counts)."""
         from IPython.display import Markdown, display
         from . import claims
         from .results import write_claims
-        from .verdicts import LEVELS, describe
+        from .verdicts import LEVELS, describe, without_gates
         self.claims = claims.judge(self.cfg.chapter, self.cfg, self.records)
         self.write()
         write_claims(self.claims, self.path)
@@ -191,11 +203,14 @@ class Run:
             rows = [r for r in self.claims if r["level"] == level]
             if rows:
                 text += [f"**{level.capitalize()} claims**", ""] + [f"* `{r['id']}` {describe(r)}" for r in rows] + [""]
+        ungated = [x for x in without_gates(self.claims) if x not in lines]
+        if ungated:
+            text += ["**Read without their gates** (not verdicts: each gate was fixed before the run)", ""] + ungated + [""]
         shared = claims.shared(self.cfg.chapter, self.records)
         if shared:
             text += [f"*Every seed shares {shared}.*", ""]
         display(Markdown("\n".join(text + list(lines))))
-        return self.claims
+        return Verdicts(self.claims)
 
     def finish(self):
         import time
