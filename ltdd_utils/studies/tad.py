@@ -199,6 +199,33 @@ class Study:
         return self.run.evaluate(syn, method, {"study": study, "noise": s[0], "rate": s[1]}, c.ipc, seed,
                                  groups=self.groups_for(s), data=self.noisy_of(s, seed), add=add, t0=t0)
 
+    def shown_sets(self) -> list[dict]:
+        """The sets the chapter's image figure shows, for the site's "Distilled sets" page (:mod:`ltdd_utils.sets`):
+        DM on the noisy labels and DM after TAD, at the first setting and seed, through the cached producers (the
+        trust network, TAD's rounds, DM) as the arms make them."""
+        from ..distill.registry import is_exact, settings_of
+        from ..experiment import hard_protocol
+        from ..versions import key_versions
+        c, s, seed = self.cfg, self.settings[0], self.cfg.seeds[0]
+        real = ("exact class means over a fixed pool of random networks" if is_exact(settings_of("dm", c)) else
+                "real batches with DSA through a fresh random network per step")
+        how = {"noisy_dm": "DM on every image of the subset under its noisy labels, started from a random draw of them",
+               "tad": f"DM on TAD's trusted images after {c.rounds} rounds, under their current labels (recalled ones "
+                      "included), started from a random draw of them"}
+        out = []
+        for m in ("noisy_dm", "tad"):
+            if m not in c.methods:
+                continue
+            syn = distill("dm", self.view(s, m, seed), c, seed, self.device)        # the arm's call: its cached set
+            where = {"noise": s[0], "rate": s[1]}
+            out.append({"name": f"{m}_{s[0]}{s[1]:g}_ipc{c.ipc}_seed{seed}", "set": syn, "data": self.noisy_of(s, seed),
+                        "title": f"{m}, {label(s)} noise, IPC {c.ipc}", "setting": where, "ipc": c.ipc, "seed": seed,
+                        "made_by": f"{how[m]}, {c.dm_iterations} steps of {real}",
+                        "producer": key_versions("distill.dm", *(["method.tad"] if m == "tad" else [])),
+                        "students": hard_protocol(c, len(syn)),
+                        "arms": [{"method": m, "study": "main", "ipc": c.ipc, "setting": where}]})
+        return out
+
     def warmup_ablation(self, s, seed) -> tuple[list[dict], list[dict]]:
         """On the warm-up network of setting ``s`` (one seed): per split rule and tau (``ABLATION_TAUS``; the
         small-loss rule at ``KEEP_RATIO``), the trusted share, its precision and the share of clean images it keeps;
