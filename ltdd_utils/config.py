@@ -54,6 +54,11 @@ COMMON: dict[str, Param] = {
     "precision": Param(one_of("auto", "fp32", "bf16"), "compute precision: 'auto' = bf16 where the CPU (AMX or "
                        "AVX512-bf16) or the GPU has it, else fp32; resolved when the config is made"),
     "seeds": Param(list_of(int_at_least(0)), "seeds; every result is repeated per seed"),
+    "support_seed_count": Param(int_at_least(2), "seeds of SUPPORT_METHODS: the first this many of the run's seeds "
+                                "(the other arms take every seed)"),
+    "run_seeds": Param(optional(list_of(int_at_least(0))), "the whole run's seeds where SEEDS is one seed job's share "
+                       "(the cluster launcher sets it, so that a seed job runs SUPPORT_METHODS only on the seeds the "
+                       "merged run reads); None = SEEDS"),
     "ipc": Param(int_at_least(1), "images per class of the synthetic set"),
     "model": Param(_registry_check("model"), "architecture, by name (models.MODELS)"),
     "width": Param(int_at_least(1), "ConvNet width (channels per layer)"),
@@ -103,6 +108,12 @@ def schema_from(*names: str, **extra: Param) -> dict[str, Param]:
     out = {n: COMMON[n] for n in names}
     out.update(extra)
     return out
+
+
+def runs_on(cfg, method: str, seed: int) -> bool:
+    """Whether a chapter's arm ``method`` runs at ``seed``: SUPPORT_METHODS on the first SUPPORT_SEED_COUNT of the
+    run's seeds (RUN_SEEDS where a seed job runs one of them, else SEEDS), every other arm on every seed."""
+    return method not in cfg.support_methods or seed in (cfg.run_seeds or cfg.seeds)[:cfg.support_seed_count]
 
 
 # Defaults every chapter's presets start from.

@@ -68,16 +68,18 @@ def plan(stems: list[str], preset: str, params: dict, runs_dir: Path, cache_dir:
     """Per chapter: its seed jobs and its merge job (not yet submitted). Parameters are validated here, before
     anything is submitted."""
     from .cli import chapter_key
-    from .config import make_config
+    from .config import make_config, schema
     seeds_of = {stem: make_config(chapter_key(stem), preset, **params).seeds for stem in stems}
     out = {}
     for stem, seeds in seeds_of.items():
         base = runs_dir / f"{stem}_{preset}"
+        # a chapter with support arms learns the whole run's seeds, so that only the jobs of its first seeds run them
+        whole = {"RUN_SEEDS": seeds} if "run_seeds" in schema(chapter_key(stem)) else {}
         jobs = []
         for s in seeds:
             d = base / f"seed{s}"
             d.mkdir(parents=True, exist_ok=True)
-            jobs.append(ChapterJob(stem, preset, {**params, "SEEDS": [s], "RESULTS_DIR": str(d)},
+            jobs.append(ChapterJob(stem, preset, {**params, "SEEDS": [s], **whole, "RESULTS_DIR": str(d)},
                                    str(d / f"{stem}.ipynb"), str(cache_dir)))
         merge = ChapterJob(stem, preset, params, str(runs_dir / f"{stem}_{preset}.ipynb"), str(cache_dir))
         out[stem] = {"seeds": jobs, "merge": merge}

@@ -139,3 +139,19 @@ def test_cluster_batch_run_with_submitits_local_executor(tmp_path):
         assert json.loads(one.read_text())["metadata"]["ltdd"]["parameters"]["SEEDS"] == [s]
     text = json.dumps(merged)
     assert "[cache] reuse synsets/dm" in text and "[cache] stored synsets/dm" not in text
+
+
+def test_a_seed_job_runs_support_arms_only_on_the_seeds_the_merged_run_reads(tmp_path):
+    """Each seed job runs with SEEDS = [its seed]; a chapter with SUPPORT_METHODS also gets RUN_SEEDS, the whole
+    run's seeds, so that a support arm runs in the jobs of the first SUPPORT_SEED_COUNT seeds only, as the merged
+    run reads it (before, every seed job was its own first seed and ran every support arm)."""
+    from ltdd_utils.config import make_config, runs_on
+    from ltdd_utils.launch import plan
+    jobs = plan(["05_tad", "00_longtail_baselines"], "smoke", {"SEEDS": [0, 1, 2]}, tmp_path / "runs", tmp_path / "cache")
+    tad = [job.params for job in jobs["05_tad"]["seeds"]]
+    assert [p["RUN_SEEDS"] for p in tad] == [[0, 1, 2]] * 3
+    assert all("RUN_SEEDS" not in job.params for job in jobs["00_longtail_baselines"]["seeds"])
+    cfg = lambda p: make_config("tad", "smoke", check_data=False, seeds=p["SEEDS"], run_seeds=p["RUN_SEEDS"])
+    assert make_config("tad", "smoke", check_data=False).support_seed_count == 2 and "tad_ours" in cfg(tad[0]).support_methods
+    assert [runs_on(cfg(p), "tad_ours", p["SEEDS"][0]) for p in tad] == [True, True, False]
+    assert all(runs_on(cfg(p), "tad", p["SEEDS"][0]) for p in tad)

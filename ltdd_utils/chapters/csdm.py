@@ -50,7 +50,8 @@ def resolve_data(values: dict, check_data: bool) -> dict:
 
 SCHEMA = schema_from(
     "claim_margin", "results_dir",
-    "dataset", "data_root", "cache_dir", "device", "precision", "seeds", "ipc", "model", "width", "depth", "norm",
+    "dataset", "data_root", "cache_dir", "device", "precision", "seeds", "support_seed_count", "run_seeds",
+    "ipc", "model", "width", "depth", "norm",
     "group_scheme", "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
     "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width",
     imbalance_factors=Param(list_of(number_at_least(1, " (1 = balanced)")), "imbalance factors of the main comparison"),
@@ -65,7 +66,6 @@ SCHEMA = schema_from(
     sweep_methods=Param(list_of(one_of(*METHODS)), "arms of the shrinking-tail sweep"),
     support_methods=Param(list_of(one_of(*METHODS), min_len=0), "arms of METHODS that only supporting claims read: "
                           "run on the first SUPPORT_SEED_COUNT seeds"),
-    support_seed_count=Param(int_at_least(2), "seeds of SUPPORT_METHODS (the headline arms take every seed)"),
     kernel=Param(one_of(*KERNELS), "shift-invariant kernel of SDD, CSDM and the MMD baseline"),
     sigma=Param(_bandwidth, "kernel bandwidth on L2-normalised features, or 'median' (the median heuristic per step)"),
     sigma_ablation=Param(list_of(_bandwidth, min_len=0), "other bandwidths of SDD at ABLATION_IF (against SIGMA)"),
@@ -95,7 +95,7 @@ _COMMON = {**BASE_PRESET, "dataset": "auto", "methods": [m for m in METHODS if m
            "sweep_methods": ["random", "dm", "csdm"], "permute_classes": True, "alpha_sweep": [[0.8, 0.2], [0.9, 0.1]],
            "kernel": "gaussian", "sigma": 1.0, "sigma_ablation": [], "num_freqs": 1024, "cf_form": "mmd",
            "spectral_lr": 0.01, "feature_nets": "random", "feature_pool": 2, "feature_epochs": 10,
-           "support_methods": [], "support_seed_count": 3,
+           "support_methods": [], "support_seed_count": 3, "run_seeds": None,
            "alpha_rule": "loglinear", "alpha_head": 0.7, "alpha_tail": 0.3, "alpha0": 0.8, "n0": 100.0,
            "check_freqs": [16, 64, 256, 1024, 4096, 16384], "timing_reals": [64, 256, 1024, 4096],
            "timing_freqs": [256, 1024, 4096]}

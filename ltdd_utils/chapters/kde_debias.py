@@ -1,7 +1,7 @@
 """Parameters and presets of the KDE-debiasing chapter (notebooks/04_kde_debias.ipynb): bias in the original
 data and KDE sample reweighting (Cui, Wang, Xiong, Hsieh, ICML 2024)."""
 from ..config import (BASE_PRESET, Param, a_bool, a_string, int_at_least, list_of, one_of, optional,
-                      positive_number, rate, schema_from, _fail)
+                      positive_number, rate, runs_on, schema_from, _fail)
 
 BIASED = ("cmnist", "bg_fmnist", "corrupted_cifar10")
 METHODS = ("random", "dm", "dm_kde", "kde_subset", "dm_kde_init", "dm_lff", "dm_kde_lff", "oracle", "oracle_matched")
@@ -24,9 +24,8 @@ def methods_at(cfg, r: float, ipc: int) -> list[str]:
 
 def runs(cfg, kind: str, r: float, ipc: int, method: str, seed: int) -> bool:
     """Whether the main comparison runs ``method`` at ``seed`` on one dataset and setting: every arm on every seed
-    at the headline setting (:data:`HEADLINE`), elsewhere SUPPORT_METHODS on the first SUPPORT_SEED_COUNT seeds."""
-    return ((kind, float(r), int(ipc)) == HEADLINE or method not in cfg.support_methods
-            or seed in cfg.seeds[:cfg.support_seed_count])
+    at the headline setting (:data:`HEADLINE`), elsewhere as :func:`ltdd_utils.config.runs_on` says."""
+    return (kind, float(r), int(ipc)) == HEADLINE or runs_on(cfg, method, seed)
 
 
 def _setting(name, v):
@@ -80,7 +79,8 @@ def resolve_data(values: dict, check_data: bool) -> dict:
 
 SCHEMA = schema_from(
     "claim_margin", "results_dir",
-    "data_root", "cache_dir", "device", "precision", "seeds", "model", "width", "depth", "norm",
+    "data_root", "cache_dir", "device", "precision", "seeds", "support_seed_count", "run_seeds",
+    "model", "width", "depth", "norm",
     "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
     "eval_students", "student_steps", "eval_lr", "eval_batch", "eval_aug", "eval_width",
     datasets=Param(_datasets, "biased datasets, each run through every arm; 'auto' = cmnist, bg_fmnist, and "
@@ -94,7 +94,6 @@ SCHEMA = schema_from(
     support_methods=Param(list_of(one_of(*METHODS), min_len=0), "arms run on the first SUPPORT_SEED_COUNT seeds "
                           "only, except at the headline setting (Colored MNIST, 5 %, IPC 50), where every arm takes "
                           "every seed"),
-    support_seed_count=Param(int_at_least(2), "seeds of SUPPORT_METHODS (the other arms take every seed)"),
     selection_seed=Param(int_at_least(0), "seed of the bandwidth selection's embedding, sets and students: outside "
                          "SEEDS, so that no set the claims are judged on was used to choose"),
     per_class=Param(int_at_least(1), "training images per class drawn from the real training split"),
@@ -130,7 +129,8 @@ SCHEMA = schema_from(
 _COMMON = {**BASE_PRESET, "datasets": "auto", "methods": ["random", "dm", "dm_kde", "kde_subset", "dm_kde_init", "dm_lff",
                                                           "oracle", "oracle_matched"],
            "headline_settings": [], "headline_methods": ["random", "dm", "dm_kde", "kde_subset", "dm_kde_init", "dm_lff"],
-           "support_methods": [], "support_seed_count": 3, "selection_seed": 100, "severity": 4,
+           "support_methods": [], "support_seed_count": 3, "run_seeds": None,
+           "selection_seed": 100, "severity": 4,
            "supcon_temperature": 0.1, "supcon_lr": 1e-3, "supcon_batch": 256,
            "kde_embedding": "projection", "kde_alpha": 1.0, "kde_selection": "validation",
            "kde_bandwidths": [0.1, 0.2, 0.3, 0.5], "kde_bandwidth": 0.2, "diag_alphas": [1, 2, 4], "lff_q": 0.7,

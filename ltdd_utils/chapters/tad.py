@@ -1,7 +1,7 @@
 """Parameters and presets of the TAD chapter (notebooks/05_tad.ipynb): trust-aware diversion for dataset
 distillation from mislabeled data (Wu et al., arXiv 2502.05027)."""
 from ..config import (BASE_PRESET, ConfigError, Param, a_bool, a_string, int_at_least, list_of, number_at_least, one_of,
-                      optional, positive_number, rate, schema_from, _fail)
+                      optional, positive_number, rate, runs_on, schema_from, _fail)
 from ..data.noise import CIFAR10N_KEYS
 from ..methods.tad import RELIABILITY_TESTS, SPLITS
 
@@ -12,10 +12,7 @@ SYNTHETIC_NOISE = ("symmetric", "asymmetric")
 HEADLINE_METHODS = ("random", "noisy_dm", "clean_dm", "filter_dm", "tad")
 
 
-def runs(cfg, method: str, seed: int) -> bool:
-    """Whether the main comparison runs ``method`` at ``seed``: SUPPORT_METHODS on the first SUPPORT_SEED_COUNT
-    seeds, every other arm on every seed."""
-    return method not in cfg.support_methods or seed in cfg.seeds[:cfg.support_seed_count]
+runs = runs_on               # whether the main comparison runs an arm at a seed (notebooks/05_tad.ipynb)
 
 
 def _setting(name, v):
@@ -66,7 +63,8 @@ def resolve_data(values: dict, check_data: bool) -> dict:
 
 SCHEMA = schema_from(
     "claim_margin", "test_limit", "results_dir",
-    "dataset", "data_root", "cache_dir", "device", "precision", "seeds", "ipc", "model", "width", "depth", "norm",
+    "dataset", "data_root", "cache_dir", "device", "precision", "seeds", "support_seed_count", "run_seeds",
+    "ipc", "model", "width", "depth", "norm",
     "dm_iterations", "dm_lr", "dm_batch_real", "dm_dsa", "dm_net_pool",
     "eval_students", "eval_epochs", "eval_lr", "eval_batch", "eval_aug", "eval_width", "val_per_class",
     per_class=Param(optional(int_at_least(1)), "training images per class of the subset every arm sees, drawn by "
@@ -81,7 +79,6 @@ SCHEMA = schema_from(
                      "alone; the dual loop and distillation run on the subset either way"),
     support_methods=Param(list_of(one_of(*METHODS), min_len=0), "arms run on the first SUPPORT_SEED_COUNT seeds "
                           f"only (never one of {list(HEADLINE_METHODS)}, which the headline claims read)"),
-    support_seed_count=Param(int_at_least(2), "seeds of SUPPORT_METHODS (the other arms take every seed)"),
     noise_settings=Param(list_of(_setting), "[kind, rate] pairs of the main comparison (kind: symmetric, "
                                             "asymmetric); the ablations run on the first"),
     methods=Param(list_of(one_of(*METHODS)), "arms of the main comparison"),
@@ -121,7 +118,8 @@ SCHEMA = schema_from(
 )
 
 _COMMON = {**BASE_PRESET, "dataset": "auto", "noise_seed": 0, "per_seed_draw": True, "methods": list(METHODS),
-           "support_methods": [], "support_seed_count": 3, "real_noise": "auto", "trust_data": "subset",
+           "support_methods": [], "support_seed_count": 3, "run_seeds": None, "real_noise": "auto",
+           "trust_data": "subset",
            "sweep_methods": ["noisy_dm", "filter_dm", "tad", "tad_ours"], "trust_split": "classwise",
            "keep_ratio": 0.5,
            "tau": 0.5, "delta": 0.9, "reliability": ["mahalanobis", "cosine", "model"], "shrinkage": 1e-3,

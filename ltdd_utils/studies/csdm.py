@@ -8,6 +8,7 @@ import time
 
 import torch
 
+from ..config import runs_on
 from ..data.longtail import class_groups, make_longtail, tail_order
 from ..distill import distill, random_subset
 from ..distill.dm import class_mean_embeddings, dm_loss
@@ -40,9 +41,8 @@ class Study:
         self.sets: dict = {}
 
     def runs(self, method, seed) -> bool:
-        """Whether the main comparison runs ``method`` at ``seed``: SUPPORT_METHODS on their first seeds only."""
-        c = self.cfg
-        return method not in c.support_methods or seed in c.seeds[:c.support_seed_count]
+        """Whether the main comparison runs ``method`` at ``seed`` (:func:`ltdd_utils.config.runs_on`)."""
+        return runs_on(self.cfg, method, seed)
 
     def order(self, seed) -> list[int]:
         """order[r]: the class of tail rank r (r = 0 the head) for this seed."""
