@@ -184,12 +184,18 @@ class Study:
             return random_subset(view, self.cfg.ipc, seed)
         return random_subset(self.view(s, "clean_trusted", seed), self.cfg.ipc, seed)
 
-    def arm(self, study, s, method, seed):
-        t0, c = time.time(), self.cfg
+    def synthesize(self, s, method, seed):
+        """(synthetic set, the data it was made from, its initial images) of one arm: DM on the arm's view (cached),
+        or, for ``random``, the initial images themselves."""
         view = self.view(s, method, seed)
         init = self.init_for(s, method, seed, view)
-        syn = init if method == "random" else distill("dm", view, c, seed, self.device,
+        syn = init if method == "random" else distill("dm", view, self.cfg, seed, self.device,
                                                       init=init if method == "clean_lowloss_init" else None)
+        return syn, view, init
+
+    def arm(self, study, s, method, seed):
+        t0, c = time.time(), self.cfg
+        syn, view, init = self.synthesize(s, method, seed)
         self.sets[study, s, method, seed] = syn
         true_init = self.run.train.labels[torch.tensor(init.meta["indices"])]
         add = {"trusted": len(view), "draw_seed": self.draw_seed(seed),
@@ -216,7 +222,7 @@ class Study:
         for m in ("noisy_dm", "tad"):
             if m not in c.methods:
                 continue
-            syn = distill("dm", self.view(s, m, seed), c, seed, self.device)        # the arm's call: its cached set
+            syn = self.synthesize(s, m, seed)[0]                    # the arm's own set (cached)
             where = {"noise": s[0], "rate": s[1]}
             out.append({"name": f"{m}_{s[0]}{s[1]:g}_ipc{c.ipc}_seed{seed}", "set": syn, "data": self.noisy_of(s, seed),
                         "title": f"{m}, {label(s)} noise, IPC {c.ipc}", "setting": where, "ipc": c.ipc, "seed": seed,
