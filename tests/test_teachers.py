@@ -115,7 +115,8 @@ def test_the_page_includes_the_stored_teachers_as_rendered():
 def test_chapters_01_02_and_06_get_one_cached_teacher(tmp_path, monkeypatch):
     """Chapters 01 and 02 draw one long-tailed split at a preset (same N_MAX, imbalance and tail order), so
     chapter 01's teacher and chapter 02's plain observer are one cached network, trained once; chapter 06 runs
-    chapter 01 on a split chapter 01 has too and loads its teacher (their smoke configs, as each builds them)."""
+    chapter 01 on a split chapter 01 has too and loads its teacher, and herds in that teacher's features (their
+    smoke configs, as each builds them)."""
     from ltdd_utils import teachers
     from ltdd_utils.chapters.leaderboard import paper_config
     from ltdd_utils.config import make_config
@@ -136,6 +137,11 @@ def test_chapters_01_02_and_06_get_one_cached_teacher(tmp_path, monkeypatch):
     third = adsa.Study(Run(paper_config(board, "adsa", check_data=True)))
     assert third.IF0 in first.teachers and third.teachers[third.IF0].cache_key == first.teachers[third.IF0].cache_key
     assert len(trained) == len(first.teachers) + 1            # only its balanced teacher, of that split's size, is new
+    from ltdd_utils.studies.leaderboard import Study as Board
+    lb = Board(Run(make_config("leaderboard", "smoke", cache_dir=str(tmp_path))))
+    value = next(v for k, v in lb.imperfections if k == "long_tail")
+    assert lb.features(lb.data("long_tail", value)[0]).cache_key == third.teachers[value].cache_key
+    assert len(trained) == len(first.teachers) + 1            # herding's features on the long tail: that teacher, loaded
 
 
 def test_a_glmc_expert_trains_on_the_recipe_and_logit_adjustment_is_checked(tmp_path):

@@ -157,3 +157,17 @@ def test_chapter_01_gain_against_imbalance_judged_on_its_main_students():
                            gain("main", 100), gain("sweep", 10))], rs)
     assert [round(d, 2) for d in row["diffs"]] == [0.79, 0.75, -1.56, 3.51, -0.56]
     assert row["mean"] == pytest.approx(0.59, abs=0.01) and row["verdict"] == OPEN
+
+
+def test_the_leaderboard_judges_every_set_on_hard_labels_and_soft_labels_also_under_their_own_students():
+    """DD-Ranking's practice: every claim of the board reads the hard-label protocol, except a soft-label method
+    against its labels on random real images, which reads the methods' own KD students; the references and controls
+    (full data, clean-data DM, the filter) are no paper's method."""
+    from ltdd_utils.claims.leaderboard import claims
+    from ltdd_utils.config import make_config
+    rows = {c.id: c for c in claims(make_config("leaderboard", "smoke", check_data=False))}
+    assert rows["lb.s.adsa_beats_dm.long_tail.5"].a.setting["protocol"] == "hard"
+    assert rows["lb.c.adsa_beats_random_soft.long_tail.5"].a.setting["protocol"] == "kd"
+    assert rows["lb.c.adsa_beats_random_soft.long_tail.5"].b.setting["protocol"] == "kd"
+    assert {"lb.c.tad_beats_filter.symmetric.0.4", "lb.d.cost.cmnist.0.05", "lb.d.cost.long_tail.5"} <= set(rows)
+    assert not any(i.startswith(("lb.s.filter", "lb.s.full_data", "lb.s.clean_dm")) for i in rows)

@@ -1,6 +1,13 @@
 """Chapter 06, the leaderboard: every method under one protocol on each imperfection; no paper's claim of its own (the
-papers' headline claims are judged in their chapters), so its claims are supporting comparisons behind one gate each."""
+papers' headline claims are judged in their chapters). Per imperfection: the gate (DM beats a random real subset),
+what the imperfection costs DM (DM on the clean counterpart against DM, a diagnostic), and each paper's method against
+DM (supporting, behind the gate) and against a random real subset (control), all under the board's protocol (hard
+labels); a soft-label method also against its own labels on random real images under its KD protocol, and TAD against
+the filter it starts from."""
 from ..verdicts import Arm, Claim
+
+# the rows that are references or controls, not a paper's method
+NOT_PAPERS = ("full_data", "clean_dm", "random", "herding", "dm", "random_soft", "filter")
 
 
 def claims(cfg) -> list[Claim]:
@@ -10,18 +17,28 @@ def claims(cfg) -> list[Claim]:
         return out
     for kind, value in cfg.imperfections:
         name = label(kind, value)
-        at = lambda method: Arm(method, setting={"imperfection": name})
+        at = lambda method, protocol="hard": Arm(method, setting={"imperfection": name, "protocol": protocol})
         tag = f"{kind}.{value:g}"
-        out.append(Claim(f"lb.g.dm_distils.{tag}", "gate", f"{name}: DM beats a random real subset", at("dm"),
-                         at("random"), margin=m, setting=name))
+        gate = f"lb.g.dm_distils.{tag}"
+        out.append(Claim(gate, "gate", f"{name}: DM beats a random real subset", at("dm"), at("random"), margin=m,
+                         setting=name))
+        if "clean_dm" in have:
+            out.append(Claim(f"lb.d.cost.{tag}", "diagnostic", f"{name}: the imperfection costs DM (DM on the same data "
+                             "without it beats DM on the imperfect data)", at("clean_dm"), at("dm"), margin=m,
+                             gates=(gate,), setting=name))
         for meth in cfg.methods:
-            if meth in ("random", "herding", "dm", "random_soft") or not applies(meth, kind):
+            if meth in NOT_PAPERS or not applies(meth, kind):
                 continue
-            out += [Claim(f"lb.s.{meth}_beats_dm.{tag}", "supporting", f"{name}: {meth} beats DM", at(meth), at("dm"),
-                          margin=m, gates=(f"lb.g.dm_distils.{tag}",), setting=name),
-                    Claim(f"lb.c.{meth}_beats_random.{tag}", "control", f"{name}: {meth} beats a random real subset",
-                          at(meth), at("random"), margin=m, setting=name)]
+            out += [Claim(f"lb.s.{meth}_beats_dm.{tag}", "supporting", f"{name}: {meth} beats DM (hard labels)",
+                          at(meth), at("dm"), margin=m, gates=(gate,), setting=name),
+                    Claim(f"lb.c.{meth}_beats_random.{tag}", "control", f"{name}: {meth} beats a random real subset "
+                          "(hard labels)", at(meth), at("random"), margin=m, setting=name)]
             if meth in SOFT_LABELS and "random_soft" in have:
                 out.append(Claim(f"lb.c.{meth}_beats_random_soft.{tag}", "control", f"{name}: {meth} beats its soft "
-                                 "labels on a random real subset", at(meth), at("random_soft"), margin=m, setting=name))
+                                 "labels on a random real subset (its own KD students)", at(meth, "kd"),
+                                 at("random_soft", "kd"), margin=m, setting=name))
+            if meth == "tad" and "filter" in have:
+                out.append(Claim(f"lb.c.tad_beats_filter.{tag}", "control", f"{name}: TAD beats the filter it starts "
+                                 "from (DM on its first trust split, no recall)", at("tad"), at("filter"), margin=m,
+                                 gates=(gate,), setting=name))
     return out

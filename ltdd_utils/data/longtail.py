@@ -66,6 +66,13 @@ def make_longtail(data: ImageData, imbalance_factor: float, seed: int = 0, n_max
     return data.subset(longtail_indices(data.labels, imbalance_factor, seed, n_max, order))
 
 
+def balanced_like(full: ImageData, d: ImageData) -> ImageData:
+    """A class-balanced subset of ``full`` with the size of ``d`` (``len(d) // C`` images per class, a fixed draw):
+    the clean counterpart of a long-tailed split, chapter 01's balanced teacher's data and the leaderboard's."""
+    from .bias import stream_seed
+    return make_longtail(full, 1, stream_seed(0, "adsa-balanced"), n_max=len(d) // full.num_classes)
+
+
 def held_out(full: ImageData, splits, per_class: int, seed: int = 12345) -> ImageData:
     """A balanced validation set: ``per_class`` images of each class of ``full`` that are in none of ``splits``
     (subsets of ``full``), drawn with a seeded generator (selection only: never distilled, never tested)."""

@@ -10,7 +10,7 @@ import torch
 from ..augment import resized_crops
 from ..cache import cached
 from ..data.bias import stream_seed
-from ..data.longtail import class_groups, held_out, make_longtail, tail_order
+from ..data.longtail import balanced_like, class_groups, held_out, make_longtail, tail_order
 from ..distill import SyntheticSet, random_subset
 from ..distill.srr import recover
 from ..evaluate import KD_CROP_SCALE, EvalSettings, predict
@@ -69,7 +69,7 @@ class Study:
         self.factors = list(dict.fromkeys([cfg.imbalance_factor, *cfg.sweep_factors]))
         self.splits = {f: make_longtail(self.full, f, seed=0, n_max=cfg.n_max, order=self.order) for f in self.factors}
         self.lt = self.splits[self.IF0]
-        self.bal = self.balanced_like(self.lt)
+        self.bal = balanced_like(self.full, self.lt)
         self.val = held_out(self.full, [*self.splits.values(), self.bal], cfg.val_per_class)
         self.groups = class_groups(self.lt.class_counts(), cfg.group_scheme)
         # one teacher per split, seed 0; the main split's teacher is trained again per run seed (teacher())
@@ -81,10 +81,6 @@ class Study:
         self._test_feats = None                  # the balanced teacher's features of the test set (image term)
 
     # ------------------------------------------------------------------------------------------ data, teachers
-    def balanced_like(self, d):
-        """A class-balanced subset of the full training set with the same total size as ``d``."""
-        return make_longtail(self.full, 1, stream_seed(0, "adsa-balanced"), n_max=len(d) // self.C)
-
     def teacher_for(self, d, seed: int = 0):
         """The teachers' recipe (cross-entropy, teacher seed ``seed``) on ``d``: the cached network chapter 02's
         plain experts and chapter 06 load for the same split."""

@@ -1,9 +1,12 @@
 """The leaderboard (notebooks/06_leaderboard.ipynb): random, herding and DM on every imperfection, and each paper's
 method, built by its own chapter's study, on the imperfections it applies to; one DM recipe (the leaderboard's
-config, which every paper chapter's config takes over), one student protocol, one run.
+config, which every paper chapter's config takes over), one run. Two references per imperfection: ``full_data``
+(a student on the whole imperfect training set) and ``clean_dm`` (DM on the same data without the imperfection).
 
-The soft-label methods (ADSA, unbiased recovery and the ``random_soft`` control) train their students on their
-own teacher's labels with their chapter's student recipe: the labels are part of those methods."""
+Every set is scored by one protocol, ``hard``: the board's students (SGD, ``EVAL_EPOCHS``) on its images under its
+hard labels. The soft-label methods (ADSA, unbiased recovery and the ``random_soft`` control) are also scored by
+their own protocol, ``kd``: their chapter's students learn their teacher's labels (the labels are part of those
+methods), in a column of their own (DD-Ranking's practice: it scores soft-label sets under hard labels too)."""
 from __future__ import annotations
 
 import importlib
@@ -13,9 +16,9 @@ import pandas as pd
 import torch
 
 from ..chapters.leaderboard import BIAS, LONG_TAIL, METHODS, paper_config
-from ..data.longtail import class_groups, make_longtail, tail_order
-from ..distill import distill, herding, random_subset
-from ..experiment import Run, net_factory
+from ..data.longtail import balanced_like, class_groups, make_longtail, tail_order
+from ..distill import SyntheticSet, distill, herding, random_subset
+from ..experiment import Run, eval_settings
 
 BIAS_NAMES = {"cmnist": "Colored MNIST", "bg_fmnist": "BG-FashionMNIST", "corrupted_cifar10": "Corrupted CIFAR-10"}
 SOFT_LABELS = ("random_soft", "adsa", "unbiased_recovery")
@@ -81,6 +84,18 @@ class Study:
             self._data[kind, value] = out
         return self._data[kind, value]
 
+    def clean(self, kind: str, value: float):
+        """The imperfection's clean counterpart, what ``clean_dm`` distils: for the long tail a class-balanced draw
+        of the same size (chapter 01's balanced split), for a bias the same images with their attributes drawn
+        independently of the label (chapter 04's unbiased source), for noise the same images under their true
+        labels."""
+        train = self.data(kind, value)[0]
+        if kind in LONG_TAIL:
+            return balanced_like(self.run.train, train)
+        if kind in BIAS:
+            return self.paper("kde_debias").data[kind, value]["unbiased"]
+        return train.with_labels(train.clean_labels)
+
     def paper_split(self, chapter: str, value: float, train):
         """The paper study's long-tailed split at ``value``, checked to be the leaderboard's."""
         split = self.paper(chapter).splits[value]
@@ -89,20 +104,36 @@ class Study:
         return split
 
     # ---------------------------------------------------------------------------------------------- methods
+    def features(self, train):
+        """The network herding selects in: the teachers' recipe (cross-entropy) on the imperfect training data, at
+        chapter 01's teacher settings, seed 0 (DC-BENCH herds in trained features). On a long tail it is chapter
+        01's teacher of that split (one cached network); on noise it learns the noisy labels."""
+        from .. import teachers
+        a = self.paper_cfg("adsa")
+        return teachers.teacher(train, epochs=a.teacher_epochs, objective="ce", seed=0,
+                                recipe=teachers.Recipe(width=a.teacher_width, batch=a.teacher_batch),
+                                device=self.device, cache_root=self.cfg.cache_dir)
+
     def herding_set(self, train):
-        """Herding in the features of a randomly initialised ConvNet (seed 0): one set per split."""
+        """Herding in :meth:`features`: one set per split (herding draws nothing at random)."""
         key = train.fingerprint()
         if key not in self._herding:
-            torch.manual_seed(0)
-            embed = net_factory(self.cfg, train)().to(self.device).eval().embed
-            self._herding[key] = herding(train, self.cfg.ipc, embed, self.device)
+            net = self.features(train).to(self.device).eval()
+            self._herding[key] = herding(train, self.cfg.ipc, net.embed, self.device)
         return self._herding[key]
 
     def synthesize(self, kind: str, value: float, method: str, seed: int):
-        """(synthetic set, evaluation keywords) of ``method`` on one imperfection."""
+        """(synthetic set, keywords of its own protocol) of ``method`` on one imperfection; the keywords of a
+        soft-label method train its KD students, the others' are empty or extra metrics (``add``)."""
         c, (train, _, _) = self.cfg, self.data(kind, value)
         if not applies(method, kind):
             raise ValueError(f"method {method!r} does not apply to {kind!r}")
+        if method == "full_data":
+            x, y = train.tensors()
+            return SyntheticSet(x, y, train.num_classes, meta={"method": "full_data"}), {
+                "settings": eval_settings(c, epochs=c.full_epochs), "add": {"images": len(train)}}
+        if method == "clean_dm":
+            return distill("dm", self.clean(kind, value), c, seed, self.device), {}
         if method == "random":
             return random_subset(train, c.ipc, seed), {}
         if method == "herding":
@@ -127,32 +158,40 @@ class Study:
             w = st.weights(kind, value, seed, st.chosen_h[kind])
             syn = distill("dm", train, c, seed, self.device, weights=w)
             return syn, {"add": {"bandwidth": st.chosen_h[kind], "conflict_share": st.conflict_share(kind, value, w)}}
-        if method == "tad":
-            view = self.paper("tad").view((kind, value), "tad", seed)
+        if method in ("tad", "filter"):
+            view = self.paper("tad").view((kind, value), "tad" if method == "tad" else "filter_dm", seed)
             syn = distill("dm", view, c, seed, self.device)
             return syn, {"add": {"trusted": len(view),
                                  "label_precision": float((view.labels == view.clean_labels).float().mean())}}
         raise ValueError(f"unknown method {method!r}")
 
     def arm(self, kind: str, value: float, method: str, seed: int) -> list[dict]:
+        """Score one set: by the board's protocol (``hard``), and a soft-label method's also by its own (``kd``)."""
         t0 = time.time()
         train, test, groups = self.data(kind, value)
         syn, kw = self.synthesize(kind, value, method, seed)
         name = label(kind, value)
         self.sets[name, method, seed] = syn
-        return self.run.evaluate(syn, method, {"imperfection": name, "kind": kind, "value": value}, self.cfg.ipc,
-                                 seed, groups=groups, test=test, data=train, t0=t0, **kw)
+        setting = {"imperfection": name, "kind": kind, "value": value}
+        soft = method in SOFT_LABELS         # its keywords (KD students, its tau) are its own protocol's
+        out = self.run.evaluate(syn, method, {**setting, "protocol": "hard"}, self.cfg.ipc, seed, groups=groups,
+                                test=test, data=train, t0=t0, **({} if soft else kw))
+        if soft:
+            out += self.run.evaluate(syn, method, {**setting, "protocol": "kd"}, self.cfg.ipc, seed, groups=groups,
+                                     test=test, data=train, t0=t0, **kw)
+        return out
 
 
-def board(df, methods, imperfections, metric: str = "acc", digits: int = 1) -> pd.DataFrame:
-    """Methods x imperfections: 'mean ± std' of ``metric`` over seeds and students, 'n/a' where the method does
-    not apply, '—' where it applies but did not run."""
+def board(df, methods, imperfections, metric: str = "acc", digits: int = 1, protocol: str = "hard") -> pd.DataFrame:
+    """Methods x imperfections: 'mean ± std' of ``metric`` over seeds and students under ``protocol``, 'n/a' where
+    the method does not apply, '—' where it applies but did not run."""
     rows = {}
     for m in methods:
         row = {}
         for kind, value in imperfections:
             name = label(kind, value)
-            v = df[(df["method"] == m) & (df["setting.imperfection"] == name)][metric]
+            v = df[(df["method"] == m) & (df["setting.imperfection"] == name)
+                   & (df["setting.protocol"] == protocol)][metric]
             row[name] = ("n/a" if not applies(m, kind) else "—" if v.empty else
                          f"{v.mean():.{digits}f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.{digits}f}")
         rows[m] = row
