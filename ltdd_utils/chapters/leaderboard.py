@@ -155,8 +155,9 @@ PRESETS = {
     # the chapters' cpu presets (their long tails: chapter 01's splits, N_MAX 2,000 head images, whose teachers it
     # shares) with a shared width-32 DM recipe (DSA, a fresh network per step, 500 iterations), width-32 students
     # trained for 500 epochs, 5 seeds (the board's rankings are claims: n >= 5): 6,059 s cold on 2 cores (Intel Xeon
-    # with AMX, bf16) with teachers, experts, trust networks and herding's networks cached beforehand (IF 10 about 36
-    # minutes, IF 100 30, Colored MNIST 13, noise 22): over the hour the board is meant to take
+    # with AMX, bf16) with teachers, experts, trust networks and herding's networks cached beforehand (the log's timed
+    # steps: IF 10 about 29 minutes, IF 100 26, Colored MNIST 12, noise 22; the rest untimed setup): over the hour the
+    # board is meant to take
     "cpu": {**BASE_PRESET, "dataset": "cifar10", "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 32,
             "imperfections": _IMPERFECT, "methods": _ALL, "n_max": 2000, "tail_order_seed": 0,
             "dm_iterations": 500, "dm_batch_real": 64, "dm_net_pool": 0, "eval_students": 1, "eval_epochs": 500,
