@@ -15,7 +15,6 @@ KINDS = LONG_TAIL + BIAS + NOISE
 
 # method -> (the chapter it comes from, the imperfections it applies to); base methods apply everywhere. The
 # references first: a student on the whole imperfect training set, DM on the same data without the imperfection
-REFERENCES = ("full_data", "clean_dm")
 METHODS = {
     "full_data": (None, KINDS),
     "clean_dm": (None, KINDS),
