@@ -18,6 +18,7 @@ KINDS = LONG_TAIL + BIAS + NOISE
 METHODS = {
     "full_data": (None, KINDS),
     "clean_dm": (None, KINDS),
+    "clean_random": (None, BIAS),               # a random real subset of the unbiased source: the bias gate's base
     "random": (None, KINDS),
     "herding": (None, KINDS),
     "dm": (None, KINDS),

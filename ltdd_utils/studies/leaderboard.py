@@ -136,6 +136,8 @@ class Study:
             return distill("dm", self.clean(kind, value), c, seed, self.device), {}
         if method == "random":
             return random_subset(train, c.ipc, seed), {}
+        if method == "clean_random":
+            return random_subset(self.clean(kind, value), c.ipc, seed), {}
         if method == "herding":
             return self.herding_set(train), {}
         if method == "dm":
