@@ -14,8 +14,9 @@ was made from the same notebook cells and parameters ('auto' precision and devic
 resolved to on the machine that ran it is provenance, see :func:`staleness`), and every producer it called
 (``ltdd_utils.versions``) is still at the version it ran with: editing library code without changing what
 it computes stales nothing, and an edit of markdown cells alone is copied into the executed copy without
-running it. ``--cold`` runs with an empty cache (``--keep-teachers``: but for the teachers' networks, shared
-products trained once per split and seed, whose training time the chapters report); ``--tags-only`` gives the
+running it. ``--cold`` runs with an empty cache (``--keep-teachers``: but for the trained networks, the teachers'
+recipe's and TAD's trust rounds, shared products trained once per split and seed, whose training time the chapters
+report); ``--tags-only`` gives the
 executed copies the notebooks' page tags (``hide-input`` and the like keep plumbing off the rendered page). The
 executed copy is
 written atomically, with provenance (preset, parameters, device, commit, runtime) in its metadata, so a
@@ -297,15 +298,17 @@ def _how_cold(cold) -> str:
 
 def _cold_cache(keep_teachers: bool = False) -> Path:
     """A new, empty cache directory for a cold run; decoded datasets (not computed by the book) are linked in, and
-    with ``keep_teachers`` the warm cache's teachers."""
+    with ``keep_teachers`` the warm cache's trained networks: the teachers' recipe's networks (teachers, experts,
+    trust networks, herding's networks) and TAD's trust rounds (its trust network trained on)."""
     from .cache import cache_dir
     from .teachers import KIND
     warm = cache_dir().expanduser().resolve()
     cold = Path(tempfile.mkdtemp(prefix="ltdd-cold-"))
-    teachers = Path("nets") / KIND          # the teachers' recipe's networks (cached_net keeps them there)
-    links = [Path("datasets")] + ([teachers] if keep_teachers else [])
-    if keep_teachers:                     # teachers trained in the run go to the warm cache through the link
-        (warm / teachers).mkdir(parents=True, exist_ok=True)
+    trained = [Path("nets") / KIND, Path("tad") / "rounds"]   # the teachers' recipe's networks, TAD's rounds
+    links = [Path("datasets")] + (trained if keep_teachers else [])
+    if keep_teachers:                     # networks trained in the run go to the warm cache through the links
+        for rel in trained:
+            (warm / rel).mkdir(parents=True, exist_ok=True)
     for rel in links:
         if (warm / rel).is_dir():
             (cold / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -481,8 +484,9 @@ def main(argv=None) -> int:
     r.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds")
     r.add_argument("--status", action="store_true", help="list each chapter: up to date, or stale and why; run nothing")
     r.add_argument("--cold", action="store_true", help="run with an empty cache directory (recorded in the provenance)")
-    r.add_argument("--keep-teachers", action="store_true", help="with --cold: link the warm cache's teachers (the "
-                   "teachers' recipe's networks) into the empty cache; the chapter reports their training time")
+    r.add_argument("--keep-teachers", action="store_true", help="with --cold: link the warm cache's trained "
+                   "networks (the teachers' recipe's networks: teachers, experts, trust networks; TAD's trust rounds) "
+                   "into the empty cache; the chapter reports their training time")
     r.add_argument("--tags-only", action="store_true", help="copy the notebooks' page tags (hide-input, remove-cell, "
                    "...) into the executed copies; run nothing")
     r.add_argument("--launcher", choices=["slurm", "local"], default=None,

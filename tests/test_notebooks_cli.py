@@ -314,17 +314,18 @@ def test_a_cold_run_removes_its_cache_and_restores_the_callers(tmp_path, monkeyp
 
 
 def test_a_cold_run_may_keep_the_teachers_and_nothing_else(tmp_path, monkeypatch):
-    """--keep-teachers links the warm cache's teachers (and the decoded datasets) into the cold cache, nothing else;
-    it needs --cold."""
+    """--keep-teachers links the warm cache's trained networks (the teachers' recipe's, TAD's trust rounds) and the
+    decoded datasets into the cold cache, nothing else; it needs --cold."""
     warm = tmp_path / "warm"
-    for d in ("datasets", "nets/net.fast_teacher", "nets/net.expert", "synsets/recover"):
+    for d in ("datasets", "nets/net.fast_teacher", "nets/net.expert", "synsets/recover", "tad/rounds"):
         (warm / d).mkdir(parents=True)
         (warm / d / "x.pt").write_text(d)
     monkeypatch.setenv("LTDD_CACHE", str(warm))
     cold = cli._cold_cache(keep_teachers=True)
     try:
         links = sorted(str(p.relative_to(cold)) for p in cold.rglob("*") if p.is_symlink())
-        assert links == ["datasets", "nets/net.fast_teacher"] and not [p for p in cold.rglob("*") if p.is_file()]
+        assert links == ["datasets", "nets/net.fast_teacher", "tad/rounds"]
+        assert not [p for p in cold.rglob("*") if p.is_file()]
         assert (cold / "nets" / "net.fast_teacher" / "x.pt").read_text() == "nets/net.fast_teacher"
     finally:
         import shutil

@@ -161,14 +161,27 @@ def test_chapter_01_gain_against_imbalance_judged_on_its_main_students():
 
 def test_the_leaderboard_judges_every_set_on_hard_labels_and_soft_labels_also_under_their_own_students():
     """DD-Ranking's practice: every claim of the board reads the hard-label protocol, except a soft-label method
-    against its labels on random real images, which reads the methods' own KD students; the references and controls
-    (full data, clean-data DM, the filter) are no paper's method."""
+    against its own teacher's labels on random real images (ADSA: random_soft; unbiased recovery: chapter 02's
+    random_kd), which reads the methods' own KD students, trained for one budget; the references and controls (full
+    data, clean-data DM, the filter) are no paper's method."""
+    from ltdd_utils.chapters.leaderboard import paper_config
     from ltdd_utils.claims.leaderboard import claims
-    from ltdd_utils.config import make_config
-    rows = {c.id: c for c in claims(make_config("leaderboard", "smoke", check_data=False))}
+    from ltdd_utils.config import ConfigError, make_config
+    from ltdd_utils.studies.leaderboard import protocols
+    cfg = make_config("leaderboard", "smoke", check_data=False)
+    rows = {c.id: c for c in claims(cfg)}
     assert rows["lb.s.adsa_beats_dm.long_tail.5"].a.setting["protocol"] == "hard"
-    assert rows["lb.c.adsa_beats_random_soft.long_tail.5"].a.setting["protocol"] == "kd"
-    assert rows["lb.c.adsa_beats_random_soft.long_tail.5"].b.setting["protocol"] == "kd"
+    for meth, control in (("adsa", "random_soft"), ("unbiased_recovery", "random_kd")):
+        claim = rows[f"lb.c.{meth}_beats_{control}.long_tail.5"]
+        assert (claim.a.method, claim.b.method) == (meth, control)
+        assert claim.a.setting["protocol"] == claim.b.setting["protocol"] == "kd"
+        assert protocols(meth) == ("hard", "kd") and protocols(control) == ("kd",)
+    for preset in ("smoke", "cpu", "gpu", "paper"):
+        board = dict(make_config("leaderboard", preset, check_data=False))
+        steps = {paper_config(board, ch).student_steps for ch in ("adsa", "unbiased_recovery")}
+        assert steps == {board["kd_steps"]}, preset
+    with pytest.raises(ConfigError, match="set by the leaderboard"):
+        make_config("leaderboard", "smoke", check_data=False, papers={"adsa": {"student_steps": 9}})
     assert {"lb.c.tad_beats_filter.symmetric.0.4", "lb.d.cost.cmnist.0.05", "lb.d.cost.long_tail.5"} <= set(rows)
     assert not any(i.startswith(("lb.s.filter", "lb.s.full_data", "lb.s.clean_dm", "lb.s.clean_random")) for i in rows)
 

@@ -4,9 +4,11 @@ config, which every paper chapter's config takes over), one run. Two references 
 (a student on the whole imperfect training set) and ``clean_dm`` (DM on the same data without the imperfection).
 
 Every set is scored by one protocol, ``hard``: the board's students (SGD, ``EVAL_EPOCHS``) on its images under its
-hard labels. The soft-label methods (ADSA, unbiased recovery and the ``random_soft`` control) are also scored by
-their own protocol, ``kd``: their chapter's students learn their teacher's labels (the labels are part of those
-methods), in a column of their own (DD-Ranking's practice: it scores soft-label sets under hard labels too)."""
+hard labels. The soft-label methods (ADSA, unbiased recovery) are also scored by their own protocol, ``kd``: their
+chapter's students learn their teacher's labels (the labels are part of those methods), in a table of its own
+(DD-Ranking's practice: it scores soft-label sets under hard labels too). Their controls, each method's teacher on
+random real images (``random_soft`` for ADSA, ``random_kd`` for unbiased recovery), are scored by ``kd`` only: under
+hard labels they are random real subsets, which the ``random`` row scores (``random_kd``'s is its very draw)."""
 from __future__ import annotations
 
 import importlib
@@ -21,7 +23,17 @@ from ..distill import SyntheticSet, distill, herding, random_subset
 from ..experiment import Run, eval_settings
 
 BIAS_NAMES = {"cmnist": "Colored MNIST", "bg_fmnist": "BG-FashionMNIST", "corrupted_cifar10": "Corrupted CIFAR-10"}
-SOFT_LABELS = ("random_soft", "adsa", "unbiased_recovery")
+SOFT_LABELS = ("random_soft", "random_kd", "adsa", "unbiased_recovery")
+# a soft-label method -> its control: its own teacher's soft labels on random real images, its own KD students
+SOFT_CONTROLS = {"adsa": "random_soft", "unbiased_recovery": "random_kd"}
+
+
+def protocols(method: str) -> tuple[str, ...]:
+    """The protocols that score ``method``'s sets: ``hard`` for every method but the soft-label controls, ``kd`` for
+    the soft-label methods and their controls."""
+    if method in SOFT_CONTROLS.values():
+        return ("kd",)
+    return ("hard", "kd") if method in SOFT_LABELS else ("hard",)
 
 
 def label(kind: str, value: float) -> str:
@@ -62,6 +74,28 @@ class Study:
                     study.select_bandwidth(kind)
             self._papers[chapter] = study
         return self._papers[chapter]
+
+    def prepare(self) -> None:
+        """Build, before any arm, every paper study the board's methods need (their expert and bandwidth choices,
+        with their logs) and every imperfection's data."""
+        for method in self.cfg.methods:
+            chapter = METHODS[method][0]
+            if chapter is not None and any(applies(method, kind) for kind, _ in self.imperfections):
+                self.paper(chapter)
+        for kind, value in self.imperfections:
+            self.data(kind, value)
+
+    def bandwidths(self) -> pd.DataFrame | None:
+        """KDE's bandwidth selection as chapter 04 makes it (validation split, its selection seed, one student per
+        bandwidth), one row per bandwidth and bias; None when KDE is not on the board."""
+        if "kde_debias" not in self._papers:
+            return None
+        st = self._papers["kde_debias"]
+        rows = [{"bias": BIAS_NAMES[kind], "conflicting": st.cfg.settings[0][0], "bandwidth": r["bandwidth"],
+                 "validation acc": r["validation acc"], "weight on conflicting images": r["conflict_share"],
+                 "chosen": "yes" if r["bandwidth"] == st.chosen_h[kind] else ""}
+                for kind, sel in st.selection.items() for r in sel]
+        return pd.DataFrame(rows).set_index(["bias", "bandwidth"]) if rows else None
 
     def paper_cfg(self, chapter: str):
         if chapter not in self._configs:
@@ -149,11 +183,11 @@ class Study:
             self.paper_split("adsa", value, train)
             syn, fit, tau = st.labelled(value, c.ipc, method, seed)
             return syn, {"train_fn": fit, "settings": st.settings(), "add": {"tau": tau}}
-        if method == "unbiased_recovery":
-            st = self.paper("unbiased_recovery")
+        if method in ("unbiased_recovery", "random_kd"):
+            st, which = self.paper("unbiased_recovery"), "full" if method == "unbiased_recovery" else "random_kd"
             self.paper_split("unbiased_recovery", value, train)
-            syn = st.synset(value, c.ipc, "full", seed)
-            settings, fit = st.students(value, "full", len(syn), seed)
+            syn = st.synset(value, c.ipc, which, seed)
+            settings, fit = st.students(value, which, len(syn), seed)
             return syn, {"train_fn": fit, "settings": settings}
         if method == "kde":
             st = self.paper("kde_debias")
@@ -168,7 +202,8 @@ class Study:
         raise ValueError(f"unknown method {method!r}")
 
     def arm(self, kind: str, value: float, method: str, seed: int) -> list[dict]:
-        """Score one set: by the board's protocol (``hard``), and a soft-label method's also by its own (``kd``)."""
+        """Score one set by each of :func:`protocols`: the board's (``hard``; the synthesis counts in its record's
+        time), and a soft-label method's own (``kd``; its record times its students alone when ``hard`` ran)."""
         t0 = time.time()
         train, test, groups = self.data(kind, value)
         syn, kw = self.synthesize(kind, value, method, seed)
@@ -176,19 +211,21 @@ class Study:
         self.sets[name, method, seed] = syn
         setting = {"imperfection": name, "kind": kind, "value": value}
         soft = method in SOFT_LABELS         # its keywords (KD students, its tau) are its own protocol's
-        out = self.run.evaluate(syn, method, {**setting, "protocol": "hard"}, self.cfg.ipc, seed, groups=groups,
-                                test=test, data=train, t0=t0, **({} if soft else kw))
-        if soft:
-            out += self.run.evaluate(syn, method, {**setting, "protocol": "kd"}, self.cfg.ipc, seed, groups=groups,
-                                     test=test, data=train, t0=t0, **kw)
+        out = []
+        for protocol in protocols(method):
+            out += self.run.evaluate(syn, method, {**setting, "protocol": protocol}, self.cfg.ipc, seed,
+                                     groups=groups, test=test, data=train, t0=t0,
+                                     **(kw if protocol == "kd" or not soft else {}))
+            t0 = time.time()
         return out
 
 
 def board(df, methods, imperfections, metric: str = "acc", digits: int = 1, protocol: str = "hard") -> pd.DataFrame:
     """Methods x imperfections: 'mean ± std' of ``metric`` over seeds and students under ``protocol``, 'n/a' where
-    the method does not apply, '—' where it applies but did not run."""
+    the method does not apply, '—' where it applies but did not run; rows of methods ``protocol`` does not score
+    are left out."""
     rows = {}
-    for m in methods:
+    for m in [m for m in methods if protocol in protocols(m)]:
         row = {}
         for kind, value in imperfections:
             name = label(kind, value)
