@@ -325,14 +325,15 @@ def _parse_value(text: str):
 
 def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = False,
               output_dir: Path | None = None, timeout: int | None = None, cold: bool = False,
-              keep_teachers: bool = False) -> int:
+              keep_teachers: bool = False, keep_cache: bool = False) -> int:
     """Run the chapters ``names`` (default all) at ``preset``; returns 0, or 1 naming the chapter that failed. A cold
     run computes in a new, empty cache (with ``keep_teachers``, the warm cache's teachers linked in), which it
-    removes when every chapter ran (a failed run keeps it, and says where); the caller's cache setting is restored
-    either way."""
+    removes when every chapter ran (a failed run, or one with ``keep_cache``, keeps it and says where: a later run
+    with ``LTDD_CACHE`` set to it reuses what the cold run computed); the caller's cache setting is restored either
+    way."""
     from .config import ConfigError
-    if keep_teachers and not cold:
-        raise ConfigError("--keep-teachers goes with --cold (a warm run takes everything from the cache)")
+    if (keep_teachers or keep_cache) and not cold:
+        raise ConfigError("--keep-teachers and --keep-cache go with --cold (a warm run takes everything from the cache)")
     if not cold:
         return _reproduce(preset, names, params, force, output_dir, timeout, cold)
     previous, rc = os.environ.get("LTDD_CACHE"), 1
@@ -346,7 +347,7 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
         else:
             os.environ["LTDD_CACHE"] = previous
         computed = [p for p in empty.rglob("*") if p.is_file()]      # rglob does not enter the warm cache's links
-        if rc == 0 or not computed:
+        if not computed or (rc == 0 and not keep_cache):
             shutil.rmtree(empty, ignore_errors=True)
         else:
             print(f"the cold run's cache is kept in {empty}", file=sys.stderr, flush=True)
@@ -487,6 +488,8 @@ def main(argv=None) -> int:
     r.add_argument("--keep-teachers", action="store_true", help="with --cold: link the warm cache's trained "
                    "networks (the teachers' recipe's networks: teachers, experts, trust networks; TAD's trust rounds) "
                    "into the empty cache; the chapter reports their training time")
+    r.add_argument("--keep-cache", action="store_true", help="with --cold: keep the cold run's cache when it succeeds "
+                   "and print where (a later run with LTDD_CACHE set to it reuses what the cold run computed)")
     r.add_argument("--tags-only", action="store_true", help="copy the notebooks' page tags (hide-input, remove-cell, "
                    "...) into the executed copies; run nothing")
     r.add_argument("--launcher", choices=["slurm", "local"], default=None,
@@ -606,14 +609,14 @@ def main(argv=None) -> int:
         if args.tags_only:
             return sync_tags(args.preset, args.chapters, args.output_dir)
         if args.launcher:
-            if args.cold or args.keep_teachers:
-                raise ConfigError("--cold and --keep-teachers are for a run on this machine, not with --launcher "
-                                  "(the jobs share --cache-dir)")
+            if args.cold or args.keep_teachers or args.keep_cache:
+                raise ConfigError("--cold, --keep-teachers and --keep-cache are for a run on this machine, not with "
+                                  "--launcher (the jobs share --cache-dir)")
             from .launch import launch
             return launch(select(args.chapters), args.preset, params, args.launcher, args.output_dir, args.cache_dir,
                           timeout_min=args.timeout_min, gpus=args.gpus, partition=args.slurm_partition)
         return reproduce(args.preset, args.chapters, params, args.force, args.output_dir, args.timeout, args.cold,
-                         args.keep_teachers)
+                         args.keep_teachers, args.keep_cache)
     except (ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -295,8 +296,8 @@ def test_what_a_chapter_is_made_from_does_not_depend_on_the_data_root(nb, tmp_pa
 
 
 def test_a_cold_run_removes_its_cache_and_restores_the_callers(tmp_path, monkeypatch):
-    """A cold run computes in a new, empty cache and removes it when every chapter ran; a bad parameter fails before
-    compute and leaves no cache behind; the caller's LTDD_CACHE is the same afterwards."""
+    """A cold run computes in a new, empty cache and removes it when every chapter ran (unless asked to keep it); a
+    bad parameter fails before compute and leaves no cache behind; the caller's LTDD_CACHE is the same afterwards."""
     import glob
     import tempfile
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
@@ -311,6 +312,11 @@ def test_a_cold_run_removes_its_cache_and_restores_the_callers(tmp_path, monkeyp
     with pytest.raises(ConfigError):
         cli.reproduce("smoke", ["00"], {"IPCC": 3}, output_dir=tmp_path / "out", cold=True)
     assert not glob.glob(str(tmp_path / "tmp" / "ltdd-cold-*")) and os.environ.get("LTDD_CACHE") == before
+    assert cli.reproduce("smoke", ["00"], params, output_dir=tmp_path / "out", cold=True, keep_cache=True) == 0
+    kept = glob.glob(str(tmp_path / "tmp" / "ltdd-cold-*"))
+    assert len(kept) == 1 and list(Path(kept[0]).rglob("*.pt")) and os.environ.get("LTDD_CACHE") == before
+    with pytest.raises(ConfigError, match="--cold"):
+        cli.reproduce("smoke", ["00"], params, output_dir=tmp_path / "out", keep_cache=True)
 
 
 def test_a_cold_run_may_keep_the_teachers_and_nothing_else(tmp_path, monkeypatch):
