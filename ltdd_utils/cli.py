@@ -14,9 +14,9 @@ was made from the same notebook cells and parameters ('auto' precision and devic
 resolved to on the machine that ran it is provenance, see :func:`staleness`), and every producer it called
 (``ltdd_utils.versions``) is still at the version it ran with: editing library code without changing what
 it computes stales nothing, and an edit of markdown cells alone is copied into the executed copy without
-running it. ``--cold`` runs with an empty cache (``--keep-teachers``: but for the trained networks, the teachers'
-recipe's and TAD's trust rounds, shared products trained once per split and seed, whose training time the chapters
-report); ``--tags-only`` gives the
+running it. ``--cold`` runs with an empty cache (``--keep-teachers``: but for the trained networks, those of the
+teachers' recipe and TAD's trust rounds, shared products trained once per split and seed, whose training time the
+chapters report; ``--keep-cache`` keeps the cold run's cache for a later run to reuse); ``--tags-only`` gives the
 executed copies the notebooks' page tags (``hide-input`` and the like keep plumbing off the rendered page). The
 executed copy is
 written atomically, with provenance (preset, parameters, device, commit, runtime) in its metadata, so a
@@ -293,13 +293,15 @@ def status(preset: str, names: list[str] | None, params: dict, output_dir: Path 
 
 
 def _how_cold(cold) -> str:
-    return {True: "cold", "teachers kept": "cold, teachers from the cache"}.get(cold, "with a warm cache")
+    return {True: "cold", "teachers kept": "cold, teachers from the cache",     # runs before TAD's rounds were kept
+            "networks kept": "cold, trained networks from the cache"}.get(cold, "with a warm cache")
 
 
 def _cold_cache(keep_teachers: bool = False) -> Path:
     """A new, empty cache directory for a cold run; decoded datasets (not computed by the book) are linked in, and
-    with ``keep_teachers`` the warm cache's trained networks: the teachers' recipe's networks (teachers, experts,
-    trust networks, herding's networks) and TAD's trust rounds (its trust network trained on)."""
+    with ``keep_teachers`` the warm cache's trained networks: the networks of the teachers' recipe (the teachers, and
+    the experts, trust networks and herding's networks trained by it) and TAD's trust rounds (its trust network
+    trained on)."""
     from .cache import cache_dir
     from .teachers import KIND
     warm = cache_dir().expanduser().resolve()
@@ -327,7 +329,7 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
               output_dir: Path | None = None, timeout: int | None = None, cold: bool = False,
               keep_teachers: bool = False, keep_cache: bool = False) -> int:
     """Run the chapters ``names`` (default all) at ``preset``; returns 0, or 1 naming the chapter that failed. A cold
-    run computes in a new, empty cache (with ``keep_teachers``, the warm cache's teachers linked in), which it
+    run computes in a new, empty cache (with ``keep_teachers``, the warm cache's trained networks linked in), which it
     removes when every chapter ran (a failed run, or one with ``keep_cache``, keeps it and says where: a later run
     with ``LTDD_CACHE`` set to it reuses what the cold run computed); the caller's cache setting is restored either
     way."""
@@ -340,7 +342,7 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
     empty = _cold_cache(keep_teachers)
     os.environ["LTDD_CACHE"] = str(empty)
     try:
-        rc = _reproduce(preset, names, params, force, output_dir, timeout, "teachers kept" if keep_teachers else cold)
+        rc = _reproduce(preset, names, params, force, output_dir, timeout, "networks kept" if keep_teachers else cold)
     finally:
         if previous is None:
             os.environ.pop("LTDD_CACHE", None)
@@ -486,8 +488,8 @@ def main(argv=None) -> int:
     r.add_argument("--status", action="store_true", help="list each chapter: up to date, or stale and why; run nothing")
     r.add_argument("--cold", action="store_true", help="run with an empty cache directory (recorded in the provenance)")
     r.add_argument("--keep-teachers", action="store_true", help="with --cold: link the warm cache's trained "
-                   "networks (the teachers' recipe's networks: teachers, experts, trust networks; TAD's trust rounds) "
-                   "into the empty cache; the chapter reports their training time")
+                   "networks (those of the teachers' recipe: the teachers, and the experts and trust networks it "
+                   "trains; TAD's trust rounds) into the empty cache; the chapters report the teachers' training time")
     r.add_argument("--keep-cache", action="store_true", help="with --cold: keep the cold run's cache when it succeeds "
                    "and print where (a later run with LTDD_CACHE set to it reuses what the cold run computed)")
     r.add_argument("--tags-only", action="store_true", help="copy the notebooks' page tags (hide-input, remove-cell, "

@@ -161,8 +161,8 @@ def test_chapter_01_gain_against_imbalance_judged_on_its_main_students():
 
 def test_the_leaderboard_judges_every_set_on_hard_labels_and_soft_labels_also_under_their_own_students():
     """DD-Ranking's practice: every claim of the board reads the hard-label protocol, except a soft-label method
-    against its own teacher's labels on random real images (ADSA: random_soft; unbiased recovery: chapter 02's
-    random_kd), which reads the methods' own KD students, trained for one budget; the references and controls (full
+    against its own labels on random real images (ADSA: random_adsa; unbiased recovery: chapter 02's random_kd),
+    which reads the methods' own KD students, trained for one budget; the references and controls (full
     data, clean-data DM, the filter) are no paper's method."""
     from ltdd_utils.chapters.leaderboard import paper_config
     from ltdd_utils.claims.leaderboard import claims
@@ -171,7 +171,7 @@ def test_the_leaderboard_judges_every_set_on_hard_labels_and_soft_labels_also_un
     cfg = make_config("leaderboard", "smoke", check_data=False)
     rows = {c.id: c for c in claims(cfg)}
     assert rows["lb.s.adsa_beats_dm.long_tail.5"].a.setting["protocol"] == "hard"
-    for meth, control in (("adsa", "random_soft"), ("unbiased_recovery", "random_kd")):
+    for meth, control in (("adsa", "random_adsa"), ("unbiased_recovery", "random_kd")):
         claim = rows[f"lb.c.{meth}_beats_{control}.long_tail.5"]
         assert (claim.a.method, claim.b.method) == (meth, control)
         assert claim.a.setting["protocol"] == claim.b.setting["protocol"] == "kd"

@@ -22,7 +22,8 @@ METHODS = {
     "random": (None, KINDS),
     "herding": (None, KINDS),
     "dm": (None, KINDS),
-    "random_soft": ("adsa", LONG_TAIL),         # random real images with ADSA's long-tailed teacher's soft labels
+    "random_soft": ("adsa", LONG_TAIL),         # random real images, ADSA's long-tailed teacher's plain soft labels
+    "random_adsa": ("adsa", LONG_TAIL),         # random real images, that teacher's labels by ADSA's tau* rule
     "random_kd": ("unbiased_recovery", LONG_TAIL),  # random real images, unbiased recovery's debiased teacher (ch. 02)
     "adsa": ("adsa", LONG_TAIL),
     "unbiased_recovery": ("unbiased_recovery", LONG_TAIL),
@@ -83,7 +84,7 @@ def paper_config(values: dict, chapter: str, check_data: bool = False):
     from ..config import make_config, presets, schema
     own = schema(chapter)
     over = {k: values[k] for k in SHARED if k in own}
-    if "kd_lr" in own:                      # soft-label students keep their chapter's batch and number of steps
+    if "kd_lr" in own:                      # soft-label students keep their chapter's batch (steps: KD_STEPS)
         over.pop("eval_batch", None)
     lt = [v for k, v in values["imperfections"] if k in LONG_TAIL]
     if chapter in ("adsa", "unbiased_recovery") and lt:
@@ -152,7 +153,7 @@ _IMPERFECT = [["long_tail", 10], ["long_tail", 100], ["cmnist", 0.05], ["symmetr
 # cpu: IF 10 left out (about 30 of the first cold run's 101 minutes; its cost to DM was +0.20 [-1.91, +2.30]); gpu
 # and paper keep it
 _IMPERFECT_CPU = [x for x in _IMPERFECT if x != ["long_tail", 10]]
-_ALL = list(METHODS)
+_ALL = [m for m in METHODS if m != "random_soft"]    # ADSA's control is random_adsa (its labels, random images)
 
 PRESETS = {
     "smoke": {**BASE_PRESET, "dataset": "digits", "seeds": [0], "ipc": 2, "width": 8, "imperfections": [

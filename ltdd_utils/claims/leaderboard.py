@@ -3,13 +3,14 @@ papers' headline claims are judged in their chapters). Per imperfection: the gat
 a bias on the unbiased source, as chapter 04 gates, since on the biased data DM losing to random is the bias itself),
 what the imperfection costs DM (DM on the clean counterpart against DM, a diagnostic), and each paper's method against
 DM (supporting, behind the gate) and against a random real subset (control), all under the board's protocol (hard
-labels); a soft-label method also against its own teacher's labels on random real images under its KD protocol
-(ADSA against ``random_soft``, unbiased recovery against chapter 02's ``random_kd``), and TAD against the filter it
-starts from."""
+labels); a soft-label method also against its own labels on random real images under its KD protocol, so that
+only the images differ (ADSA against ``random_adsa``: its teacher, its tau* rule; unbiased recovery against chapter
+02's ``random_kd``: its debiased teacher), and TAD against the filter it starts from."""
 from ..verdicts import Arm, Claim
 
 # the rows that are references or controls, not a paper's method
-NOT_PAPERS = ("full_data", "clean_dm", "clean_random", "random", "herding", "dm", "random_soft", "random_kd", "filter")
+NOT_PAPERS = ("full_data", "clean_dm", "clean_random", "random", "herding", "dm", "random_soft", "random_adsa",
+              "random_kd", "filter")
 
 
 def claims(cfg) -> list[Claim]:
@@ -51,8 +52,8 @@ def claims(cfg) -> list[Claim]:
                           "(hard labels)", at(meth), at("random"), margin=m, setting=name)]
             control = SOFT_CONTROLS.get(meth)
             if control in have:
-                out.append(Claim(f"lb.c.{meth}_beats_{control}.{tag}", "control", f"{name}: {meth} beats its "
-                                 f"teacher's soft labels on a random real subset ({control}; its own KD students)",
+                out.append(Claim(f"lb.c.{meth}_beats_{control}.{tag}", "control", f"{name}: {meth} beats its own "
+                                 f"labels on a random real subset ({control}; its own KD students)",
                                  at(meth, "kd"), at(control, "kd"), margin=m, setting=name))
             if meth == "tad" and "filter" in have:
                 out.append(Claim(f"lb.c.tad_beats_filter.{tag}", "control", f"{name}: TAD beats the filter it starts "

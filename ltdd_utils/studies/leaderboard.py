@@ -6,9 +6,10 @@ config, which every paper chapter's config takes over), one run. Two references 
 Every set is scored by one protocol, ``hard``: the board's students (SGD, ``EVAL_EPOCHS``) on its images under its
 hard labels. The soft-label methods (ADSA, unbiased recovery) are also scored by their own protocol, ``kd``: their
 chapter's students learn their teacher's labels (the labels are part of those methods), in a table of its own
-(DD-Ranking's practice: it scores soft-label sets under hard labels too). Their controls, each method's teacher on
-random real images (``random_soft`` for ADSA, ``random_kd`` for unbiased recovery), are scored by ``kd`` only: under
-hard labels they are random real subsets, which the ``random`` row scores (``random_kd``'s is its very draw)."""
+(DD-Ranking's practice: it scores soft-label sets under hard labels too). Their controls, each method's labels
+(teacher and label rule) on random real images (``random_adsa`` for ADSA, ``random_kd`` for unbiased recovery), and
+``random_soft`` (ADSA's teacher's plain soft labels on random images) are scored by ``kd`` only: under hard labels
+they are random real subsets, which the ``random`` row scores (``random_kd``'s is its very draw)."""
 from __future__ import annotations
 
 import importlib
@@ -23,15 +24,17 @@ from ..distill import SyntheticSet, distill, herding, random_subset
 from ..experiment import Run, eval_settings
 
 BIAS_NAMES = {"cmnist": "Colored MNIST", "bg_fmnist": "BG-FashionMNIST", "corrupted_cifar10": "Corrupted CIFAR-10"}
-SOFT_LABELS = ("random_soft", "random_kd", "adsa", "unbiased_recovery")
-# a soft-label method -> its control: its own teacher's soft labels on random real images, its own KD students
-SOFT_CONTROLS = {"adsa": "random_soft", "unbiased_recovery": "random_kd"}
+SOFT_LABELS = ("random_soft", "random_adsa", "random_kd", "adsa", "unbiased_recovery")
+# a soft-label method -> its control: its own labels (teacher and label rule) on random real images, its own KD
+# students, so that only the images differ; random_soft (the plain soft labels) is a further reference
+SOFT_CONTROLS = {"adsa": "random_adsa", "unbiased_recovery": "random_kd"}
+KD_ONLY = ("random_soft", "random_adsa", "random_kd")
 
 
 def protocols(method: str) -> tuple[str, ...]:
     """The protocols that score ``method``'s sets: ``hard`` for every method but the soft-label controls, ``kd`` for
     the soft-label methods and their controls."""
-    if method in SOFT_CONTROLS.values():
+    if method in KD_ONLY:
         return ("kd",)
     return ("hard", "kd") if method in SOFT_LABELS else ("hard",)
 
@@ -88,7 +91,7 @@ class Study:
     def bandwidths(self) -> pd.DataFrame | None:
         """KDE's bandwidth selection as chapter 04 makes it (validation split, its selection seed, one student per
         bandwidth), one row per bandwidth and bias; None when KDE is not on the board."""
-        if "kde_debias" not in self._papers:
+        if "kde" not in self.cfg.methods or "kde_debias" not in self._papers:
             return None
         st = self._papers["kde_debias"]
         rows = [{"bias": BIAS_NAMES[kind], "conflicting": st.cfg.settings[0][0], "bandwidth": r["bandwidth"],
@@ -178,7 +181,7 @@ class Study:
             return distill("dm", train, c, seed, self.device), {}
         if method == "csdm":
             return distill("csdm", train, self.paper_cfg("csdm"), seed, self.device), {}
-        if method in ("adsa", "random_soft"):
+        if method in ("adsa", "random_adsa", "random_soft"):
             st = self.paper("adsa")
             self.paper_split("adsa", value, train)
             syn, fit, tau = st.labelled(value, c.ipc, method, seed)
