@@ -198,3 +198,13 @@ def test_the_leaderboard_gates_a_bias_on_the_unbiased_source_as_chapter_04_does(
     assert rows["lb.d.dm_beats_random_biased.cmnist.0.05"].gates == ()
     other = rows["lb.g.dm_distils.symmetric.0.4"]
     assert (other.a.method, other.b.method) == ("dm", "random")
+
+
+def test_the_leaderboard_refuses_a_paper_method_without_the_rows_of_its_gate():
+    """No claim of the board goes ungated: a paper method needs its imperfection's gate rows on the board."""
+    from ltdd_utils.config import ConfigError, make_config
+    with pytest.raises(ConfigError, match="clean_random"):
+        make_config("leaderboard", "smoke", check_data=False, methods=["dm", "random", "clean_dm", "kde"])
+    with pytest.raises(ConfigError, match="random"):
+        make_config("leaderboard", "smoke", check_data=False, methods=["dm", "csdm"])
+    make_config("leaderboard", "smoke", check_data=False, methods=["dm", "random", "herding"])

@@ -116,6 +116,20 @@ def paper_config(values: dict, chapter: str, check_data: bool = False):
         raise ConfigError(f"chapter {chapter!r} as the leaderboard runs it (parameter 'papers'): {e}") from None
 
 
+def check(values: dict) -> None:
+    """A paper method's claims are gated on the base working at this scale: DM against a random real subset, under a
+    bias on the unbiased source (clean_dm against clean_random); the board must run the gate's rows wherever it
+    runs a paper method, so that no claim goes ungated."""
+    from ..config import ConfigError
+    methods = set(values["methods"])
+    for kind, value in values["imperfections"]:
+        papers = [m for m in values["methods"] if METHODS[m][0] is not None and kind in METHODS[m][1]]
+        need = {"dm", "random"} | ({"clean_dm", "clean_random"} if kind in BIAS else set())
+        if papers and not need <= methods:
+            raise ConfigError(f"parameter 'methods': {papers} on [{kind!r}, {value}] are judged behind the gate "
+                              f"{sorted(need)}, which 'methods' leaves out; add {sorted(need - methods)}")
+
+
 def resolve_data(values: dict, check_data: bool) -> dict:
     """Resolve DATASET and validate, before any compute, the config every paper chapter in METHODS will run with."""
     from ..data import resolve_dataset
