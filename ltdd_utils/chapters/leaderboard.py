@@ -164,7 +164,7 @@ SCHEMA = schema_from(
 )
 
 _IMPERFECT = [["long_tail", 10], ["long_tail", 100], ["cmnist", 0.05], ["symmetric", 0.4]]
-# cpu: IF 10 left out (about 30 of the first cold run's 101 minutes; its cost to DM was +0.20 [-1.91, +2.30]); gpu
+# cpu: IF 10 left out (about 30 of the 101 minutes of the cold run at b6f04cd; its cost to DM was +0.20 [-1.91, +2.30]); gpu
 # and paper keep it
 _IMPERFECT_CPU = [x for x in _IMPERFECT if x != ["long_tail", 10]]
 _ALL = [m for m in METHODS if m != "random_soft"]    # ADSA's control is random_adsa (its labels, random images)
@@ -179,7 +179,7 @@ PRESETS = {
     # the chapters' cpu presets (their long tails: chapter 01's splits, N_MAX 2,000 head images, whose teachers it
     # shares) with a shared width-32 DM recipe (DSA, a fresh network per step, 500 iterations), width-32 students
     # trained for 500 epochs, the soft-label methods' KD students for 500 steps, 5 seeds (the board's rankings are
-    # claims: n >= 5). The first cold run, with IF 10 and KD students of 1,000 steps for ADSA, took 6,059 s on 2
+    # claims: n >= 5). The first cold run under one protocol, with IF 10 and 1,000 KD steps for ADSA, took 6,059 s on 2
     # cores (Intel Xeon with AMX, bf16), over the hour (IF 10 alone about 29 minutes). This preset: 2,846 s cold on
     # the same kind of machine with the trained networks (teachers, experts, trust networks and TAD's trust rounds,
     # herding's networks) cached beforehand; its records' times: IF 100 21 minutes, Colored MNIST 11, noise 14
