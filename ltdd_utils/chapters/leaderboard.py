@@ -164,8 +164,8 @@ SCHEMA = schema_from(
 )
 
 _IMPERFECT = [["long_tail", 10], ["long_tail", 100], ["cmnist", 0.05], ["symmetric", 0.4]]
-# cpu: IF 10 left out (about 30 of the 101 minutes of the cold run at b6f04cd; its cost to DM was +0.20 [-1.91, +2.30]); gpu
-# and paper keep it
+# cpu: IF 10 left out (about 30 of the 101 minutes of the cold run at b6f04cd; its cost to DM was +0.20 [-1.91,
+# +2.30]); gpu and paper keep it
 _IMPERFECT_CPU = [x for x in _IMPERFECT if x != ["long_tail", 10]]
 _ALL = [m for m in METHODS if m != "random_soft"]    # ADSA's control is random_adsa (its labels, random images)
 
