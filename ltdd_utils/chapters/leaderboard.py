@@ -180,9 +180,9 @@ PRESETS = {
     # shares) with a shared width-32 DM recipe (DSA, a fresh network per step, 500 iterations), width-32 students
     # trained for 500 epochs, the soft-label methods' KD students for 500 steps, 5 seeds (the board's rankings are
     # claims: n >= 5). The first cold run under one protocol, with IF 10 and 1,000 KD steps for ADSA, took 6,059 s on 2
-    # cores (Intel Xeon with AMX, bf16), over the hour (IF 10 alone about 29 minutes). This preset: 2,846 s cold on
+    # cores (Intel Xeon with AMX, bf16), over the hour (IF 10 alone about 29 minutes). This preset: 2,627 s cold on
     # the same kind of machine with the trained networks (teachers, experts, trust networks and TAD's trust rounds,
-    # herding's networks) cached beforehand; its records' times: IF 100 21 minutes, Colored MNIST 11, noise 14
+    # herding's networks) cached beforehand; its records' times: IF 100 20 minutes, Colored MNIST 10, noise 12
     "cpu": {**BASE_PRESET, "dataset": "cifar10", "seeds": [0, 1, 2, 3, 4], "ipc": 10, "width": 32,
             "imperfections": _IMPERFECT_CPU, "methods": _ALL, "n_max": 2000, "tail_order_seed": 0,
             "dm_iterations": 500, "dm_batch_real": 64, "dm_net_pool": 0, "eval_students": 1, "eval_epochs": 500,
