@@ -335,7 +335,8 @@ def reproduce(preset: str, names: list[str] | None, params: dict, force: bool = 
     way."""
     from .config import ConfigError
     if (keep_teachers or keep_cache) and not cold:
-        raise ConfigError("--keep-teachers and --keep-cache go with --cold (a warm run takes everything from the cache)")
+        raise ConfigError("--keep-teachers and --keep-cache go with --cold (a warm run takes everything from the "
+                          "cache)")
     if not cold:
         return _reproduce(preset, names, params, force, output_dir, timeout, cold)
     previous, rc = os.environ.get("LTDD_CACHE"), 1

@@ -14,7 +14,8 @@ STEMS = {cli.chapter_key(s): s for s in cli.chapters()}
 # studies and recipe (DSA, fresh networks) stay
 SIZES = {"dataset", "datasets", "seeds", "ipc", "ipcs", "width", "eval_width", "eval_widths", "teacher_width",
          "expert_width", "trust_width", "dm_iterations", "dm_batch_real", "eval_epochs", "eval_batch", "eval_students",
-         "student_steps", "kd_steps", "teacher_epochs", "teacher_batch", "expert_epochs", "expert_batch", "recover_iterations",
+         "student_steps", "kd_steps", "teacher_epochs", "teacher_batch", "expert_epochs", "expert_batch",
+         "recover_iterations",
          "n_max", "per_class", "val_per_class", "test_per_class", "test_limit", "warmup_epochs", "epochs_per_round",
          "rounds", "trust_batch", "supcon_epochs", "supcon_batch", "full_epochs", "full_eval_every", "num_freqs",
          "min_group_images", "papers", "kde_bandwidths", "num_crops", "max_images", "imbalance_factor",

@@ -3,9 +3,10 @@ papers' headline claims are judged in their chapters). Per imperfection: the gat
 a bias on the unbiased source, as chapter 04 gates, since on the biased data DM losing to random is the bias itself),
 what the imperfection costs DM (DM on the clean counterpart against DM, a diagnostic), and each paper's method against
 DM (supporting, behind the gate) and against a random real subset (control), all under the board's protocol (hard
-labels); a soft-label method also against its own labels on random real images under its KD protocol, so that
-only the images differ (ADSA against ``random_adsa``: its teacher, its tau* rule; unbiased recovery against chapter
-02's ``random_kd``: its debiased teacher), and TAD against the filter it starts from."""
+labels); a soft-label method also against its own labels on random real images under its KD protocol, so that the
+images are what differs (ADSA against ``random_adsa``: its teacher, its tau* rule, which chooses tau* on each set's
+own images; unbiased recovery against chapter 02's ``random_kd``: its debiased teacher), and TAD against the filter
+it starts from."""
 from ..verdicts import Arm, Claim
 
 # the rows that are references or controls, not a paper's method
