@@ -116,6 +116,12 @@ def paper_config(values: dict, chapter: str, check_data: bool = False):
         raise ConfigError(f"chapter {chapter!r} as the leaderboard runs it (parameter 'papers'): {e}") from None
 
 
+def gate_arms(kind: str) -> tuple[str, str]:
+    """The two rows of an imperfection's gate, whether DM works at this scale: DM against a random real subset, under
+    a bias on the unbiased source (on the biased data DM losing to random is the bias itself)."""
+    return ("clean_dm", "clean_random") if kind in BIAS else ("dm", "random")
+
+
 def check(values: dict) -> None:
     """A paper method's claims are gated on the base working at this scale: DM against a random real subset, under a
     bias on the unbiased source (clean_dm against clean_random); the board must run the gate's rows wherever it
@@ -124,7 +130,7 @@ def check(values: dict) -> None:
     methods = set(values["methods"])
     for kind, value in values["imperfections"]:
         papers = [m for m in values["methods"] if METHODS[m][0] is not None and kind in METHODS[m][1]]
-        need = {"dm", "random"} | ({"clean_dm", "clean_random"} if kind in BIAS else set())
+        need = {"dm", "random", *gate_arms(kind)}
         if papers and not need <= methods:
             raise ConfigError(f"parameter 'methods': {papers} on [{kind!r}, {value}] are judged behind the gate "
                               f"{sorted(need)}, which 'methods' leaves out; add {sorted(need - methods)}")

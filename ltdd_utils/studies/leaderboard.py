@@ -24,12 +24,12 @@ from ..distill import SyntheticSet, distill, herding, random_subset
 from ..experiment import Run, eval_settings
 
 BIAS_NAMES = {"cmnist": "Colored MNIST", "bg_fmnist": "BG-FashionMNIST", "corrupted_cifar10": "Corrupted CIFAR-10"}
-SOFT_LABELS = ("random_soft", "random_adsa", "random_kd", "adsa", "unbiased_recovery")
 # a soft-label method -> its control: its own labels (teacher and label rule) on random real images, its own KD
 # students, so that the images are what differs (ADSA chooses tau* on each set's own images); random_soft (the plain
 # soft labels) a further reference
 SOFT_CONTROLS = {"adsa": "random_adsa", "unbiased_recovery": "random_kd"}
-KD_ONLY = ("random_soft", "random_adsa", "random_kd")
+KD_ONLY = ("random_soft", *SOFT_CONTROLS.values())
+SOFT_LABELS = (*KD_ONLY, *SOFT_CONTROLS)
 
 
 def protocols(method: str) -> tuple[str, ...]:
