@@ -534,6 +534,8 @@ def main(argv=None) -> int:
     t.add_argument("--out", type=Path, default=None, help="write the rows as JSON (book/results/teachers.json)")
     t.add_argument("--recipe", default="", help="override the recipe, e.g. batch=250,weight_decay=0.03 (fields of "
                    "ltdd_utils.teachers.Recipe)")
+    t.add_argument("--aug", default=None, help="the training batches' augmentation instead of the recipe's "
+                   "translate_flip (a name of ltdd_utils.augment.AUGMENTS, e.g. cropflip: 4 px crops and flips)")
     t.add_argument("--validation-only", action="store_true", help="choose a setting: train and print the validation "
                    "curve and flip-averaged validation accuracy; the test set is not read and nothing is written")
     k = sub.add_parser("pack-data", help="write a small data root to carry where there is no network (a CIFAR-10 "
@@ -586,7 +588,7 @@ def main(argv=None) -> int:
             if bad:
                 raise ConfigError(f"roles {bad} are not allowed: expected some of {list(teachers.ROLES)}")
             teachers.measure(roles, [int(s) for s in args.seeds.split(",")], args.data_root, args.out, args.epochs,
-                             recipe=teachers.parse_recipe(args.recipe), test=not args.validation_only)
+                             recipe=teachers.parse_recipe(args.recipe), test=not args.validation_only, aug=args.aug)
             return 0
         if args.cmd == "pack-data":
             from .data.pack import pack

@@ -203,8 +203,8 @@ def teacher(data, *, epochs: float, objective: str = "ce", tau: float = 1.0, see
 # curve was still rising at 24 epochs (seed 0: 58-65 % over the last six), so it trains 30, what the budget holds;
 # at seed 0 it ended at 64.1 %, and neither batch 250 for 24 epochs (64.9 %, flipped 65.5 %, 10.9 minutes), nor that
 # with twice the weight decay (64.6 %, flipped 65.5 %), nor batch 250 for 30 epochs (62.6 %, flipped 62.9 %, 14.9
-# minutes) left the swing of its last epochs (63.3-65.3 % over the last five; book/results/teachers_choices.json),
-# so it keeps the recipe. The debiased one's had levelled off (73.0-73.6 %
+# minutes), nor 60 epochs (60.5 %), nor 4-pixel crops for 30 epochs (63.7 %, flipped 63.9 %) left the swing of its
+# last epochs (63.3-65.3 % over the last five; book/results/teachers_choices.json), so it keeps the recipe. The debiased one's had levelled off (73.0-73.6 %
 # over the last five). The balanced and noisy ones train 7.5 epochs: at 8 their training alone took 14.9-15.2
 # minutes. The validation split (balanced, outside the training images: the last 5,000 of a fixed permutation of
 # CIFAR-10's training set, or 100 images per class of them for the long tail) records the accuracy after every
@@ -256,16 +256,18 @@ def _role_objective(objective: str, train, seed: int, width: int) -> dict:
 
 
 def measure(roles, seeds, root=None, out=None, epochs: float | None = None, device="cpu", recipe: dict | None = None,
-            test: bool = True) -> list[dict]:
+            test: bool = True, aug: str | None = None) -> list[dict]:
     """Train each role's teacher per seed (not cached: a measurement), with its validation accuracy after every
     epoch; test accuracy (balanced test set: overall = balanced; many / medium / few on the long tail) at the end,
     plain and with flip averaging. One row per network; ``minutes`` from the first step to the last epoch's
     validation, of which ``validation_minutes`` validating. Written to ``out`` (JSON, and its table beside it) as it
     goes, merged with the rows already there: a row of the same role and seed is replaced, and so are the role's
-    rows trained for other epochs or by another recipe (a table row averages seeds of one setting). ``recipe``:
-    overrides of the roles' recipes.
+    rows trained for other epochs, by another recipe or augmentation (a table row averages seeds of one setting).
+    ``recipe``: overrides of the roles' recipes.
     ``test=False`` (choosing a setting): the test set is not read; each row gets the flip-averaged accuracy on
-    the validation split instead, and ``out`` must be None."""
+    the validation split instead, and ``out`` must be None. ``aug``: the training batches' augmentation instead of
+    the recipe's ``translate_flip`` (a name of :data:`ltdd_utils.augment.AUGMENTS`; not for GLMC's step, which makes
+    its own views); recorded in each row."""
     import json
     import time
     from .cache import atomic_write_text
@@ -275,10 +277,15 @@ def measure(roles, seeds, root=None, out=None, epochs: float | None = None, devi
     from .precision import resolve
     from .results import device_name
     from pathlib import Path
+    from .augment import AUGMENTS
+    from .checks import ConfigError
     if out and not test:
-        from .checks import ConfigError
         raise ConfigError("a run without the test set (--validation-only) chooses a setting: it writes no rows "
                           "(leave out --out)")
+    if aug is not None and aug not in AUGMENTS:
+        raise ConfigError(f"augmentation {aug!r} is not allowed: expected one of {list(AUGMENTS)}")
+    if aug is not None and "lt_glmc" in roles:
+        raise ConfigError("GLMC's step makes its own views: leave out the augmentation override for lt_glmc")
     full = load_dataset("cifar10", root, train=True)
     if test:
         test_set = load_dataset("cifar10", root, train=False)
@@ -302,7 +309,8 @@ def measure(roles, seeds, root=None, out=None, epochs: float | None = None, devi
                       flush=True)
             n, recipe_ = epochs or spec["epochs"], role_recipe(role, recipe)
             net = fit_teacher(x, y, train.num_classes, epochs=n, seed=seed, device=device, on_epoch=on_epoch,
-                              recipe=recipe_, **_role_objective(spec["objective"], train, seed, recipe_.width))
+                              recipe=recipe_, **({} if aug is None else {"aug": aug}),
+                              **_role_objective(spec["objective"], train, seed, recipe_.width))
             minutes = (time.time() - t0) / 60
             groups = class_groups(train.class_counts()) if role.startswith("lt_") else None
             row = dict(role=role, what=spec["what"], seed=seed, epochs=n, recipe=asdict(recipe_), train_images=len(x),
@@ -310,6 +318,8 @@ def measure(roles, seeds, root=None, out=None, epochs: float | None = None, devi
                        minutes=round(minutes, 1), validation_minutes=round(validating[0] / 60, 1),
                        precision=resolve("auto", device), device=device_name(device),
                        torch=torch.__version__)
+            if aug is not None:
+                row["aug"] = aug
             if not test:
                 row["validation_tta"] = val_acc(predict_tta, net)
                 print(json.dumps(row), flush=True)
@@ -318,8 +328,8 @@ def measure(roles, seeds, root=None, out=None, epochs: float | None = None, devi
             for name, fn in (("test", predict), ("test_tta", predict_tta)):
                 m = accuracy_metrics(fn(net, xt, device=device).argmax(1), yt, test_set.num_classes, groups)
                 row[name] = {k: round(v, 2) for k, v in m.items() if isinstance(v, float)}
-            rows = [r for r in rows if r["role"] != role
-                    or (r["seed"] != seed and (r["epochs"], r.get("recipe")) == (n, row["recipe"]))] + [row]
+            setting = lambda r: (r["epochs"], r.get("recipe"), r.get("aug"))
+            rows = [r for r in rows if r["role"] != role or (r["seed"] != seed and setting(r) == setting(row))] + [row]
             rows.sort(key=lambda r: (list(ROLES).index(r["role"]), r["seed"]))
             print(json.dumps(row), flush=True)
             if out:
@@ -348,7 +358,8 @@ def to_markdown(rows: list[dict]) -> str:
                             if f"acc_{g}" in rs[0]["test_tta"]) or "—"
         plain = fmt([r["test"]["acc"] for r in rs])
         lines.append(f"| {role} | {rs[0]['what']} | {', '.join(str(r['seed']) for r in rs)} | "
-                     f"{rs[0]['epochs']:g}, {rs[0]['recipe']['batch']} | "
+                     f"{rs[0]['epochs']:g}, {rs[0]['recipe']['batch']}{', ' + rs[0]['aug'] if 'aug' in rs[0] else ''}"
+                     " | "
                      f"{plain}, {fmt(acc)} | {groups} | {fmt([r['minutes'] for r in rs])} |")
     machines = sorted({f"{r['precision']} on {r['device']} (torch {r['torch']})" for r in rows})
     timed = [r["validation_minutes"] for r in rows if "validation_minutes" in r]

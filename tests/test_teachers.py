@@ -190,3 +190,7 @@ def test_recipe_overrides_are_checked_before_anything_trains():
         assert teachers.role_recipe(role).batch == teachers.ROLES[role].get("recipe", {}).get("batch", Recipe().batch)
     with pytest.raises(ValueError, match="writes no rows"):
         teachers.measure(["lt_plain"], [0], out="rows.json", test=False)
+    with pytest.raises(ConfigError, match="augmentation 'crop'"):
+        teachers.measure(["lt_plain"], [0], test=False, aug="crop")
+    with pytest.raises(ConfigError, match="own views"):
+        teachers.measure(["lt_plain", "lt_glmc"], [0], test=False, aug="cropflip")
