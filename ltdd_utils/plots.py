@@ -99,7 +99,8 @@ def image_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int, per
     if row_names is None:
         ax.set_yticks([])
     else:
-        ax.set_yticks([h * (r + 0.5) for r in range(n)], [row_names[c] for c in order], fontsize=8)
+        names = list(row_names)
+        ax.set_yticks([h * (r + 0.5) for r in range(n)], [names[c] for c in order], fontsize=8)
         ax.tick_params(axis="y", length=0)
     for side in ax.spines.values():
         side.set_visible(False)
