@@ -78,11 +78,15 @@ def per_rank_accuracy(df, orders: dict, num_classes: int, hue: str = "method", a
 
 
 def image_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int, per_class: int = 10, ax=None,
-               title=None, row_names=None):
+               title=None, row_names=None, order=None):
     """Images in [0, 1] (N, C, H, W) as a grid: one row per class, ``per_class`` columns; ``row_names`` (one
-    per class) label the rows."""
+    per class, indexed by class) label the rows; ``order``: the classes from the top row down (e.g. head to tail;
+    default 0, 1, ...)."""
+    order = list(range(num_classes)) if order is None else [int(c) for c in order]
+    if sorted(order) != list(range(num_classes)):
+        raise ValueError(f"order must list each of the {num_classes} classes once, got {order}")
     rows = []
-    for c in range(num_classes):
+    for c in order:
         x = images[labels == c][:per_class]
         pad = torch.ones(per_class - len(x), *images.shape[1:]) if len(x) < per_class else x[:0]
         rows.append(torch.cat([x, pad]))
@@ -95,7 +99,8 @@ def image_grid(images: torch.Tensor, labels: torch.Tensor, num_classes: int, per
     if row_names is None:
         ax.set_yticks([])
     else:
-        ax.set_yticks([h * (r + 0.5) for r in range(n)], list(row_names), fontsize=8)
+        names = list(row_names)
+        ax.set_yticks([h * (r + 0.5) for r in range(n)], [names[c] for c in order], fontsize=8)
         ax.tick_params(axis="y", length=0)
     for side in ax.spines.values():
         side.set_visible(False)

@@ -49,3 +49,23 @@ def test_records_judged_as_paired_claims_and_written(tmp_path):
     assert [r["verdict"] for r in rows] == ["held", "inconclusive", "did not hold"]
     out = write_claims(rows, tmp_path / "ch_smoke")
     assert out.name == "ch_smoke_claims.json" and len(json.loads(out.read_text())) == 3
+
+
+def test_image_grid_rows_follow_the_order_and_keep_their_names():
+    """A grid's rows are the classes in ``order`` (e.g. head to tail), each named by its own class; an order that
+    misses or repeats a class is refused."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pytest
+    import torch
+    from ltdd_utils import plots
+    images = torch.stack([torch.full((1, 2, 2), v / 2) for v in (0, 1, 2)])        # class c: a flat image of c / 2
+    labels = torch.tensor([0, 1, 2])
+    ax = plots.image_grid(images, labels, 3, per_class=1, row_names=["a", "b", "c"], order=[2, 0, 1])
+    shown = ax.get_images()[0].get_array()
+    assert [float(shown[2 * r, 0]) for r in range(3)] == [1.0, 0.0, 0.5]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["c", "a", "b"]
+    with pytest.raises(ValueError, match="each of the 3 classes once"):
+        plots.image_grid(images, labels, 3, order=[0, 0, 1])
+    plt.close("all")
