@@ -198,18 +198,18 @@ def teacher(data, *, epochs: float, objective: str = "ce", tau: float = 1.0, see
 
 
 # ------------------------------------------------------------------------------------------------ measurement
-# Each role: its training split, objective, epochs and any recipe overrides, fixed before the run by the time
-# budget (about 15 minutes of training on 2 cores in bf16) and the validation curve. The plain long-tail teacher's
-# curve was still rising at 24 epochs (seed 0: 58-65 % over the last six), so it trains 30, what the budget holds;
-# at seed 0 it ended at 64.1 %, and neither batch 250 for 24 epochs (64.9 %, flipped 65.5 %, 10.9 minutes), nor that
-# with twice the weight decay (64.6 %, flipped 65.5 %), nor batch 250 for 30 epochs (62.6 %, flipped 62.9 %, 14.9
-# minutes), nor 60 epochs (60.5 %), nor 4-pixel crops for 30 epochs (63.7 %, flipped 63.9 %) left the swing of its
-# last epochs (63.3-65.3 % over the last five; book/results/teachers_choices.json), so it keeps the recipe. The
-# debiased one's had levelled off (73.0-73.6 % over the last five). The balanced and noisy ones train 7.5 epochs: at
-# 8 their training alone took 14.9-15.2 minutes. The validation split (balanced, outside the training images: the
-# last 5,000 of a fixed permutation of CIFAR-10's training set, or 100 images per class of them for the long tail)
-# records the accuracy after every epoch; the test set is read once, at the end (``measure(test=False)`` chooses a
-# setting without it).
+# Each role: its training split, objective, epochs and any recipe overrides, fixed before the run by the time budget
+# (about 15 minutes of training on 2 cores in bf16) and the validation curve. The plain long-tail teacher's curve was
+# still rising at 24 epochs (seed 0: 58-65 % over the last six), so it trains 30, what the budget holds; at seed 0 it
+# ended at 64.1 %, and neither batch 250 for 24 epochs (64.9 %, flipped 65.5 %, 10.9 minutes), nor that with twice the
+# weight decay (64.6 %, flipped 65.5 %), nor batch 250 for 30 epochs (62.6 %, flipped 62.9 %, 14.9 minutes), nor 60
+# epochs (60.5 %), nor 4-pixel crops for 30 epochs (63.7 %, flipped 63.9 %), nor width 96 for 30 epochs (64.2 %, flipped
+# 65.4 %, 15.9 minutes on an Intel AMX) left the swing of its last epochs (63.3-65.3 % over the last five;
+# book/results/teachers_choices.json), so it keeps the recipe. The debiased one's had levelled off (73.0-73.6 % over the
+# last five). The balanced and noisy ones train 7.5 epochs: at 8 their training alone took 14.9-15.2 minutes. The
+# validation split (balanced, outside the training images: the last 5,000 of a fixed permutation of CIFAR-10's training
+# set, or 100 images per class of them for the long tail) records the accuracy after every epoch; the test set is read
+# once, at the end (``measure(test=False)`` chooses a setting without it).
 ROLES = {
     "balanced": dict(what="CIFAR-10, 45,000 training images", objective="ce", epochs=7.5),
     "lt_plain": dict(what="CIFAR-10-LT, IF 100: 4,500 to 45 per class of the 45,000 (11,165 images)",
