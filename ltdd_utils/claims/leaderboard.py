@@ -28,16 +28,14 @@ def claims(cfg) -> list[Claim]:
         # under a bias the gate reads the unbiased source, as chapter 04 gates: on the biased data DM losing to a
         # random subset is the bias the methods address (chapter 04's Claim 1), kept as a diagnostic
         base, control = gate_arms(kind)
-        if {base, control} <= have:
+        gates = (gate,) if {base, control} <= have else ()
+        if gates:
             out.append(Claim(gate, "gate", f"{name}: DM beats a random real subset" + (
                 " on the unbiased source (the base works at this scale)" if kind in BIAS else ""), at(base),
                 at(control), margin=m, setting=name))
         if kind in BIAS:
             out.append(Claim(f"lb.d.dm_beats_random_biased.{tag}", "diagnostic", f"{name}: on the biased data DM "
                              "beats a random real subset of it", at("dm"), at("random"), margin=m, setting=name))
-        if not any(c.id == gate for c in out):
-            gate = None
-        gates = (gate,) if gate else ()
         if "clean_dm" in have:
             out.append(Claim(f"lb.d.cost.{tag}", "diagnostic", f"{name}: the imperfection costs DM (DM on the same data "
                              "without it beats DM on the imperfect data)", at("clean_dm"), at("dm"), margin=m,
